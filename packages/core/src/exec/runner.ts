@@ -1,0 +1,106 @@
+import { execa } from "execa";
+import pLimit from "p-limit";
+import { BmiError, type Subsystem } from "../errors/index.js";
+import { redact } from "../log/redact.js";
+
+export interface CommandOptions {
+  /** Kill the process after this many milliseconds; the call fails with a retryable `timeout`. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Written to the process's stdin (e.g. a secret that must not appear in its arguments). */
+  input?: string;
+  env?: Record<string, string>;
+  /** Strings to hide wherever the command line or its output is reported. */
+  secrets?: readonly string[];
+}
+
+export interface CommandResult {
+  /** The command line as run, for messages (secrets redacted). */
+  command: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/**
+ * Runs one external command without a shell (argument arrays only). Resolves with the exit code
+ * whatever it is, so each driver maps codes to its own errors; rejects only when the process
+ * could not run (`unavailable`), timed out (`timeout`) or was cancelled (`cancelled`).
+ * Drivers take a runner as an option so tests can record commands and a later runner can reach a
+ * remote host.
+ */
+export type CommandRunner = (
+  file: string,
+  args: readonly string[],
+  options?: CommandOptions,
+) => Promise<CommandResult>;
+
+export interface ExecaRunnerOptions {
+  subsystem?: Subsystem;
+  /** Default for calls that pass none. */
+  timeoutMs?: number;
+}
+
+/** The default runner, over execa. */
+export function createExecaRunner(defaults: ExecaRunnerOptions = {}): CommandRunner {
+  const subsystem = defaults.subsystem ?? "core";
+  return async (file, args, options = {}) => {
+    const secrets = options.secrets ?? [];
+    const command = redact([file, ...args].join(" "), secrets);
+    const timeoutMs = options.timeoutMs ?? defaults.timeoutMs;
+    const started = performance.now();
+    const result = await execa(file, [...args], {
+      reject: false,
+      shell: false,
+      stripFinalNewline: false,
+      timeout: timeoutMs,
+      cancelSignal: options.signal,
+      input: options.input,
+      env: options.env,
+      extendEnv: true,
+      encoding: "utf8",
+      forceKillAfterDelay: 2000,
+    });
+    const durationMs = performance.now() - started;
+    if (result.isCanceled) {
+      throw new BmiError("cancelled", `cancelled: ${command}`, { subsystem, details: { command } });
+    }
+    if (result.timedOut) {
+      throw new BmiError("timeout", `timed out after ${timeoutMs} ms: ${command}`, {
+        subsystem,
+        details: { command, timeoutMs },
+      });
+    }
+    if (result.exitCode === undefined) {
+      const code = (result.cause as NodeJS.ErrnoException | undefined)?.code;
+      const why =
+        code === "ENOENT"
+          ? `${file} is not installed or not on PATH`
+          : redact(result.shortMessage ?? "unknown failure", secrets);
+      throw new BmiError("unavailable", `could not run ${file}: ${why}`, { subsystem, details: { command } });
+    }
+    return {
+      command,
+      exitCode: result.exitCode,
+      stdout: redact(String(result.stdout ?? ""), secrets),
+      stderr: redact(String(result.stderr ?? ""), secrets),
+      durationMs,
+    };
+  };
+}
+
+/** Wraps a runner so at most `concurrency` commands run at once (CON-4). */
+export function limitRunner(runner: CommandRunner, concurrency: number): CommandRunner {
+  const limit = pLimit(concurrency);
+  return (file, args, options) => limit(() => runner(file, args, options));
+}
+
+/** The last meaningful line of a command's stderr (tools print progress and log lines before it). */
+export function lastErrorLine(stderr: string): string {
+  const lines = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  return lines.at(-1) ?? "";
+}
