@@ -14,7 +14,20 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
+    projects: [
+      // Unit tests: in-memory drivers, recording runners, the HIL-compatible server. No daemons.
+      { extends: true, test: { name: "unit", include: ["packages/*/test/**/*.test.ts"] } },
+      // Real daemons: one Ceph cluster for the whole run (started by the global setup), tgtd and
+      // the HIL-compatible server per file, qemu for end-to-end boots.
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/**/*.test.ts"],
+          globalSetup: ["test/setup/global-lab.ts"],
+        },
+      },
+    ],
     // Real daemons (Ceph, tgtd, qemu) make integration files slow; unit files finish far below this.
     testTimeout: 60_000,
     hookTimeout: 180_000,

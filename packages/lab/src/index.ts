@@ -1,1 +1,5 @@
-export {};
+export * from "./boot-image.js";
+export * from "./ceph.js";
+export * from "./process.js";
+export * from "./qemu.js";
+export * from "./tgtd.js";
