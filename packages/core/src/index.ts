@@ -1,4 +1,5 @@
 export * from "./config/index.js";
+export * from "./di/index.js";
 export * from "./domain/index.js";
 export * from "./errors/index.js";
 export * from "./exec/index.js";

@@ -1,0 +1,4 @@
+// reflect-metadata must load before tsyringe, or tsyringe throws "requires a reflect polyfill".
+import "reflect-metadata";
+
+export { container, type DependencyContainer, inject, injectable } from "tsyringe";

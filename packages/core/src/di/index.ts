@@ -1,0 +1,2 @@
+export * from "./container.js";
+export * from "./tokens.js";
