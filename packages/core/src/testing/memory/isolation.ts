@@ -1,1 +1,232 @@
-export {};
+import { z } from "zod";
+import type { NodeInfo } from "../../domain/model.js";
+import { MacAddress, NetworkName, NicLabel, NodeName, ProjectName } from "../../domain/names.js";
+import { parseInput } from "../../domain/validate.js";
+import { BmiError } from "../../errors/bmi-error.js";
+import type { CallOptions } from "../../ports/common.js";
+import type { IsolationDriver, NetworkAttachment } from "../../ports/isolation.js";
+
+const DEFAULT_CHANNEL = "vlan/native";
+
+export interface MemoryIsolationNodeSeed {
+  name: string;
+  /** The owning project, or null/absent for a free node. */
+  project?: string | null;
+  nics: { label: string; mac: string }[];
+}
+
+export interface MemoryIsolationNetworkSeed {
+  name: string;
+  /** Projects allowed to attach; null/absent = public (HIL's empty access list). */
+  projects?: string[] | null;
+}
+
+export interface MemoryIsolationOptions {
+  nodes: MemoryIsolationNodeSeed[];
+  /**
+   * Known networks (a bare string is a public network). When absent, any well-formed network
+   * name is accepted as a public network.
+   */
+  networks?: (string | MemoryIsolationNetworkSeed)[];
+  /** Reported as `capabilities.networks`; default true. */
+  networksCapability?: boolean;
+}
+
+/** Which driver method a failure is injected into. */
+export type MemoryIsolationOperation = "node" | "authorize" | "attach" | "detach" | "attachments";
+
+export interface MemoryIsolation extends IsolationDriver {
+  /**
+   * Makes the next `times` calls of `operation` throw `error` (default: a retryable `unavailable`)
+   * before doing anything, the way an unreachable HIL would.
+   */
+  failNext(operation: MemoryIsolationOperation, error?: BmiError, times?: number): void;
+  /** Moves a node to a project (HIL `connect_node`) or frees it (null), for tests. */
+  setOwner(node: string, project: string | null): void;
+  /** Every attachment, for assertions. */
+  readonly allAttachments: readonly NetworkAttachment[];
+}
+
+const nodeSeedSchema = z.object({
+  name: NodeName,
+  project: ProjectName.nullable().optional(),
+  nics: z.array(z.object({ label: NicLabel, mac: MacAddress })),
+});
+const networkSeedSchema = z.union([
+  NetworkName,
+  z.object({ name: NetworkName, projects: z.array(ProjectName).nullable().optional() }),
+]);
+const optionsSchema = z.object({
+  nodes: z.array(nodeSeedSchema),
+  networks: z.array(networkSeedSchema).optional(),
+  networksCapability: z.boolean().optional(),
+});
+
+const attachmentSchema = z.object({
+  node: NodeName,
+  nic: NicLabel,
+  network: NetworkName,
+  channel: z.string().min(1).max(100).optional(),
+});
+
+interface NodeState {
+  name: string;
+  project: string | null;
+  nics: { label: string; mac: string }[];
+}
+
+const fail = (code: "not_found" | "forbidden" | "conflict", message: string, details = {}) =>
+  new BmiError(code, message, { subsystem: "isolation", details });
+
+/**
+ * An in-memory IsolationDriver with HIL's rules: free and foreign nodes are refused by
+ * `authorize`, a network rides on a NIC once, one network per channel, a free node cannot be
+ * attached, and networks with an access list admit only those projects.
+ */
+export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIsolation {
+  const parsed = parseInput(optionsSchema, options, "options", "isolation");
+  const nodes = new Map<string, NodeState>();
+  for (const seed of parsed.nodes) {
+    nodes.set(seed.name, { name: seed.name, project: seed.project ?? null, nics: seed.nics });
+  }
+  const networks =
+    parsed.networks === undefined
+      ? undefined
+      : new Map(
+          parsed.networks.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])),
+        );
+  const attachments: NetworkAttachment[] = [];
+  const injected = new Map<MemoryIsolationOperation, { error: BmiError; left: number }>();
+
+  const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) => {
+    if (callOptions?.signal?.aborted) {
+      throw new BmiError("cancelled", `isolation ${operation} was cancelled`, { subsystem: "isolation" });
+    }
+    const failure = injected.get(operation);
+    if (failure) {
+      failure.left -= 1;
+      if (failure.left <= 0) injected.delete(operation);
+      throw failure.error;
+    }
+  };
+
+  const lookup = (name: string): NodeState => {
+    const node = nodes.get(name);
+    if (!node) throw fail("not_found", `node ${name} does not exist`, { node: name });
+    return node;
+  };
+
+  const info = (node: NodeState): NodeInfo => ({
+    name: node.name,
+    project: node.project,
+    nics: node.nics.map((nic) => ({ label: nic.label, mac: nic.mac })),
+  });
+
+  const checkNic = (node: NodeState, nic: string) => {
+    if (!node.nics.some((n) => n.label === nic)) {
+      throw fail("not_found", `NIC ${nic} on node ${node.name} does not exist`, { node: node.name, nic });
+    }
+  };
+
+  const checkNetwork = (network: string): string[] | null => {
+    if (!networks) return null;
+    if (!networks.has(network)) throw fail("not_found", `network ${network} does not exist`, { network });
+    return networks.get(network) ?? null;
+  };
+
+  return {
+    name: "memory",
+    capabilities: { networks: parsed.networksCapability ?? true },
+
+    async node(name, callOptions) {
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      enter("node", callOptions);
+      return info(lookup(valid));
+    },
+
+    async authorize(project, name, callOptions) {
+      const validProject = parseInput(ProjectName, project, "project", "isolation");
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      enter("authorize", callOptions);
+      const node = lookup(valid);
+      if (node.project !== validProject) {
+        throw fail(
+          "forbidden",
+          node.project === null
+            ? `node ${valid} is free: it does not belong to project ${validProject}`
+            : `node ${valid} does not belong to project ${validProject}`,
+          { node: valid, project: validProject },
+        );
+      }
+      return info(node);
+    },
+
+    async attach(attachment, callOptions) {
+      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      enter("attach", callOptions);
+      const node = lookup(a.node);
+      checkNic(node, a.nic);
+      const access = checkNetwork(a.network);
+      const channel = a.channel ?? DEFAULT_CHANNEL;
+      if (node.project === null) {
+        throw fail("conflict", `node ${a.node} is not in a project`, { node: a.node });
+      }
+      if (access !== null && !access.includes(node.project)) {
+        throw fail("conflict", `project ${node.project} may not use network ${a.network}`, {
+          network: a.network,
+          project: node.project,
+        });
+      }
+      const onNic = attachments.filter((x) => x.node === a.node && x.nic === a.nic);
+      const same = onNic.find((x) => x.network === a.network);
+      if (same) {
+        if (same.channel === channel) return;
+        throw fail("conflict", `network ${a.network} is already attached to ${a.nic} on ${same.channel}`, {
+          channel: same.channel,
+        });
+      }
+      if (onNic.some((x) => x.channel === channel)) {
+        throw fail("conflict", `channel ${channel} is already in use on ${a.node}/${a.nic}`, { channel });
+      }
+      attachments.push({ node: a.node, nic: a.nic, network: a.network, channel });
+    },
+
+    async detach(attachment, callOptions) {
+      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      enter("detach", callOptions);
+      const node = lookup(a.node);
+      checkNic(node, a.nic);
+      checkNetwork(a.network);
+      const index = attachments.findIndex(
+        (x) => x.node === a.node && x.nic === a.nic && x.network === a.network,
+      );
+      if (index >= 0) attachments.splice(index, 1);
+    },
+
+    async attachments(name, callOptions) {
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      enter("attachments", callOptions);
+      lookup(valid);
+      return attachments.filter((x) => x.node === valid).map((x) => ({ ...x }));
+    },
+
+    failNext(operation, error, times = 1) {
+      injected.set(operation, {
+        error:
+          error ??
+          new BmiError("unavailable", `injected failure in isolation ${operation}`, {
+            subsystem: "isolation",
+          }),
+        left: times,
+      });
+    },
+
+    setOwner(name, project) {
+      lookup(name).project = project;
+    },
+
+    get allAttachments() {
+      return attachments.map((x) => ({ ...x }));
+    },
+  };
+}
