@@ -1,1 +1,289 @@
-export {};
+import { z } from "zod";
+import { TargetName } from "../../domain/names.js";
+import { parseInput } from "../../domain/validate.js";
+import { BmiError } from "../../errors/index.js";
+import type { CallOptions } from "../../ports/common.js";
+import type {
+  ExportAccess,
+  ExportCapabilities,
+  ExportDriver,
+  ExportedTarget,
+  ExportRequest,
+} from "../../ports/export.js";
+import type { Backing, BackingKind } from "../../ports/storage.js";
+
+export type MemoryExportOperation = "export" | "unexport" | "list" | "restore";
+
+export interface MemoryExportOptions {
+  portal?: string;
+  port?: number;
+  /** Defaults: every backing kind, ACL and CHAP supported. */
+  capabilities?: Partial<ExportCapabilities>;
+}
+
+/** What the in-memory target server holds for one target. */
+interface MemoryTarget {
+  request: ExportRequest;
+  sessions: number;
+}
+
+/** The in-memory ExportDriver plus the knobs unit tests turn. */
+export interface MemoryExportDriver extends ExportDriver {
+  /** Pretends `count` initiators are logged in to `target` (throws `not_found` if absent). */
+  setSessions(target: string, count: number): void;
+  /** Whether an initiator would be let in, by the target's ACL and CHAP rules. */
+  canLogin(
+    target: string,
+    initiator: { name?: string; address?: string; chap?: { user: string; secret: string } },
+  ): boolean;
+  /** Like a target daemon restart: every target is gone; call `restore()` to bring them back. */
+  simulateRestart(): void;
+  /** The next `times` calls of `operation` fail with `error` before doing anything. */
+  failNext(operation: MemoryExportOperation, error: Error, times?: number): void;
+}
+
+const subsystem = "export" as const;
+
+const Ipv4 = z
+  .string()
+  .regex(/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/, { error: "must be an IPv4 address or CIDR" });
+const InitiatorName = z
+  .string()
+  .regex(
+    /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[A-Za-z0-9_.:-]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$/,
+    {
+      error: "must be an iSCSI initiator name (iqn., eui. or naa.)",
+    },
+  );
+
+/** Access rules every export driver accepts (shared by the real drivers through the contract). */
+export const ExportAccessSchema = z.object({
+  initiators: z.union([
+    z.literal("ALL"),
+    z
+      .object({ addresses: z.array(Ipv4).optional(), names: z.array(InitiatorName).optional() })
+      .refine((v) => (v.addresses?.length ?? 0) + (v.names?.length ?? 0) > 0, {
+        error: 'name at least one initiator address or name, or pass "ALL" explicitly',
+      }),
+  ]),
+  chap: z
+    .object({
+      user: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:@-]{1,64}$/, { error: "CHAP user may only use letters, digits, _.:@-" }),
+      // RFC 3720 wants at least 12 bytes; tgt refuses control characters and spaces in secrets.
+      secret: z
+        .string()
+        .regex(/^[\x21-\x7e]{12,255}$/, { error: "CHAP secret must be 12-255 printable characters" }),
+    })
+    .optional(),
+});
+
+/** True when two requests ask for the same target (backing and access alike). */
+export function sameExportRequest(a: ExportRequest, b: ExportRequest): boolean {
+  return a.target === b.target && sameBacking(a.backing, b.backing) && sameAccess(a.access, b.access);
+}
+
+export function sameBacking(a: Backing, b: Backing): boolean {
+  if (a.kind === "rbd" && b.kind === "rbd") {
+    return a.pool === b.pool && a.image === b.image;
+  }
+  if (a.kind === "file" && b.kind === "file") return a.path === b.path;
+  if (a.kind === "memory" && b.kind === "memory") return a.image === b.image;
+  return false;
+}
+
+function sameAccess(a: ExportAccess, b: ExportAccess): boolean {
+  const norm = (x: ExportAccess) =>
+    JSON.stringify({
+      i:
+        x.initiators === "ALL"
+          ? "ALL"
+          : { a: [...(x.initiators.addresses ?? [])].sort(), n: [...(x.initiators.names ?? [])].sort() },
+      c: x.chap ? [x.chap.user, x.chap.secret] : null,
+    });
+  return norm(a) === norm(b);
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new BmiError("cancelled", "the export operation was cancelled", { subsystem });
+}
+
+/** Validates a request against the port's rules and a driver's capabilities (names the bad field). */
+export function validateExportRequest(
+  request: ExportRequest,
+  capabilities: ExportCapabilities,
+): ExportRequest {
+  const target = parseInput(TargetName, request?.target, "target", subsystem);
+  const access = parseInput(ExportAccessSchema, request?.access, "access", subsystem);
+  const backing = request?.backing;
+  if (typeof backing !== "object" || backing === null || typeof backing.kind !== "string") {
+    throw new BmiError("invalid_input", "invalid backing: must be an object with a kind", {
+      subsystem,
+      details: { field: "backing" },
+    });
+  }
+  if (!capabilities.backings.includes(backing.kind as BackingKind)) {
+    throw new BmiError("unsupported", `this export driver cannot serve ${backing.kind} backings`, {
+      subsystem,
+      details: { field: "backing.kind", kind: backing.kind },
+    });
+  }
+  if (access.initiators !== "ALL" && !capabilities.acl) {
+    throw new BmiError("unsupported", "this export driver cannot restrict initiators (no ACL support)", {
+      subsystem,
+      details: { field: "access.initiators" },
+    });
+  }
+  if (access.chap && !capabilities.chap) {
+    throw new BmiError("unsupported", "this export driver does not support CHAP", {
+      subsystem,
+      details: { field: "access.chap" },
+    });
+  }
+  return { target, backing, access: access as ExportAccess };
+}
+
+function matchesAddress(rule: string, address: string): boolean {
+  if (!rule.includes("/")) return rule === address;
+  const [net, bitsText] = rule.split("/");
+  const bits = Number(bitsText);
+  const toInt = (ip: string) => ip.split(".").reduce((n, part) => (n << 8) + Number(part), 0) >>> 0;
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return (toInt(net ?? "") & mask) >>> 0 === (toInt(address) & mask) >>> 0;
+}
+
+/**
+ * An in-memory target server: targets by name, LUN 1, a session counter tests set, `busy` on
+ * unexport with sessions (unless forced), restarts and failures on demand.
+ */
+export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExportDriver {
+  const portal = options.portal ?? "127.0.0.1";
+  const port = options.port ?? 3260;
+  const capabilities: ExportCapabilities = {
+    backings: options.capabilities?.backings ?? ["memory", "file", "rbd"],
+    acl: options.capabilities?.acl ?? true,
+    chap: options.capabilities?.chap ?? true,
+  };
+  const targets = new Map<string, MemoryTarget>();
+  const failures = new Map<MemoryExportOperation, { error: Error; times: number }>();
+
+  const maybeFail = (operation: MemoryExportOperation) => {
+    const failure = failures.get(operation);
+    if (!failure) return;
+    failure.times -= 1;
+    if (failure.times <= 0) failures.delete(operation);
+    throw failure.error;
+  };
+
+  const view = (target: MemoryTarget): ExportedTarget => ({
+    target: target.request.target,
+    portal,
+    port,
+    lun: 1,
+    backing: structuredClone(target.request.backing),
+    sessions: target.sessions,
+  });
+
+  const mustGet = (target: string): MemoryTarget => {
+    const found = targets.get(target);
+    if (!found)
+      throw new BmiError("not_found", `target ${target} does not exist`, { subsystem, details: { target } });
+    return found;
+  };
+
+  return {
+    name: "memory",
+    capabilities,
+
+    async export(request: ExportRequest, call: CallOptions = {}) {
+      throwIfAborted(call.signal);
+      const valid = validateExportRequest(request, capabilities);
+      maybeFail("export");
+      const existing = targets.get(valid.target);
+      if (existing) {
+        if (sameExportRequest(existing.request, valid)) return view(existing);
+        throw new BmiError(
+          "already_exists",
+          `target ${valid.target} already exists with a different backing or access`,
+          {
+            subsystem,
+            details: { target: valid.target },
+          },
+        );
+      }
+      const created: MemoryTarget = { request: structuredClone(valid), sessions: 0 };
+      targets.set(valid.target, created);
+      return view(created);
+    },
+
+    async unexport(target: string, call: CallOptions & { force?: boolean } = {}) {
+      throwIfAborted(call.signal);
+      const name = parseInput(TargetName, target, "target", subsystem);
+      maybeFail("unexport");
+      const found = mustGet(name);
+      if (found.sessions > 0 && !call.force) {
+        throw new BmiError("busy", `target ${name} has ${found.sessions} initiator session(s) logged in`, {
+          subsystem,
+          details: { target: name, sessions: found.sessions },
+        });
+      }
+      targets.delete(name);
+    },
+
+    async list(call: CallOptions = {}) {
+      throwIfAborted(call.signal);
+      maybeFail("list");
+      return [...targets.values()].map(view);
+    },
+
+    async restore(requests: ExportRequest[], call: CallOptions = {}) {
+      throwIfAborted(call.signal);
+      const valid = requests.map((r) => validateExportRequest(r, capabilities));
+      maybeFail("restore");
+      const created: string[] = [];
+      for (const request of valid) {
+        if (targets.has(request.target)) continue;
+        targets.set(request.target, { request: structuredClone(request), sessions: 0 });
+        created.push(request.target);
+      }
+      return created;
+    },
+
+    setSessions(target, count) {
+      mustGet(target).sessions = count;
+    },
+
+    canLogin(target, initiator) {
+      const found = targets.get(target);
+      if (!found) return false;
+      const { access } = found.request;
+      if (access.initiators !== "ALL") {
+        // Like tgt: each kind of rule that is given must match (address AND name when both are set).
+        const names = access.initiators.names ?? [];
+        const addresses = access.initiators.addresses ?? [];
+        if (names.length > 0 && !(initiator.name !== undefined && names.includes(initiator.name)))
+          return false;
+        const address = initiator.address;
+        if (
+          addresses.length > 0 &&
+          !(address !== undefined && addresses.some((r) => matchesAddress(r, address)))
+        ) {
+          return false;
+        }
+      }
+      if (access.chap) {
+        return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
+      }
+      return true;
+    },
+
+    simulateRestart() {
+      targets.clear();
+    },
+
+    failNext(operation, error, times = 1) {
+      failures.set(operation, { error, times });
+    },
+  };
+}
