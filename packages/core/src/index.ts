@@ -7,3 +7,4 @@ export * from "./fs/index.js";
 export * from "./log/index.js";
 export * from "./ports/index.js";
 export * from "./store/index.js";
+export * from "./ops/index.js";

@@ -1,0 +1,124 @@
+import { z } from "zod";
+import type { Disk, Image, Project } from "../domain/model.js";
+import { cephNameOf, DiskName, ImageName, ProjectName } from "../domain/names.js";
+import { parseInput } from "../domain/validate.js";
+import { BmiError } from "../errors/index.js";
+import {
+  type BmiContext,
+  cloneSource,
+  cloneStep,
+  exportSteps,
+  insertImageStep,
+  operation,
+  requireImage,
+  requireKind,
+  requireProject,
+  unexportSteps,
+} from "./context.js";
+import { imageLock } from "./locks.js";
+import type { Saga } from "./saga.js";
+
+const CreateDiskInput = z.strictObject({ project: ProjectName, image: ImageName, disk: DiskName });
+export type CreateDiskInput = z.input<typeof CreateDiskInput>;
+
+export function toDisk(ctx: BmiContext, image: Image): Disk {
+  const record = ctx.store.getExport(image.id);
+  const node = ctx.store.getProvisioningByDisk(image.id)?.node ?? null;
+  return { ...image, kind: "disk", target: record?.target ?? null, node };
+}
+
+/** Creates a disk: a copy-on-write clone of an image's S snapshot, exported as an iSCSI target. */
+export function createDisk(ctx: BmiContext, input: CreateDiskInput): Promise<Disk> {
+  const args = parseInput(CreateDiskInput, input, "input");
+  const locks = [imageLock(args.project, args.disk), imageLock(args.project, args.image)];
+  return operation(ctx, "create disk", { ...args }, locks, async (saga) => {
+    const project = requireProject(ctx, args.project);
+    return createDiskSteps(ctx, saga, project, args.image, args.disk);
+  });
+}
+
+/** The steps of createDisk, shared with provision-from-image. The caller holds the locks. */
+export async function createDiskSteps(
+  ctx: BmiContext,
+  saga: Saga,
+  project: Project,
+  imageName: string,
+  diskName: string,
+): Promise<Disk> {
+  const source = requireImage(ctx, project, imageName);
+  // Disks carry no S snapshot, so a disk can never be a clone source (spec §2.3).
+  requireKind(source, ["golden", "snapshot"], project, "create disk");
+  if (ctx.store.getImage(project.id, diskName)) {
+    throw new BmiError("already_exists", `disk ${diskName} already exists in project ${project.name}`, {
+      subsystem: "store",
+    });
+  }
+  const row = await insertImageStep(ctx, saga, {
+    name: diskName,
+    projectId: project.id,
+    parentId: source.id,
+    isPublic: false,
+    isSnapshot: false,
+    cephName: (id) => cephNameOf(ctx.settings.uid, id),
+  });
+  await cloneStep(ctx, saga, cloneSource(ctx, source), row.cephName);
+  const target = await exportSteps(ctx, saga, row);
+  return { ...row, kind: "disk", target, node: null };
+}
+
+const DeleteDiskInput = z.strictObject({
+  project: ProjectName,
+  disk: DiskName,
+  /** Remove the target even with initiators logged in. */
+  force: z.boolean().optional(),
+});
+export type DeleteDiskInput = z.input<typeof DeleteDiskInput>;
+
+export function deleteDisk(ctx: BmiContext, input: DeleteDiskInput): Promise<void> {
+  const args = parseInput(DeleteDiskInput, input, "input");
+  return operation(
+    ctx,
+    "delete disk",
+    { project: args.project, disk: args.disk },
+    [imageLock(args.project, args.disk)],
+    async (saga) => {
+      const project = requireProject(ctx, args.project);
+      await deleteDiskSteps(ctx, saga, project, args.disk, args.force ?? false);
+    },
+  );
+}
+
+/** The steps of deleteDisk, shared with deprovision. The caller holds the locks. */
+export async function deleteDiskSteps(
+  ctx: BmiContext,
+  saga: Saga,
+  project: Project,
+  diskName: string,
+  force: boolean,
+  servingNode?: string,
+): Promise<void> {
+  const disk = requireImage(ctx, project, diskName, "disk");
+  requireKind(disk, ["disk"], project, "delete disk");
+  const user = ctx.store.getProvisioningByDisk(disk.id);
+  if (user && user.node !== servingNode) {
+    throw new BmiError("busy", `disk ${diskName} boots node ${user.node}; deprovision the node first`, {
+      subsystem: "store",
+      details: { node: user.node },
+    });
+  }
+  await unexportSteps(ctx, saga, disk, force);
+  const { storage } = ctx.drivers;
+  // Removing the clone cannot be undone, so it is the last external step; the row goes after it.
+  if (await storage.exists(disk.cephName)) {
+    await saga.step("remove clone", () => storage.remove(disk.cephName));
+  }
+  await saga.step("delete disk row", () => ctx.store.deleteImage(disk.id));
+}
+
+export function listDisks(ctx: BmiContext, input: { project: string }): Disk[] {
+  const { project } = parseInput(z.strictObject({ project: ProjectName }), input, "input");
+  return ctx.store
+    .listImages(requireProject(ctx, project).id)
+    .filter((i) => i.kind === "disk")
+    .map((i) => toDisk(ctx, i));
+}

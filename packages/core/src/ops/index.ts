@@ -1,0 +1,11 @@
+export * from "./bmi.js";
+export * from "./di.js";
+export type { CreateDiskInput, DeleteDiskInput } from "./disks.js";
+export * from "./events.js";
+export type { CopyImageInput, ImportImageInput } from "./images.js";
+export { imageLock, nodeLock, withLocks } from "./locks.js";
+export type { BatchResult, DeprovisionInput, ProvisionInput } from "./nodes.js";
+export type { CreateProjectInput } from "./projects.js";
+export type { Drift, DriftKind, ReconcileReport } from "./reconcile.js";
+export { runSaga, type Saga, type SagaContext, type StepHook } from "./saga.js";
+export type { SnapshotDiskInput } from "./snapshots.js";

@@ -1,0 +1,249 @@
+import pLimit from "p-limit";
+import { z } from "zod";
+import type { Disk, Provisioning } from "../domain/model.js";
+import { DiskName, ImageName, NicLabel, NodeName, ProjectName } from "../domain/names.js";
+import { parseInput } from "../domain/validate.js";
+import { BmiError, toBmiError } from "../errors/index.js";
+import type { BootSpec } from "../ports/boot.js";
+import {
+  type BmiContext,
+  exportSteps,
+  operation,
+  requireKind,
+  requireProject,
+  targetInfoFor,
+} from "./context.js";
+import { createDiskSteps, deleteDiskSteps, toDisk } from "./disks.js";
+import { imageLock, nodeLock } from "./locks.js";
+
+const ProvisionInput = z.strictObject({
+  project: ProjectName,
+  node: NodeName,
+  disk: DiskName,
+  /** Create the disk from this image first (one-shot provisioning); without it the disk must exist. */
+  image: ImageName.optional(),
+  /** The NIC that boots; defaults to the node's first NIC (as the original's ≤0.6 did). */
+  nic: NicLabel.optional(),
+  firmware: z.enum(["bios", "uefi"]).optional(),
+});
+export type ProvisionInput = z.input<typeof ProvisionInput>;
+
+/**
+ * Makes a node boot from a disk: checks in the isolation service that the project owns the node
+ * (SEC-2), creates the disk if asked, makes sure its target is exported, writes the node's boot
+ * files, attaches the NIC to the provisioning network and records it all (OPS-1).
+ * Provisioning a node again with its current disk succeeds without change (COR-4).
+ */
+export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provisioning> {
+  const args = parseInput(ProvisionInput, input, "input");
+  const locks = [nodeLock(args.node), imageLock(args.project, args.disk)];
+  if (args.image) locks.push(imageLock(args.project, args.image));
+  return operation(
+    ctx,
+    "provision",
+    { project: args.project, node: args.node, disk: args.disk },
+    locks,
+    async (saga) => {
+      const project = requireProject(ctx, args.project);
+      const existing = ctx.store.getProvisioning(args.node);
+      if (existing) {
+        if (existing.project === args.project && existing.disk === args.disk) return existing;
+        throw new BmiError(
+          "conflict",
+          `node ${args.node} is already provisioned with disk ${existing.disk}${existing.project === args.project ? "" : " by another project"}; deprovision it first`,
+          { retryable: false, details: { node: args.node } },
+        );
+      }
+      const node = await saga.step("authorize node", () =>
+        ctx.drivers.isolation.authorize(args.project, args.node),
+      );
+      const nic = args.nic ? node.nics.find((n) => n.label === args.nic) : node.nics[0];
+      if (!nic) {
+        throw new BmiError(
+          "not_found",
+          args.nic ? `NIC ${args.nic} not found on node ${args.node}` : `node ${args.node} has no NIC`,
+          {
+            subsystem: "isolation",
+          },
+        );
+      }
+      if ((await ctx.drivers.boot.read(args.node)) !== null) {
+        throw new BmiError(
+          "conflict",
+          `boot files for node ${args.node} exist without a provisioning record; run reconcile() first`,
+          {
+            subsystem: "boot",
+            retryable: false,
+          },
+        );
+      }
+
+      let disk: Disk;
+      const row = ctx.store.getImage(project.id, args.disk);
+      if (row) {
+        requireKind(row, ["disk"], project, "provision");
+        disk = toDisk(ctx, row);
+        if (disk.node) {
+          throw new BmiError(
+            "busy",
+            `disk ${args.disk} already boots node ${disk.node}; a disk serves one node`,
+            {
+              subsystem: "store",
+            },
+          );
+        }
+        if (!disk.target) disk = { ...disk, target: await exportSteps(ctx, saga, disk) };
+      } else if (args.image) {
+        disk = await createDiskSteps(ctx, saga, project, args.image, args.disk);
+      } else {
+        throw new BmiError(
+          "not_found",
+          `disk ${args.disk} not found in project ${project.name} (pass image to create it)`,
+          {
+            subsystem: "store",
+          },
+        );
+      }
+
+      const target = disk.target ?? targetInfoFor(ctx, disk);
+      const firmware = args.firmware ?? ctx.settings.defaultFirmware;
+      const spec: BootSpec = { node: args.node, macs: [nic.mac], target, firmware, label: args.disk };
+      await saga.step(
+        "write boot files",
+        () => ctx.drivers.boot.write(spec),
+        () => ctx.drivers.boot.remove(args.node),
+      );
+
+      const network = ctx.settings.provisioningNetwork;
+      const { isolation } = ctx.drivers;
+      if (network && isolation.capabilities.networks) {
+        const attachment = {
+          node: args.node,
+          nic: nic.label,
+          network,
+          channel: ctx.settings.provisioningChannel,
+        };
+        await saga.step(
+          "attach provisioning network",
+          () => isolation.attach(attachment),
+          () => isolation.detach(attachment),
+        );
+      }
+
+      const record: Provisioning = {
+        node: args.node,
+        project: args.project,
+        disk: args.disk,
+        diskId: disk.id,
+        nic: nic.label,
+        mac: nic.mac,
+        firmware,
+        target,
+        network: network && isolation.capabilities.networks ? network : null,
+        createdAt: new Date().toISOString(),
+      };
+      await saga.step(
+        "record provisioning",
+        () => ctx.store.putProvisioning(record),
+        () => ctx.store.deleteProvisioning(args.node),
+      );
+      return record;
+    },
+  );
+}
+
+const DeprovisionInput = z.strictObject({
+  project: ProjectName,
+  node: NodeName,
+  /** Also delete the node's disk (its clone, target and row). */
+  deleteDisk: z.boolean().optional(),
+});
+export type DeprovisionInput = z.input<typeof DeprovisionInput>;
+
+/** Undoes provision: detaches the network, removes the boot files and the record (and the disk if asked). */
+export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Promise<void> {
+  const args = parseInput(DeprovisionInput, input, "input");
+  const current = ctx.store.getProvisioning(args.node);
+  const locks = [nodeLock(args.node)];
+  if (current) locks.push(imageLock(current.project, current.disk));
+  await operation(ctx, "deprovision", { project: args.project, node: args.node }, locks, async (saga) => {
+    const record = ctx.store.getProvisioning(args.node);
+    if (!record) {
+      throw new BmiError("not_found", `node ${args.node} is not provisioned`, { subsystem: "store" });
+    }
+    if (record.project !== args.project) {
+      throw new BmiError("forbidden", `node ${args.node} is not provisioned by project ${args.project}`);
+    }
+    const project = requireProject(ctx, args.project);
+    await saga.step("authorize node", () => ctx.drivers.isolation.authorize(args.project, args.node));
+    const { isolation, boot } = ctx.drivers;
+    if (record.network && isolation.capabilities.networks) {
+      const attachment = {
+        node: record.node,
+        nic: record.nic,
+        network: record.network,
+        channel: ctx.settings.provisioningChannel,
+      };
+      await saga.step(
+        "detach provisioning network",
+        () => isolation.detach(attachment),
+        () => isolation.attach(attachment),
+      );
+    }
+    const spec: BootSpec = {
+      node: record.node,
+      macs: [record.mac],
+      target: record.target,
+      firmware: record.firmware,
+      label: record.disk,
+    };
+    await saga.step(
+      "remove boot files",
+      () => boot.remove(record.node),
+      () => boot.write(spec),
+    );
+    await saga.step(
+      "forget provisioning",
+      () => ctx.store.deleteProvisioning(record.node),
+      () => ctx.store.putProvisioning(record),
+    );
+    if (args.deleteDisk) await deleteDiskSteps(ctx, saga, project, record.disk, true, record.node);
+  });
+}
+
+export function listProvisionings(ctx: BmiContext, input: { project?: string } = {}): Provisioning[] {
+  const { project } = parseInput(z.strictObject({ project: ProjectName.optional() }), input, "input");
+  return ctx.store.listProvisionings().filter((p) => project === undefined || p.project === project);
+}
+
+export type BatchResult<T> =
+  | { ok: true; node: string; value: T }
+  | { ok: false; node: string; error: BmiError };
+
+/**
+ * Provisions many nodes with at most `concurrency` at once. Each node succeeds or fails on its
+ * own (a failed one is fully undone); the result lists every node in input order.
+ */
+export async function provisionMany(
+  ctx: BmiContext,
+  inputs: ProvisionInput[],
+  options: { concurrency?: number } = {},
+): Promise<BatchResult<Provisioning>[]> {
+  const concurrency = parseInput(
+    z.number().int().min(1).max(256),
+    options.concurrency ?? 4,
+    "options.concurrency",
+  );
+  const limit = pLimit(concurrency);
+  return Promise.all(
+    inputs.map((input) =>
+      limit(async (): Promise<BatchResult<Provisioning>> => {
+        try {
+          return { ok: true, node: input.node, value: await provision(ctx, input) };
+        } catch (error) {
+          return { ok: false, node: String(input?.node), error: toBmiError(error) };
+        }
+      }),
+    ),
+  );
+}

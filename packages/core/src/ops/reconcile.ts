@@ -1,0 +1,254 @@
+import { targetNameFor } from "../config/settings.js";
+import { imageIdFromCephName } from "../domain/names.js";
+import { toBmiError } from "../errors/index.js";
+import type { BootSpec } from "../ports/boot.js";
+import { type BmiContext, exportRequestFor } from "./context.js";
+import { withLocks } from "./locks.js";
+
+export type DriftKind =
+  | "missing_image" // a row whose RBD image is gone
+  | "orphan_image" // an RBD image named like ours (`<uid>img<id>`) without a row
+  | "orphan_snapshot" // a temporary snapshot left by an interrupted operation
+  | "missing_target" // an export record whose target the server lost
+  | "orphan_target" // a target named like ours without an export record
+  | "missing_boot_files" // a provisioned node without boot files
+  | "orphan_boot_files" // boot files of a node that is not provisioned
+  | "interrupted_operation"; // a journalled operation that neither finished nor was undone
+
+export interface Drift {
+  kind: DriftKind;
+  /** The image, target, node or operation concerned. */
+  subject: string;
+  detail: string;
+  /** What `reconcile({ repair: true })` does about it; null when it needs a human. */
+  repair: string | null;
+}
+
+export interface ReconcileReport {
+  drift: Drift[];
+  repaired: Drift[];
+  failed: { drift: Drift; error: string }[];
+}
+
+interface Fix {
+  drift: Drift;
+  apply?: () => Promise<unknown>;
+}
+
+/**
+ * Compares the store with storage, targets and boot files (COR-9). Reports drift; with
+ * `repair`, removes what nothing refers to and re-creates what records say must exist.
+ * Rows are never deleted by repair: a missing image is reported for a human to decide.
+ */
+export async function reconcile(
+  ctx: BmiContext,
+  options: { repair?: boolean } = {},
+): Promise<ReconcileReport> {
+  return withLocks(ctx.store, ["reconcile"], ctx.settings.lockLeaseMs, async () => {
+    const fixes = [
+      ...(await imageDrift(ctx)),
+      ...(await targetDrift(ctx)),
+      ...(await bootDrift(ctx)),
+      ...journalDrift(ctx),
+    ];
+    const report: ReconcileReport = { drift: fixes.map((f) => f.drift), repaired: [], failed: [] };
+    if (!options.repair) return report;
+    // Targets go before images: an exported image has watchers and cannot be removed.
+    const order: DriftKind[] = [
+      "orphan_target",
+      "missing_target",
+      "orphan_snapshot",
+      "orphan_image",
+      "missing_boot_files",
+      "orphan_boot_files",
+      "interrupted_operation",
+    ];
+    const sorted = fixes
+      .filter((f) => f.apply)
+      .sort((a, b) => order.indexOf(a.drift.kind) - order.indexOf(b.drift.kind));
+    for (const fix of sorted) {
+      try {
+        await fix.apply?.();
+        report.repaired.push(fix.drift);
+        ctx.logger.info({ drift: fix.drift.kind, subject: fix.drift.subject }, "drift repaired");
+      } catch (error) {
+        const message = toBmiError(error).message;
+        report.failed.push({ drift: fix.drift, error: message });
+        ctx.logger.warn(
+          { drift: fix.drift.kind, subject: fix.drift.subject, err: message },
+          "drift repair failed",
+        );
+      }
+    }
+    return report;
+  });
+}
+
+async function imageDrift(ctx: BmiContext): Promise<Fix[]> {
+  const { storage } = ctx.drivers;
+  const { uid, snapshotName } = ctx.settings;
+  const rows = ctx.store.listImages();
+  const known = new Set(rows.map((r) => r.cephName));
+  const pool = new Set(await storage.list());
+  const fixes: Fix[] = [];
+  for (const row of rows) {
+    if (!pool.has(row.cephName)) {
+      fixes.push({
+        drift: {
+          kind: "missing_image",
+          subject: row.cephName,
+          detail: `row ${row.name} (id ${row.id}) has no RBD image`,
+          repair: null,
+        },
+      });
+    }
+  }
+  const tempPrefix = `${snapshotName}-tmp-`;
+  for (const name of pool) {
+    if (!known.has(name) && imageIdFromCephName(uid, name) !== undefined) {
+      fixes.push({
+        drift: {
+          kind: "orphan_image",
+          subject: name,
+          detail: "RBD image without a row",
+          repair: "remove its snapshots and the image",
+        },
+        apply: async () => {
+          for (const snap of await storage.listSnapshots(name)) {
+            const ref = { image: name, snapshot: snap.name };
+            if (snap.protected) await storage.unprotectSnapshot(ref);
+            await storage.removeSnapshot(ref);
+          }
+          await storage.remove(name);
+        },
+      });
+    }
+  }
+  // Temporary snapshots live on our images and on imported sources; only look where we may have made them.
+  for (const name of pool) {
+    if (!(known.has(name) || imageIdFromCephName(uid, name) === undefined)) continue;
+    const snaps = await storage.listSnapshots(name).catch(() => []);
+    for (const snap of snaps.filter((s) => s.name.startsWith(tempPrefix))) {
+      const ref = { image: name, snapshot: snap.name };
+      fixes.push({
+        drift: {
+          kind: "orphan_snapshot",
+          subject: `${name}@${snap.name}`,
+          detail: "temporary snapshot left by an interrupted operation",
+          repair: "remove the clones made from it that no row knows, then the snapshot",
+        },
+        apply: async () => {
+          const children = await storage.children(ref);
+          if (children.some((c) => known.has(c)))
+            throw new Error(`${name}@${snap.name} still has recorded clones`);
+          for (const child of children) await storage.remove(child);
+          if (snap.protected) await storage.unprotectSnapshot(ref);
+          await storage.removeSnapshot(ref);
+        },
+      });
+    }
+  }
+  return fixes;
+}
+
+async function targetDrift(ctx: BmiContext): Promise<Fix[]> {
+  const { uid, iscsi } = ctx.settings;
+  const live = await ctx.drivers.export.list();
+  const liveNames = new Set(live.map((t) => t.target));
+  const fixes: Fix[] = [];
+  const recorded = new Set<string>();
+  for (const record of ctx.store.listExports()) {
+    const image = ctx.store.getImageById(record.imageId);
+    if (!image) continue;
+    const request = exportRequestFor(ctx, image);
+    recorded.add(request.target);
+    if (!liveNames.has(request.target)) {
+      fixes.push({
+        drift: {
+          kind: "missing_target",
+          subject: request.target,
+          detail: `target of ${image.name} is not on the server`,
+          repair: "export it again",
+        },
+        apply: () => ctx.drivers.export.restore([request]),
+      });
+    }
+  }
+  for (const target of live) {
+    if (recorded.has(target.target)) continue;
+    const rbd = target.target.slice(target.target.lastIndexOf(":") + 1);
+    if (imageIdFromCephName(uid, rbd) === undefined || target.target !== targetNameFor(rbd, iscsi.naming))
+      continue;
+    fixes.push({
+      drift: {
+        kind: "orphan_target",
+        subject: target.target,
+        detail: "target without an export record",
+        repair: "remove the target",
+      },
+      apply: () => ctx.drivers.export.unexport(target.target, { force: true }),
+    });
+  }
+  return fixes;
+}
+
+async function bootDrift(ctx: BmiContext): Promise<Fix[]> {
+  const entries = await ctx.drivers.boot.list();
+  const withFiles = new Set(entries.map((e) => e.node));
+  const provisioned = ctx.store.listProvisionings();
+  const fixes: Fix[] = [];
+  for (const p of provisioned) {
+    if (withFiles.has(p.node)) continue;
+    const spec: BootSpec = {
+      node: p.node,
+      macs: [p.mac],
+      target: p.target,
+      firmware: p.firmware,
+      label: p.disk,
+    };
+    fixes.push({
+      drift: {
+        kind: "missing_boot_files",
+        subject: p.node,
+        detail: `node ${p.node} is provisioned but has no boot files`,
+        repair: "write them again",
+      },
+      apply: () => ctx.drivers.boot.write(spec),
+    });
+  }
+  const nodes = new Set(provisioned.map((p) => p.node));
+  for (const entry of entries) {
+    if (nodes.has(entry.node)) continue;
+    fixes.push({
+      drift: {
+        kind: "orphan_boot_files",
+        subject: entry.node,
+        detail: `boot files of unprovisioned node ${entry.node}`,
+        repair: "remove them",
+      },
+      apply: () => ctx.drivers.boot.remove(entry.node),
+    });
+  }
+  return fixes;
+}
+
+function journalDrift(ctx: BmiContext): Fix[] {
+  const open = new Map<string, string>();
+  for (const entry of ctx.store.listJournal()) {
+    if (entry.step !== null) continue;
+    if (entry.status === "started") open.set(entry.operationId, entry.operation);
+    else open.delete(entry.operationId);
+  }
+  return [...open].map(([id, operation]) => ({
+    drift: {
+      kind: "interrupted_operation" as const,
+      subject: id,
+      detail: `${operation} started but never finished nor was undone (the process died?)`,
+      repair: "mark it reconciled once the other repairs ran",
+    },
+    // Its leftovers are the other kinds of drift; once those are repaired the entry is closed.
+    apply: async () => {
+      ctx.store.appendJournal({ operationId: id, operation, step: null, status: "reconciled", data: {} });
+    },
+  }));
+}
