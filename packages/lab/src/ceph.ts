@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { commandLineOf, freePort, isAlive, makeTempDir, stopPid, waitFor } from "./process.js";
 
 /**
@@ -361,7 +361,7 @@ async function run(
   args: readonly string[],
   options: { input?: string; timeoutMs?: number; daemon?: boolean } = {},
 ): Promise<string> {
-  const child: ResultPromise<{ reject: false }> = execa(file, [...args], {
+  const child = execa(file, [...args], {
     reject: false,
     input: options.input,
     // A daemon forks and detaches; its child must not hold our pipes open (its log is in log/).
