@@ -1,1 +1,3 @@
-export {};
+export * from "./files.js";
+export * from "./pxe-boot.js";
+export * from "./tftp-root.js";

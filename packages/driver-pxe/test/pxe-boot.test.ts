@@ -1,0 +1,255 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BmiError, container, TOKENS } from "@bmi/core";
+import { testBootDriver } from "@bmi/core/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  createPxeBoot,
+  installTftpRoot,
+  parseNodeScript,
+  registerPxeBoot,
+  renderNodeScript,
+  STATIC_BOOT_FILES,
+} from "../src/index.js";
+
+async function makeTempDir(prefix: string) {
+  const path = await mkdtemp(join(tmpdir(), `bmi-${prefix}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+const exists = async (path: string) => {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+testBootDriver({
+  name: "pxe (temp TFTP root)",
+  create: async () => {
+    const dir = await makeTempDir("pxe");
+    return {
+      driver: createPxeBoot({ root: dir.path }),
+      cleanup: dir.remove,
+      fileExists: (path) => exists(join(dir.path, path)),
+    };
+  },
+});
+
+testBootDriver({
+  name: "pxe (original layout: absolute ipxe_path and pxelinux_path, bootNic net2)",
+  create: async () => {
+    const dir = await makeTempDir("pxe");
+    const driver = createPxeBoot({
+      root: dir.path,
+      ipxePath: `${dir.path}/`,
+      pxelinuxPath: `${dir.path}/pxelinux.cfg/`,
+      bootNic: "net2",
+    });
+    return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
+  },
+});
+
+const target = { name: "iqn.2026-11.org.bmi:1img7", portal: "10.0.2.2", port: 3261, lun: 1 };
+const spec = {
+  node: "node-07",
+  macs: ["52:54:00:AA:BB:01"],
+  target,
+  firmware: "bios" as const,
+  label: "centos7-disk",
+};
+
+describe("createPxeBoot files", () => {
+  let root: string;
+  let remove: () => Promise<void>;
+  beforeEach(async () => {
+    ({ path: root, remove } = await makeTempDir("pxe"));
+  });
+  afterEach(async () => {
+    await remove();
+  });
+
+  it("writes the node script iPXE can sanboot, mode 0755", async () => {
+    await createPxeBoot({ root }).write(spec);
+    const path = join(root, "node-07.ipxe");
+    expect(await readFile(path, "utf8")).toBe(
+      [
+        "#!ipxe",
+        "      set keep-san 1",
+        "      dhcp",
+        "      sanboot --keep iscsi:10.0.2.2::3261:1:iqn.2026-11.org.bmi:1img7",
+        "      boot",
+        "",
+      ].join("\n"),
+    );
+    expect((await stat(path)).mode & 0o777).toBe(0o755);
+  });
+
+  it("configures the given NIC when bootNic is set, as the original's net2", async () => {
+    await createPxeBoot({ root, bootNic: "net2" }).write(spec);
+    expect(await readFile(join(root, "node-07.ipxe"), "utf8")).toContain(
+      "      ifconf --configurator=dhcp net2\n",
+    );
+  });
+
+  it("writes the LUN in hexadecimal, as iPXE reads it", () => {
+    const text = renderNodeScript({ ...target, lun: 26 }, { bootNic: null });
+    expect(text).toContain("iscsi:10.0.2.2::3261:1a:iqn.2026-11.org.bmi:1img7");
+    expect(parseNodeScript(text)).toEqual({ ...target, lun: 26 });
+  });
+
+  it("writes the per-MAC pxelinux file of §4.4 with a lower-case name, mode 0644", async () => {
+    await createPxeBoot({ root }).write(spec);
+    const path = join(root, "pxelinux.cfg", "01-52-54-00-aa-bb-01");
+    expect(await readFile(path, "utf8")).toBe(
+      [
+        "DEFAULT menu",
+        "  PROMPT 0",
+        "  MENU TITLE PXE Menu",
+        "  TIMEOUT 30",
+        "  ONTIMEOUT centos7-disk",
+        "",
+        "",
+        "LABEL centos7-disk",
+        "     MENU LABEL centos7-disk",
+        "     KERNEL ipxe.lkrn",
+        "     INITRD node-07.ipxe",
+        "",
+      ].join("\n"),
+    );
+    expect((await stat(path)).mode & 0o777).toBe(0o644);
+  });
+
+  it("names the script by its path under the root when ipxePath is a sub-directory", async () => {
+    await createPxeBoot({ root, ipxePath: "scripts" }).write(spec);
+    expect(await readFile(join(root, "pxelinux.cfg", "01-52-54-00-aa-bb-01"), "utf8")).toContain(
+      "INITRD scripts/node-07.ipxe",
+    );
+    expect(await readFile(join(root, "ipxe-mac", "52-54-00-aa-bb-01.ipxe"), "utf8")).toContain(
+      "chain --autofree /scripts/node-07.ipxe",
+    );
+  });
+
+  it("UEFI nodes get a per-MAC iPXE entry and no pxelinux file", async () => {
+    const entry = await createPxeBoot({ root }).write({ ...spec, firmware: "uefi" });
+    expect(entry.files).toEqual(["ipxe-mac/52-54-00-aa-bb-01.ipxe", "node-07.ipxe"]);
+    expect(await exists(join(root, "pxelinux.cfg", "01-52-54-00-aa-bb-01"))).toBe(false);
+    expect(await readFile(join(root, "ipxe-mac", "52-54-00-aa-bb-01.ipxe"), "utf8")).toMatch(
+      /^#!ipxe\n[^\n]*\nchain --autofree \/node-07\.ipxe\n$/,
+    );
+  });
+
+  it("reads and removes files the original BMI wrote (upper-case MAC, :tcp:3260:)", async () => {
+    await writeFile(
+      join(root, "node-07.ipxe"),
+      "#!ipxe\n      set keep-san 1\n      ifconf --configurator=dhcp net2\n      sanboot --keep iscsi:10.0.0.5:tcp:3260:1:1img13\n      boot\n",
+    );
+    await mkdir(join(root, "pxelinux.cfg"));
+    const legacy = join(root, "pxelinux.cfg", "01-00-1A-2B-3C-4D-5E");
+    await writeFile(legacy, "DEFAULT menu\nLABEL disk\n     KERNEL ipxe.lkrn\n     INITRD node-07.ipxe\n");
+    const driver = createPxeBoot({ root });
+    expect(await driver.read("node-07")).toEqual({
+      node: "node-07",
+      macs: ["00:1a:2b:3c:4d:5e"],
+      target: { name: "1img13", portal: "10.0.0.5", port: 3260, lun: 1 },
+      firmware: "bios",
+      files: ["node-07.ipxe", "pxelinux.cfg/01-00-1A-2B-3C-4D-5E"],
+    });
+    await driver.remove("node-07");
+    expect(await exists(legacy)).toBe(false);
+    expect(await driver.list()).toEqual([]);
+  });
+
+  it("leaves files that are not BMI entries alone", async () => {
+    await mkdir(join(root, "pxelinux.cfg"));
+    await writeFile(join(root, "pxelinux.cfg", "default"), "DEFAULT local\n");
+    await writeFile(join(root, "menu.ipxe"), "#!ipxe\nmenu Pick one\n");
+    const driver = createPxeBoot({ root });
+    await driver.write(spec);
+    expect((await driver.list()).map((entry) => entry.node)).toEqual(["node-07"]);
+    await driver.remove("node-07");
+    expect(await readFile(join(root, "pxelinux.cfg", "default"), "utf8")).toBe("DEFAULT local\n");
+    expect(await exists(join(root, "menu.ipxe"))).toBe(true);
+  });
+
+  it("leaves no temp files behind", async () => {
+    const driver = createPxeBoot({ root });
+    await driver.write(spec);
+    await driver.write({ ...spec, target: { ...target, name: "1img8" } });
+    const names = await readdir(root, { recursive: true });
+    expect(names.filter((name) => name.includes(".tmp-"))).toEqual([]);
+  });
+
+  it.each([
+    [{ root: "relative/dir" }, "options.root"],
+    [{ root: "/srv/tftp", ipxePath: "/etc" }, "ipxePath"],
+    [{ root: "/srv/tftp", pxelinuxPath: "../pxelinux.cfg" }, "pxelinuxPath"],
+    [{ root: "/srv/tftp", bootNic: "eth0; shell" }, "options.bootNic"],
+    [{ root: "/srv/tftp", ipxeKernel: "../../vmlinuz" }, "options.ipxeKernel"],
+  ])("rejects bad options %j naming the option", (options, field) => {
+    let error: unknown;
+    try {
+      createPxeBoot(options);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(BmiError);
+    expect((error as BmiError).code).toBe("invalid_input");
+    expect((error as BmiError).details.field).toBe(field);
+  });
+
+  it("a failed first write leaves none of the node's files", async () => {
+    // A file where the pxelinux directory should be (tests run as root, so modes would not stop us).
+    await writeFile(join(root, "pxelinux.cfg"), "not a directory");
+    const driver = createPxeBoot({ root });
+    const error = await driver.write(spec).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(BmiError);
+    expect((error as BmiError).subsystem).toBe("boot");
+    expect((error as BmiError).message).toContain("pxelinux.cfg/01-52-54-00-aa-bb-01");
+    expect(await exists(join(root, "node-07.ipxe"))).toBe(false);
+  });
+
+  it("registerPxeBoot puts the driver in the container", async () => {
+    const child = container.createChildContainer();
+    const driver = registerPxeBoot(child, { root });
+    expect(child.resolve(TOKENS.boot)).toBe(driver);
+  });
+});
+
+describe("installTftpRoot", () => {
+  it("copies the boot loaders from Debian's packages and writes the dispatcher", async () => {
+    const dir = await makeTempDir("tftp");
+    try {
+      const result = await installTftpRoot({ root: dir.path });
+      expect(result.dispatcher).toBe("ipxe-mac/boot.ipxe");
+      for (const file of STATIC_BOOT_FILES) {
+        expect((await stat(join(dir.path, file.name))).size, file.name).toBeGreaterThan(0);
+      }
+      const pxelinux = await readFile(join(dir.path, "pxelinux.0"));
+      expect(pxelinux.equals(await readFile("/usr/lib/PXELINUX/pxelinux.0"))).toBe(true);
+      expect(await readFile(join(dir.path, "ipxe-mac", "boot.ipxe"), "utf8")).toContain(
+        "chain --autofree $" + "{netX/mac:hexhyp}.ipxe",
+      );
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it("names the Debian package when a loader is missing", async () => {
+    const dir = await makeTempDir("tftp");
+    try {
+      const error = await installTftpRoot({
+        root: dir.path,
+        files: [{ name: "x.efi", sources: ["/nonexistent/x.efi"], debianPackage: "ipxe", purpose: "uefi" }],
+      }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(BmiError);
+      expect((error as BmiError).code).toBe("not_found");
+      expect((error as BmiError).message).toContain("Debian package ipxe");
+    } finally {
+      await dir.remove();
+    }
+  });
+});
