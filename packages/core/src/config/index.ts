@@ -1,1 +1,3 @@
+export * from "./ini-reader.js";
+export * from "./load-config.js";
 export * from "./settings.js";
