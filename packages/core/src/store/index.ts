@@ -1,1 +1,3 @@
+export * from "./schema.js";
+export * from "./sqlite-store.js";
 export * from "./types.js";

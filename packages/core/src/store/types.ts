@@ -38,6 +38,13 @@ export interface JournalEntry {
 
 export type NewJournalEntry = Omit<JournalEntry, "id" | "at">;
 
+/** What an image was created with (COR-10): the uid, the clone-source snapshot S and its RBD name. */
+export interface ImageOrigin {
+  uid: string;
+  snapshotName: string;
+  cephName: string;
+}
+
 /**
  * Persistent state: the original `project` and `image` tables, plus exports, provisionings,
  * the operations journal and locks. Locks and the journal live here (not in process memory) so
@@ -61,6 +68,11 @@ export interface Store {
   listImages(projectId?: number): Image[];
   updateImage(id: number, patch: ImagePatch): Image;
   deleteImage(id: number): void;
+  /**
+   * The uid, S and RBD name the image was created with (COR-10): use its `snapshotName`, not the
+   * configured one, when cloning from it. Optional so other stores stay compatible.
+   */
+  imageOrigin?(imageId: number): ImageOrigin | undefined;
 
   putExport(record: ExportRecord): void;
   getExport(imageId: number): ExportRecord | undefined;
