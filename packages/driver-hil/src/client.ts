@@ -1,0 +1,367 @@
+import { BmiError, type Logger, parseInput, silentLogger } from "@bmi/core";
+import { z } from "zod";
+import { errorFromResponse, type HilErrorDetails } from "./errors.js";
+import {
+  type ActionStatus,
+  NameList,
+  NetworkAttachments,
+  NetworkDetails,
+  NetworkingAction,
+  NetworkList,
+  NodeDetails,
+  StatusId,
+} from "./schemas.js";
+
+/** The subset of `fetch` the client uses (Node 20's global fetch by default). */
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface HilClientOptions {
+  /** HIL endpoint, e.g. `http://hil:80` (`/v0/...` is appended; a path prefix is kept). */
+  url: string;
+  /** HTTP Basic credentials (HIL database auth); omit both for HIL's null auth. */
+  username?: string;
+  password?: string;
+  /** Per-attempt timeout; default 10 s. */
+  timeoutMs?: number;
+  /** Extra attempts for retryable failures (busy, unavailable, timeout); default 3. */
+  retries?: number;
+  /** First backoff delay; doubled per attempt, with jitter; default 100 ms. */
+  retryBaseMs?: number;
+  /** Cap on one backoff delay; default 2 s. */
+  retryMaxMs?: number;
+  fetch?: FetchLike;
+  logger?: Logger;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export interface WaitOptions {
+  /** Give up after this long; default 60 s. */
+  maxWaitMs?: number;
+  /** First poll delay; default 250 ms (HIL's docs: poll every 0.25-1 s). */
+  minDelayMs?: number;
+  /** Longest poll delay; default 1 s. */
+  maxDelayMs?: number;
+  signal?: AbortSignal;
+  /**
+   * What the action was meant to do. When its status disappears (404: a newer action on the
+   * NIC replaced it) the waiter checks show_node for this instead (spec §6).
+   */
+  expect?: { node: string; nic: string; network: string; attached: boolean };
+}
+
+/** The aws-sdk waiter states. */
+export type WaiterState = "SUCCESS" | "FAILURE" | "TIMEOUT" | "ABORTED";
+
+export interface WaiterResult {
+  state: WaiterState;
+  /** The last status seen, when there was one. */
+  action?: NetworkingAction;
+  reason?: string;
+}
+
+const optionsSchema = z.object({
+  url: z
+    .string()
+    .url({ error: "url must be an http(s) URL" })
+    .refine((u) => /^https?:\/\//i.test(u), { error: "url must be an http(s) URL" })
+    .refine((u) => !new URL(u).username && !new URL(u).password, {
+      error: "url must not embed credentials; pass username and password",
+    }),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  timeoutMs: z.number().int().positive().default(10_000),
+  retries: z.number().int().min(0).max(20).default(3),
+  retryBaseMs: z.number().int().min(0).default(100),
+  retryMaxMs: z.number().int().min(0).default(2_000),
+});
+
+/** HIL's safe name set (its own client's rule); `/` only where `allowSlash`. */
+const SAFE = /^[A-Za-z0-9 $_.+!*'(),-]+$/;
+const SAFE_WITH_SLASH = /^[A-Za-z0-9 /$_.+!*'(),-]+$/;
+
+function segment(value: string, what: string, allowSlash = false): string {
+  if (!(allowSlash ? SAFE_WITH_SLASH : SAFE).test(value)) {
+    throw new BmiError("invalid_input", `invalid ${what} ${JSON.stringify(value)}: not a valid HIL name`, {
+      subsystem: "isolation",
+      details: { field: what },
+    });
+  }
+  return allowSlash ? value.split("/").map(encodeURIComponent).join("/") : encodeURIComponent(value);
+}
+
+const cancelled = (what: string, cause?: unknown) =>
+  new BmiError("cancelled", `HIL ${what} was cancelled`, { subsystem: "isolation", cause });
+
+/** Sleeps, or rejects with `cancelled` when the signal fires. */
+function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(cancelled(what));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(cancelled(what));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Exponential backoff with "equal jitter": half fixed, half random, so retries spread out. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+export type HilClient = ReturnType<typeof createHilClient>;
+
+/**
+ * A typed client for the HIL v0 REST API: one method per endpoint BMI uses, every response
+ * checked with zod, errors mapped to BmiError (subsystem `isolation`), retryable failures retried
+ * with exponential backoff and jitter, a timeout on every attempt. The password goes only into
+ * the Authorization header: never into messages, details or logs.
+ */
+export function createHilClient(options: HilClientOptions) {
+  const { fetch: fetchOption, logger: loggerOption, ...rest } = options;
+  const config = parseInput(optionsSchema, rest, "options", "isolation");
+  const doFetch: FetchLike = fetchOption ?? ((input, init) => fetch(input, init));
+  const logger = loggerOption ?? silentLogger;
+  const base = config.url.replace(/\/+$/, "");
+  const authorization =
+    config.username === undefined
+      ? undefined
+      : `Basic ${Buffer.from(`${config.username}:${config.password ?? ""}`).toString("base64")}`;
+
+  async function attempt(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+  ): Promise<{ status: number; text: string }> {
+    const timeout = AbortSignal.timeout(config.timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (authorization) headers.Authorization = authorization;
+    try {
+      const response = await doFetch(`${base}${path}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        redirect: "manual",
+        signal: combined,
+      });
+      // HIL labels JSON as text/html, so the content type is ignored (spec §1).
+      return { status: response.status, text: await response.text() };
+    } catch (error) {
+      const details: HilErrorDetails = { method, path };
+      if (signal?.aborted) throw cancelled(`${method} ${path}`, error);
+      if (timeout.aborted) {
+        throw new BmiError("timeout", `HIL ${method} ${path} timed out after ${config.timeoutMs} ms`, {
+          subsystem: "isolation",
+          details: { ...details },
+        });
+      }
+      const reason =
+        error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : "";
+      throw new BmiError(
+        "unavailable",
+        `HIL ${method} ${path}: cannot reach the service (${reason || "network error"})`,
+        {
+          subsystem: "isolation",
+          details: { ...details },
+        },
+      );
+    }
+  }
+
+  /** One call with bounded retries; `schema` undefined = the body must be empty. */
+  async function call<S extends z.ZodType | undefined>(
+    method: string,
+    path: string,
+    init: { body?: unknown; schema?: S; expectStatus?: number; signal?: AbortSignal | undefined } = {},
+  ): Promise<S extends z.ZodType ? z.output<S> : undefined> {
+    const what = `${method} ${path}`;
+    for (let tries = 0; ; tries++) {
+      if (init.signal?.aborted) throw cancelled(what);
+      let error: BmiError;
+      try {
+        const { status, text } = await attempt(method, path, init.body, init.signal);
+        logger.debug({ hil: { method, path, status, attempt: tries + 1 } }, "hil request");
+        if (
+          status >= 200 &&
+          status < 300 &&
+          (init.expectStatus === undefined || status === init.expectStatus)
+        ) {
+          return parseBody(what, status, text, init.schema) as S extends z.ZodType ? z.output<S> : undefined;
+        }
+        error =
+          status >= 200 && status < 300
+            ? new BmiError("internal", `HIL ${what}: unexpected status ${status}`, {
+                subsystem: "isolation",
+                details: { method, path, status },
+              })
+            : errorFromResponse(status, text, {
+                method,
+                path,
+                ...(config.username ? { username: config.username } : {}),
+              });
+      } catch (thrown) {
+        if (!(thrown instanceof BmiError)) throw thrown;
+        error = thrown;
+      }
+      error.details.attempts = tries + 1;
+      if (!error.retryable || error.code === "cancelled" || tries >= config.retries) {
+        logger.debug({ hil: { method, path, code: error.code, attempts: tries + 1 } }, "hil request failed");
+        throw error;
+      }
+      await sleep(backoffDelay(tries, config.retryBaseMs, config.retryMaxMs), init.signal, what);
+    }
+  }
+
+  function parseBody(what: string, status: number, text: string, schema: z.ZodType | undefined): unknown {
+    if (schema === undefined) return undefined;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (cause) {
+      throw new BmiError("internal", `HIL ${what}: the ${status} response is not JSON`, {
+        subsystem: "isolation",
+        cause,
+      });
+    }
+    const result = schema.safeParse(value);
+    if (!result.success) {
+      throw new BmiError("internal", `HIL ${what}: unexpected response shape`, {
+        subsystem: "isolation",
+        cause: result.error,
+        details: { issues: result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) },
+      });
+    }
+    return result.data;
+  }
+
+  const node = (name: string) => `/v0/node/${segment(name, "node")}`;
+  const project = (name: string) => `/v0/project/${segment(name, "project")}`;
+  const network = (name: string) => `/v0/network/${segment(name, "network")}`;
+
+  const client = {
+    /** The endpoint, without credentials. */
+    url: base,
+
+    // Nodes
+    showNode: (name: string, o: RequestOptions = {}) =>
+      call("GET", node(name), { schema: NodeDetails, signal: o.signal }),
+    /** `free` → nodes without a project; `all` → every node (sorted). */
+    listNodes: (which: "free" | "all", o: RequestOptions = {}) =>
+      call("GET", `/v0/nodes/${which}`, { schema: NameList, signal: o.signal }),
+    /** Sets `enabled` on the node's OBM (HIL v0.4+). */
+    setObm: (name: string, enabled: boolean, o: RequestOptions = {}) =>
+      call("PUT", `${node(name)}/obm`, { body: { enabled }, signal: o.signal }),
+
+    // Projects
+    listProjects: (o: RequestOptions = {}) =>
+      call("GET", "/v0/projects", { schema: NameList, signal: o.signal }),
+    /** Unsorted (database order). Also the original BMI's access check. */
+    listProjectNodes: (name: string, o: RequestOptions = {}) =>
+      call("GET", `${project(name)}/nodes`, { schema: NameList, signal: o.signal }),
+    listProjectNetworks: (name: string, o: RequestOptions = {}) =>
+      call("GET", `${project(name)}/networks`, { schema: NameList, signal: o.signal }),
+    projectConnectNode: (name: string, nodeName: string, o: RequestOptions = {}) =>
+      call("POST", `${project(name)}/connect_node`, { body: { node: nodeName }, signal: o.signal }),
+    projectDetachNode: (name: string, nodeName: string, o: RequestOptions = {}) =>
+      call("POST", `${project(name)}/detach_node`, { body: { node: nodeName }, signal: o.signal }),
+
+    // Networks
+    showNetwork: (name: string, o: RequestOptions = {}) =>
+      call("GET", network(name), { schema: NetworkDetails, signal: o.signal }),
+    listNetworks: (o: RequestOptions = {}) =>
+      call("GET", "/v0/networks", { schema: NetworkList, signal: o.signal }),
+    listNetworkAttachments: (name: string, o: RequestOptions & { project?: string } = {}) =>
+      call(
+        "GET",
+        `${network(name)}/attachments${o.project === undefined ? "" : `?project=${segment(o.project, "project")}`}`,
+        { schema: NetworkAttachments, signal: o.signal },
+      ),
+
+    /** Queues the change; 202 with a status id. Wait with `waitForNetworkingAction`. */
+    connectNetwork: async (
+      nodeName: string,
+      nic: string,
+      networkName: string,
+      o: RequestOptions & { channel?: string } = {},
+    ): Promise<string> => {
+      const body: Record<string, string> = { network: networkName };
+      if (o.channel !== undefined) body.channel = o.channel;
+      const path = `${node(nodeName)}/nic/${segment(nic, "nic")}/connect_network`;
+      return (await call("POST", path, { body, schema: StatusId, expectStatus: 202, signal: o.signal }))
+        .status_id;
+    },
+    detachNetwork: async (nodeName: string, nic: string, networkName: string, o: RequestOptions = {}) => {
+      const path = `${node(nodeName)}/nic/${segment(nic, "nic")}/detach_network`;
+      const body = { network: networkName };
+      return (await call("POST", path, { body, schema: StatusId, expectStatus: 202, signal: o.signal }))
+        .status_id;
+    },
+    showNetworkingAction: (statusId: string, o: RequestOptions = {}) =>
+      call("GET", `/v0/networking_action/${segment(statusId, "status_id")}`, {
+        schema: NetworkingAction,
+        signal: o.signal,
+      }),
+
+    /**
+     * Polls a networking action until it is DONE (SUCCESS) or ERROR (FAILURE), with backoff and
+     * jitter, up to `maxWaitMs` (TIMEOUT) or until `signal` fires (ABORTED). A 404 means a newer
+     * action replaced it: then show_node decides, when `expect` says what to look for.
+     */
+    async waitForNetworkingAction(statusId: string, o: WaitOptions = {}): Promise<WaiterResult> {
+      const maxWaitMs = o.maxWaitMs ?? 60_000;
+      const minDelayMs = o.minDelayMs ?? 250;
+      const maxDelayMs = o.maxDelayMs ?? 1_000;
+      const deadline = Date.now() + maxWaitMs;
+      let last: NetworkingAction | undefined;
+      const withLast = (r: WaiterResult): WaiterResult => (last ? { ...r, action: last } : r);
+      for (let polls = 0; ; polls++) {
+        if (o.signal?.aborted) return withLast({ state: "ABORTED", reason: "the signal was aborted" });
+        try {
+          last = await client.showNetworkingAction(statusId, { signal: o.signal });
+        } catch (error) {
+          if (!(error instanceof BmiError)) throw error;
+          if (error.code === "cancelled")
+            return withLast({ state: "ABORTED", reason: "the signal was aborted" });
+          if (error.code !== "not_found") throw error;
+          if (!o.expect)
+            return withLast({ state: "FAILURE", reason: "the action was replaced by a newer one" });
+          const details = await client.showNode(o.expect.node, { signal: o.signal });
+          const attached = Object.values(
+            details.nics.find((n) => n.label === o.expect?.nic)?.networks ?? {},
+          ).includes(o.expect.network);
+          return attached === o.expect.attached
+            ? { state: "SUCCESS", reason: "replaced by a newer action; the node shows the expected state" }
+            : {
+                state: "FAILURE",
+                reason: "replaced by a newer action; the node does not show the expected state",
+              };
+        }
+        const status: ActionStatus = last.status;
+        if (status === "DONE") return { state: "SUCCESS", action: last };
+        if (status === "ERROR")
+          return { state: "FAILURE", action: last, reason: "the switch reported an error" };
+        const remaining = deadline - Date.now();
+        if (remaining <= 0)
+          return withLast({ state: "TIMEOUT", reason: `still PENDING after ${maxWaitMs} ms` });
+        const delay = Math.min(remaining, backoffDelay(polls, minDelayMs, maxDelayMs));
+        try {
+          await sleep(delay, o.signal, "wait");
+        } catch {
+          return withLast({ state: "ABORTED", reason: "the signal was aborted" });
+        }
+      }
+    },
+  };
+  return client;
+}

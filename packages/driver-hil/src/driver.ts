@@ -1,0 +1,269 @@
+import {
+  BmiError,
+  type CallOptions,
+  type DependencyContainer,
+  type IsolationDriver,
+  MacAddress,
+  type NetworkAttachment,
+  NetworkName,
+  NicLabel,
+  type NodeInfo,
+  NodeName,
+  ProjectName,
+  parseInput,
+  TOKENS,
+} from "@bmi/core";
+import { z } from "zod";
+import { createHilClient, type HilClient, type HilClientOptions } from "./client.js";
+import type { NodeDetails } from "./schemas.js";
+
+export interface HilIsolationOptions extends HilClientOptions {
+  /** Channel for attachments that name none; default: HIL's own default (`vlan/native`). */
+  channel?: string;
+  /** How long attach/detach wait for HIL's networking daemon; default 60 s. */
+  actionTimeoutMs?: number;
+  /** First delay between polls of a networking action; default 250 ms (grows to 1 s). */
+  pollMs?: number;
+  /** Reported as `capabilities.networks`; false for HIL v0.2 (no status ids). Default true. */
+  networks?: boolean;
+}
+
+const attachmentSchema = z.object({
+  node: NodeName,
+  nic: NicLabel,
+  network: NetworkName,
+  channel: z
+    .string()
+    .regex(/^[A-Za-z0-9/_.-]{1,100}$/, { error: "channel must look like vlan/native" })
+    .optional(),
+});
+
+const driverOptionsSchema = z.object({
+  channel: z.string().min(1).optional(),
+  actionTimeoutMs: z.number().int().positive().optional(),
+  networks: z.boolean().optional(),
+  pollMs: z.number().int().positive().optional(),
+});
+
+function toNodeInfo(details: NodeDetails): NodeInfo {
+  const nics: NodeInfo["nics"] = [];
+  for (const nic of details.nics) {
+    // HIL never validates macaddr; a NIC without a usable MAC cannot get boot files, so it is left out.
+    const mac = MacAddress.safeParse(nic.macaddr);
+    if (mac.success) nics.push({ label: nic.label, mac: mac.data });
+  }
+  return { name: details.name, project: details.project, nics };
+}
+
+function attachedChannel(details: NodeDetails, nic: string, network: string): string | undefined {
+  const found = details.nics.find((n) => n.label === nic);
+  if (!found) {
+    throw new BmiError("not_found", `NIC ${nic} on node ${details.name} does not exist`, {
+      subsystem: "isolation",
+      details: { node: details.name, nic },
+    });
+  }
+  return Object.entries(found.networks).find(([, name]) => name === network)?.[0];
+}
+
+const cancelledError = (what: string) =>
+  new BmiError("cancelled", `isolation ${what} was cancelled`, { subsystem: "isolation" });
+
+/**
+ * The IsolationDriver over HIL's REST API (v0.3+). `authorize` requires the node to be owned by
+ * the project (SEC-2); attach/detach queue a networking action and wait for it to finish.
+ */
+export function createHilIsolation(options: HilIsolationOptions): IsolationDriver & { client: HilClient } {
+  const { channel, actionTimeoutMs, networks, pollMs, ...clientOptions } = options;
+  const driverOptions = parseInput(
+    driverOptionsSchema,
+    { channel, actionTimeoutMs, networks, pollMs },
+    "options",
+    "isolation",
+  );
+  const minDelayMs = driverOptions.pollMs ?? 250;
+  const client = createHilClient(clientOptions);
+  const maxWaitMs = driverOptions.actionTimeoutMs ?? 60_000;
+
+  const check = (o: CallOptions | undefined, what: string) => {
+    if (o?.signal?.aborted) throw cancelledError(what);
+  };
+
+  async function waitFor(
+    statusId: string,
+    a: { node: string; nic: string; network: string },
+    attached: boolean,
+    o: CallOptions | undefined,
+  ): Promise<void> {
+    const verb = attached ? "attach" : "detach";
+    const result = await client.waitForNetworkingAction(statusId, {
+      maxWaitMs,
+      minDelayMs,
+      maxDelayMs: Math.max(minDelayMs, 1_000),
+      ...(o?.signal ? { signal: o.signal } : {}),
+      expect: { ...a, attached },
+    });
+    const what = `${verb} ${a.node}/${a.nic} ${attached ? "to" : "from"} ${a.network}`;
+    const details = { ...a, statusId, reason: result.reason };
+    if (result.state === "SUCCESS") return;
+    if (result.state === "ABORTED") throw cancelledError(what);
+    if (result.state === "TIMEOUT") {
+      throw new BmiError("timeout", `HIL did not finish ${what} within ${maxWaitMs} ms`, {
+        subsystem: "isolation",
+        details,
+      });
+    }
+    throw new BmiError("unavailable", `HIL could not ${what}: ${result.reason ?? "the action failed"}`, {
+      subsystem: "isolation",
+      details,
+    });
+  }
+
+  return {
+    name: "hil",
+    capabilities: { networks: driverOptions.networks ?? true },
+    client,
+
+    async node(name, o) {
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      check(o, "node");
+      return toNodeInfo(await client.showNode(valid, { signal: o?.signal }));
+    },
+
+    async authorize(project, name, o) {
+      const validProject = parseInput(ProjectName, project, "project", "isolation");
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      check(o, "authorize");
+      const info = toNodeInfo(await client.showNode(valid, { signal: o?.signal }));
+      if (info.project !== validProject) {
+        throw new BmiError(
+          "forbidden",
+          info.project === null
+            ? `node ${valid} is free: it does not belong to project ${validProject}`
+            : `node ${valid} does not belong to project ${validProject}`,
+          { subsystem: "isolation", details: { node: valid, project: validProject } },
+        );
+      }
+      return info;
+    },
+
+    async attach(attachment, o) {
+      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      check(o, "attach");
+      requireNetworks();
+      const wanted = a.channel ?? driverOptions.channel;
+      const current = attachedChannel(await client.showNode(a.node, { signal: o?.signal }), a.nic, a.network);
+      if (current !== undefined) {
+        if (wanted === undefined || wanted === current) return;
+        throw new BmiError("conflict", `network ${a.network} is already attached to ${a.nic} on ${current}`, {
+          subsystem: "isolation",
+          retryable: false,
+          details: { ...a, channel: current },
+        });
+      }
+      let statusId: string;
+      try {
+        statusId = await client.connectNetwork(a.node, a.nic, a.network, {
+          ...(wanted === undefined ? {} : { channel: wanted }),
+          signal: o?.signal,
+        });
+      } catch (error) {
+        // A retried POST whose first try got through reports "already attached/active": look again.
+        if (error instanceof BmiError && (error.code === "conflict" || error.code === "busy")) {
+          const again = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);
+          if (again && attachedChannel(again, a.nic, a.network) !== undefined) return;
+        }
+        throw error;
+      }
+      await waitFor(statusId, a, true, o);
+    },
+
+    async detach(attachment, o) {
+      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      check(o, "detach");
+      requireNetworks();
+      const details = await client.showNode(a.node, { signal: o?.signal });
+      if (attachedChannel(details, a.nic, a.network) === undefined) {
+        // HIL 404s an unknown network even when nothing is attached; keep that signal.
+        await client.showNetwork(a.network, { signal: o?.signal }).catch((error: unknown) => {
+          if (error instanceof BmiError && error.code === "forbidden") return;
+          throw error;
+        });
+        return;
+      }
+      let statusId: string;
+      try {
+        statusId = await client.detachNetwork(a.node, a.nic, a.network, { signal: o?.signal });
+      } catch (error) {
+        // "The network is not attached to the nic." (400): someone else detached it meanwhile.
+        if (error instanceof BmiError && error.code === "invalid_input" && /not attached/.test(error.message))
+          return;
+        throw error;
+      }
+      await waitFor(statusId, a, false, o);
+    },
+
+    async attachments(name, o) {
+      const valid = parseInput(NodeName, name, "node", "isolation");
+      check(o, "attachments");
+      const details = await client.showNode(valid, { signal: o?.signal });
+      const out: NetworkAttachment[] = [];
+      for (const nic of details.nics) {
+        for (const [ch, network] of Object.entries(nic.networks)) {
+          out.push({ node: details.name, nic: nic.label, network, channel: ch });
+        }
+      }
+      return out;
+    },
+  };
+
+  function requireNetworks(): void {
+    if (driverOptions.networks === false) {
+      throw new BmiError("unsupported", "this HIL driver was configured without network support", {
+        subsystem: "isolation",
+      });
+    }
+  }
+}
+
+/** Registers a HIL IsolationDriver under `TOKENS.isolation`. */
+export function registerHilIsolation(
+  container: DependencyContainer,
+  options: HilIsolationOptions,
+): IsolationDriver {
+  const driver = createHilIsolation(options);
+  container.registerInstance(TOKENS.isolation, driver);
+  return driver;
+}
+
+/**
+ * Driver options from a parsed `bmi_config.cfg`: the URL from `[haas]` (or the original's
+ * `[net_isolator]`), credentials from `HIL_USERNAME` / `HIL_PASSWORD` like the original CLI.
+ */
+export function hilOptionsFromConfig(
+  config: Record<string, Record<string, unknown> | undefined>,
+  env: Record<string, string | undefined> = process.env,
+): HilIsolationOptions {
+  const section = config.haas ?? config.net_isolator;
+  const url = section?.url;
+  if (typeof url !== "string" || url === "") {
+    throw new BmiError("invalid_input", "missing option url in section [haas] (or [net_isolator])", {
+      subsystem: "config",
+      details: { field: "haas.url" },
+    });
+  }
+  const options: HilIsolationOptions = { url };
+  if (env.HIL_USERNAME) options.username = env.HIL_USERNAME;
+  if (env.HIL_PASSWORD !== undefined) options.password = env.HIL_PASSWORD;
+  const number = (key: string) => {
+    const raw = section?.[key];
+    if (raw === undefined) return undefined;
+    return parseInput(z.coerce.number().int().positive(), raw, `haas.${key}`, "config");
+  };
+  const timeoutMs = number("timeout_ms");
+  if (timeoutMs !== undefined) options.timeoutMs = timeoutMs;
+  const retries = number("retries");
+  if (retries !== undefined) options.retries = retries;
+  if (typeof section?.channel === "string") options.channel = section.channel;
+  return options;
+}

@@ -1,0 +1,297 @@
+import { timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { z } from "zod";
+import { createFaultEngine, type HilFaults, type StatusFault } from "./faults.js";
+import { type HilFixture, loadFixture } from "./fixture.js";
+import { type Caller, matchPattern, type Reply, type Route, routes } from "./routes.js";
+import {
+  applyAction,
+  authorization,
+  createState,
+  HilApiError,
+  HilHtmlError,
+  type HilState,
+  type NetworkingAction,
+  notFound,
+  validation,
+} from "./state.js";
+
+export interface HilServerOptions {
+  /** The world the server starts with. */
+  fixture?: HilFixture;
+  /** `basic`: HIL's database auth with the fixture's users; `none`: HIL's null auth (all admin). Default basic. */
+  auth?: "none" | "basic";
+  /** How long the networking daemon takes to apply an action; default 50 ms. */
+  actionDelayMs?: number;
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** The VLAN pool of the `vlan_pool` allocator; default 100-199. */
+  vlanPool?: { first: number; last: number };
+}
+
+export interface HilServer {
+  /** Base URL without `/v0`, e.g. `http://127.0.0.1:40123`. */
+  url: string;
+  port: number;
+  /** The live model; tests may read and change it. */
+  state: HilState;
+  faults: HilFaults;
+  /** Applies every PENDING action now (except held ones), as if the daemon woke up. */
+  flushActions(): void;
+  /** Lets held actions finish, with the given outcome (default DONE). */
+  releaseActions(outcome?: "done" | "error"): void;
+  close(): Promise<void>;
+}
+
+const CONTENT_TYPE = "text/html; charset=utf-8";
+const ARGS_INVALID = "Request arguments are not valid for this request";
+
+const HTML_404 =
+  '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>The requested URL was not found on the server.  If you entered the URL manually please check your spelling and try again.</p>\n';
+const HTML_405 =
+  '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>405 Method Not Allowed</title>\n<h1>Method Not Allowed</h1>\n<p>The method is not allowed for the requested URL.</p>\n';
+const html500 = (message: string) =>
+  `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>${message.replace(/[<>&]/g, "")}</p>\n`;
+
+const ERROR_TYPES: Record<number, string> = {
+  400: "ValidationError",
+  401: "AuthorizationError",
+  404: "NotFoundError",
+  409: "BlockedError",
+};
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    "Content-Type": CONTENT_TYPE,
+    "Content-Length": String(Buffer.byteLength(body)),
+    ...headers,
+  });
+  res.end(body);
+}
+
+const sendError = (res: ServerResponse, error: HilApiError) =>
+  send(res, error.status, JSON.stringify({ type: error.type, msg: error.message }));
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** HIL's database auth (spec §2): 401 without or with a wrong password, 404 for an unknown user. */
+function authenticate(state: HilState, mode: "none" | "basic", header: string | undefined): Caller {
+  if (mode === "none") return { user: null, admin: true, canAccess: () => true };
+  const failed = () =>
+    authorization("Authentication failed. Authentication is required to use this service.");
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
+  if (!match?.[1]) throw failed();
+  const decoded = Buffer.from(match[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon < 0) throw failed();
+  const name = decoded.slice(0, colon);
+  const user = state.users.get(name);
+  if (!user) throw notFound(`User ${name} does not exist.`);
+  // A plain comparison: HIL's 165 ms sha512_crypt would only slow tests down.
+  if (!sameSecret(user.password, decoded.slice(colon + 1))) throw failed();
+  return { user: name, admin: user.isAdmin, canAccess: (p) => user.isAdmin || user.projects.has(p) };
+}
+
+function parseQuery(route: Route, url: URL): Record<string, string> {
+  const query: Record<string, string> = {};
+  for (const key of new Set(url.searchParams.keys())) {
+    const values = url.searchParams.getAll(key);
+    if (!route.query?.includes(key)) throw validation(ARGS_INVALID);
+    if (values.length > 1) throw validation("Parameter specified more than once");
+    if (values[0] === "") throw validation("Empty parameter specified");
+    query[key] = values[0] as string;
+  }
+  return query;
+}
+
+/** Merges the JSON body with the path parameters and checks the route's strict schema (spec §1). */
+function parseBody(
+  route: Route,
+  req: IncomingMessage,
+  raw: string,
+  params: Record<string, string>,
+): Record<string, unknown> {
+  if (req.method === "GET") {
+    if (raw.length > 0) throw validation("GET request made with a non-empty request body");
+    return {};
+  }
+  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+  // Flask consumes form bodies into request.form, so HIL sees no body at all.
+  const form = type === "application/x-www-form-urlencoded" || type === "multipart/form-data";
+  let body: unknown = {};
+  if (!form && raw.length > 0) {
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      throw validation("The request body is not valid JSON");
+    }
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw validation(ARGS_INVALID);
+  const record = body as Record<string, unknown>;
+  if (Object.keys(record).some((key) => key in params)) throw validation(ARGS_INVALID);
+  if (route.body === "passthrough") return record;
+  const result = z.strictObject(route.body ?? {}).safeParse(record);
+  if (!result.success) throw validation(ARGS_INVALID);
+  return result.data;
+}
+
+function findRoute(
+  method: string,
+  segments: readonly string[],
+  mode: "none" | "basic",
+): { route: Route; params: Record<string, string> } | "not_found" | "method" {
+  let pathMatched = false;
+  for (const route of routes) {
+    if (route.basicAuthOnly && mode !== "basic") continue;
+    const params = matchPattern(route.pattern, segments);
+    if (!params) continue;
+    pathMatched = true;
+    if (route.method === method) return { route, params };
+  }
+  return pathMatched ? "method" : "not_found";
+}
+
+function writeReply(res: ServerResponse, reply: Reply): void {
+  if ("empty" in reply) send(res, reply.status, "");
+  else if ("location" in reply) {
+    send(
+      res,
+      307,
+      `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to target URL: <a href="${reply.location}">${reply.location}</a>.  If not click the link.`,
+      { Location: reply.location },
+    );
+  } else send(res, reply.status, JSON.stringify(reply.json));
+}
+
+function faultBody(fault: StatusFault): string {
+  if (typeof fault.body === "string") return fault.body;
+  if (fault.body) return JSON.stringify(fault.body);
+  const type = ERROR_TYPES[fault.status];
+  if (type) return JSON.stringify({ type, msg: "injected fault" });
+  return fault.status >= 500 ? html500("injected fault") : "";
+}
+
+/**
+ * Starts a HIL-compatible server (HIL v0.4 REST API, `vlan_pool` allocator, mock switch) on a
+ * loopback port, with an in-memory model seeded from `fixture` and fault-injection knobs.
+ */
+export async function startHilServer(options: HilServerOptions = {}): Promise<HilServer> {
+  const mode = options.auth ?? "basic";
+  const actionDelayMs = options.actionDelayMs ?? 50;
+  const host = options.host ?? "127.0.0.1";
+  const state = createState(options.vlanPool);
+  const faults = createFaultEngine();
+  const timers = new Set<NodeJS.Timeout>();
+
+  const schedule = (action: NetworkingAction) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      applyAction(state, action);
+    }, actionDelayMs);
+    timers.add(timer);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const method = req.method ?? "GET";
+    const url = new URL(req.url ?? "/", "http://hil.invalid");
+    faults.count(method, url.pathname);
+    const injected = faults.take(method, url.pathname);
+    if (injected.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, injected.delayMs));
+    if (injected.drop) {
+      req.socket.destroy();
+      return;
+    }
+    const raw = await readBody(req);
+    if (injected.status) return send(res, injected.status.status, faultBody(injected.status));
+
+    let path: string;
+    try {
+      // Werkzeug decodes %2F before routing, so an encoded slash still splits a segment (§1).
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      return send(res, 404, HTML_404);
+    }
+    if (!path.startsWith("/v0/")) return send(res, 404, HTML_404);
+    const found = findRoute(method, path.slice("/v0/".length).split("/"), mode);
+    if (found === "not_found") return send(res, 404, HTML_404);
+    if (found === "method") return send(res, 405, HTML_405);
+
+    try {
+      const query = method === "GET" ? parseQuery(found.route, url) : {};
+      const body = parseBody(found.route, req, raw, found.params);
+      const caller = authenticate(state, mode, req.headers.authorization);
+      const reply = found.route.handle({
+        state,
+        params: found.params,
+        body,
+        query,
+        caller,
+        schedule,
+        outcomeFor: (node, nic) => faults.takeActionOutcome(node, nic),
+        authMode: mode,
+      });
+      writeReply(res, reply);
+    } catch (error) {
+      if (error instanceof HilApiError) return sendError(res, error);
+      const message = error instanceof HilHtmlError ? error.message : "Internal Server Error";
+      send(res, 500, html500(message));
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) send(res, 500, html500("Internal Server Error"));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  try {
+    loadFixture(state, options.fixture ?? {}, `http://${host}:${port}/obmd`);
+  } catch (error) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw error;
+  }
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    state,
+    faults,
+    flushActions() {
+      for (const action of state.actions.values()) applyAction(state, action);
+    },
+    releaseActions(outcome = "done") {
+      for (const action of state.actions.values()) {
+        if (action.status === "PENDING" && action.outcome === "hold") {
+          action.outcome = outcome;
+          applyAction(state, action);
+        }
+      }
+    },
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
