@@ -6,7 +6,6 @@ import {
   IqnPrefix,
   NetworkName,
   PoolName,
-  Port,
   ProjectName,
   RbdSnapshotName,
   Uid,
@@ -385,6 +384,7 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     const obsolete: Record<string, string> = OBSOLETE_KEYS[section] ?? {};
     const input: Record<string, string> = {};
     const showable = new Set<string>();
+    const fileKeyOf = new Map<string, string>();
     const take = (fileKey: string, key: string) => {
       if (input[key] !== undefined) {
         throw configError(`both [${source}] ${key} and its old name ${fileKey} are set; keep one`, {
@@ -405,6 +405,7 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
         );
       }
       input[key] = value;
+      fileKeyOf.set(key, fileKey);
       if (isShowable(fileKey, doc.sections.get(source)?.get(fileKey) ?? doc.defaults.get(fileKey)))
         showable.add(key);
     };
@@ -425,7 +426,7 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     if (input[key] === undefined) {
       throw configError(`missing [${source}] ${key} in ${where} (required)`, { section: source, key, file });
     }
-    const fileKey = Object.entries(aliases).find(([, k]) => k === key)?.[0] ?? key;
+    const fileKey = fileKeyOf.get(key) ?? key;
     const shown = showable.has(key) ? ` (got ${JSON.stringify(input[key])})` : "";
     throw configError(`invalid [${source}] ${fileKey}: ${issue?.message ?? "is invalid"}${shown}`, {
       section: source,

@@ -1,0 +1,451 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  BmiError,
+  DEFAULT_CONFIG_PATH,
+  loadConfig,
+  redactedConfig,
+  settingsFromConfig,
+  targetNameFor,
+} from "../src/index.js";
+
+const SAMPLE_PATH = new URL("./fixtures/bmi_config.cfg", import.meta.url).pathname;
+const SAMPLE = readFileSync(SAMPLE_PATH, "utf8");
+const SUDO_PASSWORD = "sudo-secret-7";
+const HIL_PASSWORD = "hil-secret-9";
+
+const temp = mkdtempSync(join(tmpdir(), "bmi-config-test-"));
+afterAll(() => rmSync(temp, { recursive: true, force: true }));
+
+/** The sample with one `key = value` line of `section` replaced (or added when missing). */
+function withValue(section: string, key: string, value: string | null, text = SAMPLE): string {
+  const lines = text.split("\n");
+  const start = lines.indexOf(`[${section}]`);
+  if (start < 0) throw new Error(`no [${section}] in the sample`);
+  let end = lines.findIndex((l, i) => i > start && l.startsWith("["));
+  if (end < 0) end = lines.length;
+  const at = lines.findIndex((l, i) => i > start && i < end && l.startsWith(`${key} =`));
+  if (at >= 0) {
+    if (value === null) lines.splice(at, 1);
+    else lines[at] = `${key} = ${value}`;
+  } else if (value !== null) lines.splice(start + 1, 0, `${key} = ${value}`);
+  return lines.join("\n");
+}
+
+function withoutSection(section: string, text = SAMPLE): string {
+  const lines = text.split("\n");
+  const start = lines.indexOf(`[${section}]`);
+  let end = lines.findIndex((l, i) => i > start && l.startsWith("["));
+  if (end < 0) end = lines.length;
+  lines.splice(start, end - start);
+  return lines.join("\n");
+}
+
+/** Loads config text, expecting a config error; returns it. */
+function configError(text: string): BmiError {
+  try {
+    loadConfig({ text, baseDir: temp });
+  } catch (error) {
+    expect(error).toBeInstanceOf(BmiError);
+    const e = error as BmiError;
+    expect(e.code).toBe("invalid_input");
+    expect(e.subsystem).toBe("config");
+    expect(e.fault).toBe("client");
+    return e;
+  }
+  throw new Error("the config loaded, but an error was expected");
+}
+
+describe("loadConfig: the sample bmi_config.cfg", () => {
+  const { config, warnings } = loadConfig({ path: SAMPLE_PATH });
+
+  it("reads every section of the original, with types", () => {
+    expect(config.file).toBe(SAMPLE_PATH);
+    expect(config.bmi).toEqual({
+      uid: "1",
+      snapshot: "bmi_created_snapshot",
+      admin_project: "bmi_infra",
+      concurrency: 8,
+      lock_lease_ms: 600_000,
+    });
+    expect(config.db.path).toBe("/var/lib/bmi/bmi.db");
+    expect(config.fs).toEqual({
+      id: "admin",
+      pool: "rbd",
+      conf_file: "/etc/ceph/ceph.conf",
+      keyring: "/etc/ceph/ceph.client.admin.keyring",
+      timeout_ms: 60_000,
+    });
+    expect(config.iscsi).toMatchObject({ ip: "127.0.0.1", port: 3260, lun: 1, initiators: "ALL" });
+    expect(config.net_isolator).toMatchObject({
+      url: "http://127.0.0.1:7000",
+      username: "bmi",
+      provisioning_network: "bmi_provision",
+      channel: "vlan/native",
+      api_version: "v0",
+    });
+    // %(tftp_root)s comes from [DEFAULT], as in Python's ConfigParser.
+    expect(config.tftp).toMatchObject({
+      ipxe_path: "/var/lib/tftpboot/",
+      pxelinux_path: "/var/lib/tftpboot/pxelinux.cfg/",
+      boot_nic: "net2",
+      firmware: "bios",
+      ipxe_kernel: "ipxe.lkrn",
+      menu_timeout: 30,
+    });
+    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000 });
+    expect(config.logs).toEqual({ path: "/var/log/bmi/", debug: true, verbose: false });
+    expect(config.driver).toEqual({ fs: "ceph", iscsi: "tgt", net_isolator: "hil", boot: "pxe" });
+  });
+
+  it("warns about each obsolete key and section, and about nothing else", () => {
+    expect(warnings).toHaveLength(5);
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining("[rpc] is obsolete"),
+        expect.stringContaining("[tests] is obsolete"),
+        expect.stringContaining("[bmi] service is obsolete"),
+        expect.stringContaining("[iscsi] password is obsolete"),
+        expect.stringContaining("[driver] is obsolete"),
+      ]),
+    );
+  });
+
+  it("never keeps the sudo password, nor puts a secret in a warning", () => {
+    expect(JSON.stringify(config)).not.toContain(SUDO_PASSWORD);
+    expect(warnings.join("\n")).not.toContain(SUDO_PASSWORD);
+    expect(warnings.join("\n")).not.toContain(HIL_PASSWORD);
+  });
+
+  it("gives the operations their settings", () => {
+    const settings = settingsFromConfig(config);
+    expect(settings).toMatchObject({
+      uid: "1",
+      snapshotName: "bmi_created_snapshot",
+      iscsi: { portal: "127.0.0.1", port: 3260, lun: 1, access: { initiators: "ALL" } },
+      provisioningNetwork: "bmi_provision",
+      provisioningChannel: "vlan/native",
+      defaultFirmware: "bios",
+      adminProject: "bmi_infra",
+      concurrency: 8,
+      lockLeaseMs: 600_000,
+    });
+    expect(targetNameFor("1img7", settings.iscsi.naming)).toBe("iqn.2026-11.org.bmi:1img7");
+  });
+
+  it("prints without secrets through redactedConfig", () => {
+    const chap = loadConfig({
+      text: withValue("iscsi", "chap_secret", "chap-secret-123", withValue("iscsi", "chap_user", "bmi")),
+    }).config;
+    expect(chap.iscsi.chap_secret).toBe("chap-secret-123");
+    const printed = JSON.stringify(redactedConfig(chap));
+    expect(printed).not.toContain(HIL_PASSWORD);
+    expect(printed).not.toContain("chap-secret-123");
+    expect(printed).toContain('"password":"[REDACTED]"');
+    expect(chap.net_isolator.password).toBe(HIL_PASSWORD); // the original is untouched
+    expect(settingsFromConfig(chap).iscsi.access.chap).toEqual({ user: "bmi", secret: "chap-secret-123" });
+  });
+});
+
+describe("loadConfig: where the file comes from", () => {
+  it("uses $BMI_CONFIG when no path is given", () => {
+    expect(loadConfig({ env: { BMI_CONFIG: SAMPLE_PATH } }).config.file).toBe(SAMPLE_PATH);
+  });
+
+  it("names the path it could not load, defaulting to /etc/bmi/bmiconfig.cfg", () => {
+    const missing = join(temp, "nope.cfg");
+    expect(() => loadConfig({ path: missing })).toThrow(`cannot load config file ${missing}: no such file`);
+    expect(() => loadConfig({ env: {} })).toThrow(`cannot load config file ${DEFAULT_CONFIG_PATH}`);
+    try {
+      loadConfig({ path: missing });
+    } catch (error) {
+      expect((error as BmiError).subsystem).toBe("config");
+      expect((error as BmiError).details.file).toBe(missing);
+    }
+  });
+
+  it("resolves relative paths against the config file's directory and adds the trailing '/'", () => {
+    const dir = mkdtempSync(join(temp, "site-"));
+    const file = join(dir, "bmi_config.cfg");
+    let text = withValue("db", "path", "state/bmi.db");
+    text = withValue("tftp", "ipxe_path", "tftp", text);
+    text = withValue("tftp", "pxelinux_path", "tftp/pxelinux.cfg", text);
+    text = withValue("fs", "conf_file", "./ceph/../ceph.conf", text);
+    writeFileSync(file, text);
+    const { config } = loadConfig({ path: file });
+    expect(config.db.path).toBe(join(dir, "state/bmi.db"));
+    expect(config.tftp.ipxe_path).toBe(`${join(dir, "tftp")}/`);
+    expect(config.tftp.pxelinux_path).toBe(`${join(dir, "tftp/pxelinux.cfg")}/`);
+    expect(config.fs.conf_file).toBe(join(dir, "ceph.conf"));
+  });
+});
+
+describe("loadConfig: Python SafeConfigParser compatibility", () => {
+  it("reads 'key: value', upper-case keys, inline ' ;' comments and a '#' inside a value", () => {
+    let text = SAMPLE.replace("uid = 1", "UID: 42 ; the deployment id");
+    text = withValue("net_isolator", "password", "p#ss;word", text);
+    const { config } = loadConfig({ text });
+    expect(config.bmi.uid).toBe("42");
+    expect(config.net_isolator.password).toBe("p#ss;word");
+  });
+
+  it("interpolates %(name)s within the section, '%%' as a literal '%', nested references", () => {
+    let text = withValue("net_isolator", "host", "127.0.0.1");
+    text = withValue("net_isolator", "base", "http://%(host)s", text);
+    text = withValue("net_isolator", "url", "%(base)s:7000/", text);
+    text = withValue("net_isolator", "password", "100%%sure", text);
+    const { config, warnings } = loadConfig({ text });
+    expect(config.net_isolator.url).toBe("http://127.0.0.1:7000/");
+    expect(config.net_isolator.password).toBe("100%sure");
+    // helper keys are unknown to BMI, so they are reported (Python ignored them silently)
+    expect(warnings).toContain("unknown key [net_isolator] host ignored");
+  });
+
+  it("accepts bools as true/false in any case only", () => {
+    expect(
+      loadConfig({ text: withValue("iscsi", "bare_target_names", "TRUE") }).config.iscsi.bare_target_names,
+    ).toBe(true);
+    const e = configError(withValue("iscsi", "bare_target_names", "yes"));
+    expect(e.message).toBe('invalid [iscsi] bare_target_names: must be true or false (any case) (got "yes")');
+  });
+
+  it("accepts the old section names [ceph], [haas] and [http] with a warning", () => {
+    let text = SAMPLE.replace("[fs]", "[ceph]")
+      .replace("[net_isolator]", "[haas]")
+      .replace("[rest_api]", "[http]");
+    text = withValue("http", "ip", null, text);
+    text = withValue("http", "bind_ip", "127.0.0.2", text);
+    const { config, warnings } = loadConfig({ text });
+    expect(config.fs.pool).toBe("rbd");
+    expect(config.net_isolator.url).toBe("http://127.0.0.1:7000");
+    expect(config.rest_api).toEqual({ ip: "127.0.0.2", port: 8000 });
+    expect(warnings).toContain("[haas] is the old name of [net_isolator]; read as [net_isolator]");
+    expect(configError(`${SAMPLE}\n[ceph]\npool = other\n`).message).toContain("both [fs] and [ceph]");
+  });
+
+  it("defaults every key the original hard-coded to the original's value", () => {
+    let text = SAMPLE;
+    for (const key of [
+      "port",
+      "lun",
+      "conf_dir",
+      "initiators",
+      "iqn_prefix",
+      "bare_target_names",
+      "tgt_control_port",
+    ]) {
+      text = withValue("iscsi", key, null, text);
+    }
+    for (const key of ["boot_nic", "firmware", "ipxe_kernel", "menu_timeout"])
+      text = withValue("tftp", key, null, text);
+    for (const key of ["admin_project", "concurrency", "lock_lease_ms"])
+      text = withValue("bmi", key, null, text);
+    text = withValue("net_isolator", "channel", null, text);
+    text = withValue("net_isolator", "timeout_ms", null, text);
+    text = withoutSection("rest_api", withoutSection("logs", text));
+    const { config, warnings } = loadConfig({ text });
+    expect(config.iscsi).toMatchObject({
+      port: 3260,
+      lun: 1,
+      conf_dir: "/etc/tgt/conf.d/",
+      initiators: "ALL",
+    });
+    expect(config.tftp).toMatchObject({ boot_nic: "net2", ipxe_kernel: "ipxe.lkrn", menu_timeout: 30 });
+    expect(config.tftp.dnsmasq_leases).toBe("/var/lib/misc/dnsmasq.leases");
+    expect(config.net_isolator).toMatchObject({
+      channel: "vlan/native",
+      timeout_ms: 10_000,
+      api_version: "v0",
+    });
+    expect(config.bmi.admin_project).toBe("bmi_infra");
+    expect(config.rest_api).toBeNull();
+    expect(config.logs).toEqual({ path: null, debug: false, verbose: false });
+    // Opening every target to every initiator silently is what SEC-6 forbids: it is warned about.
+    expect(warnings.some((w) => w.startsWith("[iscsi] initiators is not set"))).toBe(true);
+  });
+
+  it("reads an initiator list into addresses and names", () => {
+    const { config } = loadConfig({
+      text: withValue("iscsi", "initiators", "10.0.0.5, 10.1.0.0/16, iqn.1993-08.org.debian:01:node7"),
+    });
+    expect(config.iscsi.initiators).toEqual({
+      addresses: ["10.0.0.5", "10.1.0.0/16"],
+      names: ["iqn.1993-08.org.debian:01:node7"],
+    });
+    expect(settingsFromConfig(config).iscsi.access.initiators).toEqual(config.iscsi.initiators);
+  });
+});
+
+describe("loadConfig: broken configs name the section and key", () => {
+  it.each([
+    ["a missing section", withoutSection("db"), /^missing \[db\] section in the config text$/],
+    [
+      "a missing required key",
+      withValue("bmi", "uid", null),
+      /^missing \[bmi\] uid in the config text \(required\)$/,
+    ],
+    ["a missing [net_isolator] url", withValue("net_isolator", "url", null), /^missing \[net_isolator\] url/],
+    ["a bad bool", withValue("logs", "debug", "1"), /^invalid \[logs\] debug: must be true or false/],
+    [
+      "a non-integer port",
+      withValue("iscsi", "port", "32x60"),
+      /^invalid \[iscsi\] port: must be an integer/,
+    ],
+    [
+      "an out-of-range port",
+      withValue("rest_api", "port", "70000"),
+      /^invalid \[rest_api\] port: must be at most 65535/,
+    ],
+    [
+      "a LUN 0 (tgt's controller)",
+      withValue("iscsi", "lun", "0"),
+      /^invalid \[iscsi\] lun: must be at least 1/,
+    ],
+    [
+      "a stray %",
+      withValue("bmi", "snapshot", "bmi%snap"),
+      /^invalid \[bmi\] snapshot: a '%' must be followed by/,
+    ],
+    [
+      "a reference to a missing option",
+      withValue("fs", "pool", "%(nope)s"),
+      /^invalid \[fs\] pool: refers to %\(nope\)s, which is not an option/,
+    ],
+    [
+      "a reference loop",
+      withValue("fs", "pool", "%(id)s", withValue("fs", "id", "%(pool)s")),
+      /^invalid \[fs\] (id|pool): %\(name\)s references nest deeper than 10/,
+    ],
+    [
+      "an unknown driver",
+      withValue("driver", "iscsi", "iet"),
+      /^invalid \[driver\] iscsi: unknown driver "iet"/,
+    ],
+    [
+      "a bad firmware",
+      withValue("tftp", "firmware", "efi"),
+      /^invalid \[tftp\] firmware: must be bios or uefi/,
+    ],
+    [
+      "a non-http HIL URL",
+      withValue("net_isolator", "url", "ftp://hil"),
+      /^invalid \[net_isolator\] url: must be an http/,
+    ],
+    ["a CHAP user without secret", withValue("iscsi", "chap_user", "bmi"), /^missing \[iscsi\] chap_secret/],
+    [
+      "a bad initiator",
+      withValue("iscsi", "initiators", "node7;rm"),
+      /^invalid \[iscsi\] initiators: each entry/,
+    ],
+  ])("%s", (_what, text, message) => {
+    const e = configError(text);
+    expect(e.message).toMatch(message);
+    expect(e.details.section).toBeTypeOf("string");
+  });
+
+  it.each([
+    ["a path in uid", "bmi", "uid", "../1", /^invalid \[bmi\] uid: uid may only contain/],
+    ["img in uid", "bmi", "uid", "1img", /^invalid \[bmi\] uid: uid must not contain 'img'/],
+    ["a path in the snapshot name", "bmi", "snapshot", "../../snap", /^invalid \[bmi\] snapshot: /],
+    ["a path in the pool", "fs", "pool", "../rbd", /^invalid \[fs\] pool: pool name may only contain/],
+    [
+      "a path in the iPXE kernel",
+      "tftp",
+      "ipxe_kernel",
+      "../../etc/passwd",
+      /^invalid \[tftp\] ipxe_kernel: /,
+    ],
+    ["a shell string in the boot NIC", "tftp", "boot_nic", "net2; reboot", /^invalid \[tftp\] boot_nic: /],
+    [
+      "a newline in the boot NIC",
+      "tftp",
+      "boot_nic",
+      '"net2\\nsanboot evil"',
+      /^invalid \[tftp\] boot_nic: must not contain a newline/,
+    ],
+    [
+      "a newline in the portal",
+      "iscsi",
+      "ip",
+      '"10.0.0.1\\n#!ipxe"',
+      /^invalid \[iscsi\] ip: must not contain a newline/,
+    ],
+    ["a space in the portal", "iscsi", "ip", "10.0.0.1 evil", /^invalid \[iscsi\] ip: host must be/],
+    [
+      "a bad IQN prefix",
+      "iscsi",
+      "iqn_prefix",
+      "iqn.2026-11.org.bmi:../x",
+      /^invalid \[iscsi\] iqn_prefix: /,
+    ],
+    ["a slash in the admin project", "bmi", "admin_project", "a/b", /^invalid \[bmi\] admin_project: /],
+    [
+      "a NUL in a path",
+      "db",
+      "path",
+      '"/var/lib/bmi\\u0000.db"',
+      /^invalid \[db\] path: must not contain a newline/,
+    ],
+  ])("rejects a hostile value: %s", (_what, section, key, value, message) => {
+    expect(configError(withValue(section, key, value)).message).toMatch(message);
+  });
+
+  it("rejects a continuation line, which would put a newline into a value", () => {
+    const text = SAMPLE.replace("pool = rbd", "pool = rbd\n  sanboot iscsi:evil");
+    expect(configError(text).message).toMatch(/^invalid \[fs\] pool: line \d+ of config text is indented/);
+  });
+
+  it("rejects an option before any section and a line that is not an option", () => {
+    expect(configError(`uid = 1\n${SAMPLE}`).message).toMatch(/option 'uid' comes before any \[section\]/);
+    expect(configError(`${SAMPLE}\n[bmi]\njust words\n`).message).toMatch(
+      /is not a \[section\], a 'key = value'/,
+    );
+  });
+
+  it("never shows a secret in an error, even one reached through interpolation", () => {
+    const hostile = [
+      withValue("iscsi", "port", "%(password)s"),
+      withValue("net_isolator", "url", "ftp://bmi:hil-secret-9@hil"),
+      withValue("net_isolator", "url", "%(password)s"),
+      withValue("net_isolator", "password", "%(nope)s"),
+      withValue("net_isolator", "password", "50%"),
+      withValue("driver", "fs", "%(password)s", withValue("driver", "password", SUDO_PASSWORD)),
+    ];
+    for (const text of hostile) {
+      const e = configError(text);
+      expect(e.message).not.toContain(SUDO_PASSWORD);
+      expect(e.message).not.toContain(HIL_PASSWORD);
+      expect(e.message).not.toContain("50%");
+      expect(JSON.stringify(e.toJSON())).not.toContain(HIL_PASSWORD);
+    }
+  });
+
+  it("ignores a stray % in the obsolete sudo password, which is never read", () => {
+    const { config, warnings } = loadConfig({ text: withValue("iscsi", "password", "50%off") });
+    expect(config.iscsi.ip).toBe("127.0.0.1");
+    expect(warnings.join("\n")).not.toContain("50%off");
+  });
+
+  it("accepts the original's module paths and placeholders in [driver], and no other driver", () => {
+    let text = withValue("driver", "iscsi", "ims.einstein.iscsi.tgt");
+    text = withValue("driver", "fs", "<driver to load>", text);
+    text = withValue("driver", "net_isolator", "<default>", text);
+    expect(loadConfig({ text }).config.driver).toEqual({
+      fs: "ceph",
+      iscsi: "tgt",
+      net_isolator: "hil",
+      boot: "pxe",
+    });
+    expect(configError(withValue("driver", "net_isolator", "openstack")).message).toMatch(
+      /^invalid \[driver\] net_isolator: unknown driver "openstack"; this BMI supports only hil/,
+    );
+  });
+
+  it("reports unknown sections and keys as warnings (the original ignored them)", () => {
+    const { warnings } = loadConfig({ text: `${withValue("iscsi", "colour", "blue")}\n[extras]\nx = 1\n` });
+    expect(warnings).toContain("unknown key [iscsi] colour ignored");
+    expect(warnings).toContain("unknown section [extras] ignored");
+  });
+});
