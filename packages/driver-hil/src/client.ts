@@ -254,34 +254,34 @@ export function createHilClient(options: HilClientOptions) {
     url: base,
 
     // Nodes
-    showNode: (name: string, o: RequestOptions = {}) =>
+    showNode: async (name: string, o: RequestOptions = {}) =>
       call("GET", node(name), { schema: NodeDetails, signal: o.signal }),
     /** `free` → nodes without a project; `all` → every node (sorted). */
-    listNodes: (which: "free" | "all", o: RequestOptions = {}) =>
+    listNodes: async (which: "free" | "all", o: RequestOptions = {}) =>
       call("GET", `/v0/nodes/${which}`, { schema: NameList, signal: o.signal }),
     /** Sets `enabled` on the node's OBM (HIL v0.4+). */
-    setObm: (name: string, enabled: boolean, o: RequestOptions = {}) =>
+    setObm: async (name: string, enabled: boolean, o: RequestOptions = {}) =>
       call("PUT", `${node(name)}/obm`, { body: { enabled }, signal: o.signal }),
 
     // Projects
-    listProjects: (o: RequestOptions = {}) =>
+    listProjects: async (o: RequestOptions = {}) =>
       call("GET", "/v0/projects", { schema: NameList, signal: o.signal }),
     /** Unsorted (database order). Also the original BMI's access check. */
-    listProjectNodes: (name: string, o: RequestOptions = {}) =>
+    listProjectNodes: async (name: string, o: RequestOptions = {}) =>
       call("GET", `${project(name)}/nodes`, { schema: NameList, signal: o.signal }),
-    listProjectNetworks: (name: string, o: RequestOptions = {}) =>
+    listProjectNetworks: async (name: string, o: RequestOptions = {}) =>
       call("GET", `${project(name)}/networks`, { schema: NameList, signal: o.signal }),
-    projectConnectNode: (name: string, nodeName: string, o: RequestOptions = {}) =>
+    projectConnectNode: async (name: string, nodeName: string, o: RequestOptions = {}) =>
       call("POST", `${project(name)}/connect_node`, { body: { node: nodeName }, signal: o.signal }),
-    projectDetachNode: (name: string, nodeName: string, o: RequestOptions = {}) =>
+    projectDetachNode: async (name: string, nodeName: string, o: RequestOptions = {}) =>
       call("POST", `${project(name)}/detach_node`, { body: { node: nodeName }, signal: o.signal }),
 
     // Networks
-    showNetwork: (name: string, o: RequestOptions = {}) =>
+    showNetwork: async (name: string, o: RequestOptions = {}) =>
       call("GET", network(name), { schema: NetworkDetails, signal: o.signal }),
-    listNetworks: (o: RequestOptions = {}) =>
+    listNetworks: async (o: RequestOptions = {}) =>
       call("GET", "/v0/networks", { schema: NetworkList, signal: o.signal }),
-    listNetworkAttachments: (name: string, o: RequestOptions & { project?: string } = {}) =>
+    listNetworkAttachments: async (name: string, o: RequestOptions & { project?: string } = {}) =>
       call(
         "GET",
         `${network(name)}/attachments${o.project === undefined ? "" : `?project=${segment(o.project, "project")}`}`,
@@ -307,7 +307,7 @@ export function createHilClient(options: HilClientOptions) {
       return (await call("POST", path, { body, schema: StatusId, expectStatus: 202, signal: o.signal }))
         .status_id;
     },
-    showNetworkingAction: (statusId: string, o: RequestOptions = {}) =>
+    showNetworkingAction: async (statusId: string, o: RequestOptions = {}) =>
       call("GET", `/v0/networking_action/${segment(statusId, "status_id")}`, {
         schema: NetworkingAction,
         signal: o.signal,
