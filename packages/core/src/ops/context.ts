@@ -170,6 +170,24 @@ export function insertImageStep(
   );
 }
 
+/**
+ * Deletes an image row in a step whose undo puts it back with the same id (and re-attaches the
+ * snapshot rows that the deletion detached), so the irreversible storage removal can come last.
+ */
+export function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
+  const detached = ctx.store.listImages().filter((i) => i.parentId === image.id && i.isSnapshot);
+  return saga.step(
+    "delete image row",
+    () => ctx.store.deleteImage(image.id),
+    () =>
+      ctx.store.transaction(() => {
+        ctx.store.insertImage({ ...image, cephName: image.cephName });
+        for (const child of detached)
+          ctx.store.updateImage(child.id, { parentId: image.id, isSnapshot: true });
+      }),
+  );
+}
+
 /** `<image>@<S>` of an image. */
 export const cloneSource = (ctx: BmiContext, image: Image) => ({
   image: image.cephName,

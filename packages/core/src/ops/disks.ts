@@ -7,6 +7,7 @@ import {
   type BmiContext,
   cloneSource,
   cloneStep,
+  deleteImageRowStep,
   exportSteps,
   insertImageStep,
   operation,
@@ -30,8 +31,9 @@ export function toDisk(ctx: BmiContext, image: Image): Disk {
 /** Creates a disk: a copy-on-write clone of an image's S snapshot, exported as an iSCSI target. */
 export function createDisk(ctx: BmiContext, input: CreateDiskInput): Promise<Disk> {
   const args = parseInput(CreateDiskInput, input, "input");
-  const locks = [imageLock(args.project, args.disk), imageLock(args.project, args.image)];
-  return operation(ctx, "create disk", { ...args }, locks, async (saga) => {
+  // The source image is not locked: many disks may be cloned from one image at once, and Ceph
+  // refuses to unprotect a snapshot that has clones, so removeImage cannot pull it away.
+  return operation(ctx, "create disk", { ...args }, [imageLock(args.project, args.disk)], async (saga) => {
     const project = requireProject(ctx, args.project);
     return createDiskSteps(ctx, saga, project, args.image, args.disk);
   });
@@ -108,11 +110,11 @@ export async function deleteDiskSteps(
   }
   await unexportSteps(ctx, saga, disk, force);
   const { storage } = ctx.drivers;
-  // Removing the clone cannot be undone, so it is the last external step; the row goes after it.
-  if (await storage.exists(disk.cephName)) {
-    await saga.step("remove clone", () => storage.remove(disk.cephName));
-  }
-  await saga.step("delete disk row", () => ctx.store.deleteImage(disk.id));
+  const present = await storage.exists(disk.cephName);
+  await deleteImageRowStep(ctx, saga, disk);
+  // Removing the clone cannot be undone, so it is the very last step: any failure before it
+  // puts everything back; a crash right before it leaves an orphan that reconcile() removes.
+  if (present) await saga.step("remove clone", () => storage.remove(disk.cephName));
 }
 
 export function listDisks(ctx: BmiContext, input: { project: string }): Disk[] {

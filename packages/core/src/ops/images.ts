@@ -7,6 +7,7 @@ import {
   type BmiContext,
   cloneSource,
   cloneStep,
+  deleteImageRowStep,
   insertImageStep,
   makeGoldenSteps,
   operation,
@@ -168,9 +169,9 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
         },
       );
     }
-    // The point of no return comes last; a row left by a failure below is journalled (COR-2/3).
+    await deleteImageRowStep(ctx, saga, image);
+    // The point of no return comes last, so every failure before it can be undone (COR-1/3).
     if (snapshots !== null) await saga.step("remove RBD image", () => storage.remove(image.cephName));
-    await saga.step("delete image row", () => ctx.store.deleteImage(image.id));
   });
 }
 
@@ -187,7 +188,9 @@ export type CopyImageInput = z.input<typeof CopyInput>;
 export function copyImage(ctx: BmiContext, input: CopyImageInput): Promise<Image> {
   const args = parseInput(CopyInput, input, "input");
   const destName = args.destName ?? args.image;
-  const locks = [imageLock(args.project, args.image), imageLock(args.destProject, destName)];
+  // Only the new name is locked: copies of one source may run side by side (Ceph keeps a
+  // snapshot with clones from being removed under them).
+  const locks = [imageLock(args.destProject, destName)];
   return operation(ctx, "copy image", { ...args, destName }, locks, async (saga) => {
     const project = requireProject(ctx, args.project);
     const dest = requireProject(ctx, args.destProject);

@@ -37,7 +37,6 @@ export type ProvisionInput = z.input<typeof ProvisionInput>;
 export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provisioning> {
   const args = parseInput(ProvisionInput, input, "input");
   const locks = [nodeLock(args.node), imageLock(args.project, args.disk)];
-  if (args.image) locks.push(imageLock(args.project, args.image));
   return operation(
     ctx,
     "provision",

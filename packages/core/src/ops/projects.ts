@@ -47,7 +47,10 @@ export function deleteProject(ctx: BmiContext, input: { name: string }): Promise
     if (images.length > 0 || nodes.length > 0) {
       throw new BmiError(
         "busy",
-        `project ${name} still has ${images.length} image(s) and ${nodes.length} provisioned node(s); remove them first`,
+        `project ${name} still has ${images.length} image(s) (${images
+          .map((i) => i.name)
+          .slice(0, 5)
+          .join(", ")}) and ${nodes.length} provisioned node(s); remove them first`,
         {
           subsystem: "store",
           details: { images: images.map((i) => i.name), nodes: nodes.map((n) => n.node) },

@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { BmiError } from "../src/index.js";
+import { type Env, setup, thrown } from "./ops-helpers.js";
+
+interface Scenario {
+  name: string;
+  prepare?: (env: Env) => Promise<unknown>;
+  run: (env: Env) => Promise<unknown>;
+}
+
+const provisioned = async (env: Env) =>
+  env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
+
+/** Every multi-step operation, from a state where it would succeed. */
+const scenarios: Scenario[] = [
+  { name: "create project", run: (e) => e.bmi.createProject({ name: "p9" }) },
+  { name: "import image", run: (e) => e.bmi.importImage({ project: "p2", source: "centos7" }) },
+  {
+    name: "import image from a snapshot",
+    prepare: (e) => e.storage.createSnapshot({ image: "centos7", snapshot: "v1" }),
+    run: (e) => e.bmi.importImage({ project: "p2", source: "centos7", snapshot: "v1", protect: true }),
+  },
+  { name: "create disk", run: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }) },
+  {
+    name: "delete disk",
+    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
+    run: (e) => e.bmi.deleteDisk({ project: "p1", disk: "d1" }),
+  },
+  { name: "provision from image", run: provisioned },
+  {
+    name: "provision an existing disk",
+    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
+    run: (e) => e.bmi.provision({ project: "p1", node: "n1", disk: "d1" }),
+  },
+  { name: "deprovision", prepare: provisioned, run: (e) => e.bmi.deprovision({ project: "p1", node: "n1" }) },
+  {
+    name: "deprovision and delete the disk",
+    prepare: provisioned,
+    run: (e) => e.bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true }),
+  },
+  {
+    name: "snapshot disk",
+    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
+    run: (e) => e.bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }),
+  },
+  { name: "copy image", run: (e) => e.bmi.copyImage({ project: "p1", image: "golden", destProject: "p2" }) },
+  { name: "move image", run: (e) => e.bmi.moveImage({ project: "p1", image: "golden", destProject: "p2" }) },
+  { name: "export image", run: (e) => e.bmi.exportImage({ project: "p1", image: "golden", rbdName: "out" }) },
+  { name: "remove image", run: (e) => e.bmi.removeImage({ project: "p1", image: "golden" }) },
+  { name: "mount image", run: (e) => e.bmi.mountImage({ project: "p1", image: "golden" }) },
+  {
+    name: "unmount image",
+    prepare: (e) => e.bmi.mountImage({ project: "p1", image: "golden" }),
+    run: (e) => e.bmi.unmountImage({ project: "p1", image: "golden" }),
+  },
+];
+
+/** Steps after the point of no return (irreversible, or cleanups whose failure does not fail the op). */
+const FINAL_STEPS = new Set([
+  "unprotect source snapshot",
+  "remove source snapshot",
+  "unprotect disk snapshot",
+  "remove disk snapshot",
+]);
+
+async function stepsOf(scenario: Scenario): Promise<string[]> {
+  const env = await setup();
+  await scenario.prepare?.(env);
+  const steps: string[] = [];
+  env.setHook(({ step }) => {
+    steps.push(step);
+  });
+  await scenario.run(env);
+  return steps;
+}
+
+describe("a failure injected at each step leaves drivers and DB exactly as before", () => {
+  for (const scenario of scenarios) {
+    it(scenario.name, async () => {
+      const steps = await stepsOf(scenario);
+      expect(steps.length).toBeGreaterThan(0);
+      let injected = 0;
+      for (let at = 0; at < steps.length; at++) {
+        const env = await setup();
+        await scenario.prepare?.(env);
+        const before = await env.state();
+        const injectedError = new BmiError("unavailable", `injected at step ${at}`, { subsystem: "storage" });
+        env.setHook(({ index }) => {
+          if (index === at) throw injectedError;
+        });
+        const outcome = await scenario.run(env).then(
+          () => "succeeded",
+          (error: unknown) => error,
+        );
+        const step = steps[at] ?? "";
+        if (outcome === "succeeded") {
+          // Only a cleanup step may fail without failing the operation; it is journalled instead.
+          expect(FINAL_STEPS.has(step), `step "${step}" failed silently`).toBe(true);
+          continue;
+        }
+        expect(outcome).toBe(injectedError);
+        env.setHook(undefined);
+        expect(await env.state(), `after a failure at step ${at} (${step})`).toEqual(before);
+        injected++;
+      }
+      expect(injected).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe("undo failures", () => {
+  it("journals an undo that fails and keeps undoing the other steps", async () => {
+    const env = await setup();
+    env.setHook(({ step }) => {
+      if (step === "record export") throw new BmiError("unavailable", "injected");
+    });
+    env.exporter.failNext("unexport", new BmiError("unavailable", "tgtd went away", { subsystem: "export" }));
+    const error = await thrown(() => env.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }));
+    expect(error.message).toBe("injected");
+    // The clone and the row were still undone; the target is left, and reconcile names it.
+    expect(await env.storage.exists("1img2")).toBe(false);
+    expect(env.bmi.listDisks({ project: "p1" })).toEqual([]);
+    const journal = env.store.listJournal().filter((j) => j.status === "undo_failed");
+    expect(journal.map((j) => j.step)).toEqual(["export target"]);
+    const report = await env.bmi.reconcile();
+    expect(report.drift.map((d) => d.kind)).toContain("orphan_target");
+  });
+});
