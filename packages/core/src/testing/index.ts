@@ -9,3 +9,4 @@ export * from "./memory/export.js";
 export * from "./memory/isolation.js";
 export * from "./memory/storage.js";
 export * from "./recording-runner.js";
+export * from "./state.js";
