@@ -17,6 +17,7 @@
  */
 import { readFileSync, rmSync } from "node:fs";
 import { type CephLab, type CephLabInfo, startCephLab } from "@bmi/lab";
+import type {} from "vitest";
 import type { TestProject } from "vitest/node";
 
 declare module "vitest" {

@@ -1,1 +1,2 @@
-export {};
+export { type CephStorageOptions, createCephStorage, registerCephStorage } from "./ceph-storage.js";
+export { classifyRbdFailure, type RbdFailure, rbdError, rbdReason } from "./rbd-errors.js";

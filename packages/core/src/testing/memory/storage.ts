@@ -61,7 +61,7 @@ const fail = (code: ConstructorParameters<typeof BmiError>[0], message: string, 
 /**
  * An in-memory StorageDriver with RBD semantics: clones only from protected snapshots (unless
  * `cloneUnprotected`, i.e. clone v2), `busy` when removing an image with snapshots, children or
- * watchers, or unprotecting a snapshot with children. Errors match what the Ceph driver throws.
+ * watchers, or unprotecting a snapshot with (clone v1) children. Errors match what the Ceph driver throws.
  */
 export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryStorage {
   const cloneUnprotected = options.cloneUnprotected ?? false;
@@ -271,7 +271,8 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
       const snap = snapshot(ref);
       if (!snap.protected) return;
       const children = childrenOf(ref);
-      if (children.length > 0) {
+      // Clone v2 children do not rely on the protect flag (RBD allows the unprotect).
+      if (children.length > 0 && !cloneUnprotected) {
         throw fail(
           "busy",
           `snapshot ${ref.image}@${ref.snapshot} has ${children.length} clone(s); flatten or remove them first`,
