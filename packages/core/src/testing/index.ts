@@ -8,5 +8,6 @@ export * from "./memory/boot.js";
 export * from "./memory/export.js";
 export * from "./memory/isolation.js";
 export * from "./memory/storage.js";
+export * from "./memory-bmi.js";
 export * from "./recording-runner.js";
 export * from "./state.js";

@@ -1,0 +1,74 @@
+import type { BmiSettings } from "../config/settings.js";
+import { defaultSettings } from "../config/settings.js";
+import type { Logger } from "../log/index.js";
+import { type Bmi, createBmi } from "../ops/bmi.js";
+import type { StepHook } from "../ops/saga.js";
+import { openSqliteStore, type SqliteStore } from "../store/index.js";
+import { createMemoryBoot, type MemoryBoot } from "./memory/boot.js";
+import { createMemoryExport, type MemoryExportDriver } from "./memory/export.js";
+import {
+  createMemoryIsolation,
+  type MemoryIsolation,
+  type MemoryIsolationOptions,
+} from "./memory/isolation.js";
+import { createMemoryStorage, type MemoryStorage } from "./memory/storage.js";
+import { type CapturedState, captureState } from "./state.js";
+
+export interface MemoryBmiOptions {
+  /** The isolation service's nodes and networks (who owns which node, their NICs). */
+  isolation: MemoryIsolationOptions;
+  settings?: Partial<BmiSettings>;
+  logger?: Logger;
+  /** Run before every saga step; throw from it to inject a failure. Changeable later with `setBeforeStep`. */
+  beforeStep?: StepHook;
+}
+
+export interface MemoryBmi {
+  bmi: Bmi;
+  storage: MemoryStorage;
+  export: MemoryExportDriver;
+  boot: MemoryBoot;
+  isolation: MemoryIsolation;
+  /** An in-memory SQLite store (the real store, on `:memory:`). */
+  store: SqliteStore;
+  /** Everything the operations can change, for "nothing left behind" assertions. */
+  state(): Promise<CapturedState>;
+  setBeforeStep(hook: StepHook | undefined): void;
+}
+
+/**
+ * A whole BMI on in-memory drivers and an in-memory store: for unit tests of code that uses BMI
+ * (yours and ours). No daemons, no files.
+ */
+export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
+  const storage = createMemoryStorage();
+  const exporter = createMemoryExport();
+  const boot = createMemoryBoot();
+  const isolation = createMemoryIsolation(options.isolation);
+  const settings = defaultSettings(options.settings);
+  const store = openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName });
+  let hook = options.beforeStep;
+  const bmi = createBmi({
+    storage,
+    export: exporter,
+    boot,
+    isolation,
+    store,
+    settings,
+    logger: options.logger,
+    beforeStep: (info) => hook?.(info),
+  });
+  const nodes = options.isolation.nodes.map((n) => n.name);
+  return {
+    bmi,
+    storage,
+    export: exporter,
+    boot,
+    isolation,
+    store,
+    state: () => captureState({ storage, export: exporter, boot, isolation, nodes, store }),
+    setBeforeStep: (h) => {
+      hook = h;
+    },
+  };
+}
