@@ -122,7 +122,7 @@ export function renderDispatcher(): string {
     "# BMI dispatcher: boots the node whose NIC this is (entries written by @bmi/driver-pxe).",
     `chain --autofree ${macHyphens}.ipxe || goto none`,
     ":none",
-    `echo BMI: no boot entry for ${mac}`,
+    `echo BMI: the boot entry for ${mac} is missing or failed`,
     "exit 1",
     "",
   ].join("\n");
