@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { closeSync, openSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { freePort, isAlive, makeTempDir, stopPid, waitFor } from "./process.js";
 
@@ -169,8 +171,18 @@ export async function startTgtd(options: StartTgtdOptions = {}): Promise<TgtdHan
   };
   const tgtadm = (args: readonly string[]) => tgtadmRaw(controlPort, args);
 
+  /**
+   * Waits until the kernel has reaped our tgtd. A multi-threaded tgtd (librbd) shows as a zombie
+   * while its other threads still exit and hold the IPC lock, so the zombie check is not enough.
+   */
+  const reaped = async (child: ChildProcess) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    await Promise.race([once(child, "exit"), sleep(10_000)]);
+  };
+
   const kill = async () => {
     await stopPid(pidOf(), { signal: "SIGKILL", graceMs: 5000 });
+    await reaped(current);
   };
 
   const stop = async () => {
@@ -192,6 +204,7 @@ export async function startTgtd(options: StartTgtdOptions = {}): Promise<TgtdHan
       }).catch(() => false);
       if (!exited) await stopPid(pid, { signal: "SIGKILL", graceMs: 3000 });
     }
+    await reaped(current);
     await forgetIpcFiles();
     await temp?.remove();
   };
