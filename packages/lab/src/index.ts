@@ -1,3 +1,4 @@
+export * from "./bmi-lab.js";
 export * from "./boot-image.js";
 export * from "./ceph.js";
 export * from "./process.js";
