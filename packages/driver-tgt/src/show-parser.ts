@@ -2,7 +2,7 @@
 export interface TgtLun {
   lun: number;
   type: string;
-  /** Size in bytes, from tgt's "Size: N MB" (so rounded to MiB). */
+  /** Approximate size in bytes, from tgt's rounded "Size: N MB". */
   sizeBytes: number | null;
   /** `rdwr` for files, `rbd`, `null` for LUN 0 (the controller), ... */
   backingType: string;
@@ -40,7 +40,8 @@ const SECTIONS: Record<string, Section> = {
   "ACL information:": "acl",
 };
 
-const SIZE_UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+// tgt prints sizes in decimal units, rounded (a 16 MiB image shows as "17 MB").
+const SIZE_UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 };
 
 /** Whether an ACL entry is an initiator name rather than an address (tgt keeps both in one list). */
 export function isInitiatorName(entry: string): boolean {
