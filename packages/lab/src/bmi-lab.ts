@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type Bmi,
@@ -16,13 +16,15 @@ import {
   type StorageDriver,
   settingsFromConfig,
   silentLogger,
+  type TargetInfo,
 } from "@bmi/core";
 import { createCephStorage } from "@bmi/driver-ceph";
 import { createHilIsolation } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import { createPxeBoot, installTftpRoot } from "@bmi/driver-pxe";
 import { createTgtExport } from "@bmi/driver-tgt";
-import { buildBootImage } from "./boot-image.js";
+import { execa } from "execa";
+import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";
 import { makeTempDir } from "./process.js";
 import { type BootVmResult, bootVm } from "./qemu.js";
@@ -83,6 +85,11 @@ export interface BmiLab {
     node: string,
     options?: { chain?: "pxelinux" | "ipxe"; timeoutMs?: number; expect?: RegExp },
   ): Promise<BootVmResult>;
+  /**
+   * Writes a new boot sector printing `marker` into a disk through its iSCSI target, as the node
+   * itself would write to its root disk (the write lands in the clone, never in the golden image).
+   */
+  writeBootMarker(disk: { target: TargetInfo | null }, marker: string): Promise<void>;
   /** What BMI made that is still there: RBD images (besides imported sources), targets, boot files. */
   leftovers(): Promise<{ images: string[]; targets: string[]; bootFiles: string[] }>;
   /** Tears everything down that the lab started, in reverse order; safe to call twice. */
@@ -248,6 +255,24 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
           timeoutMs: bootOptions.timeoutMs ?? 180_000,
           expect: bootOptions.expect,
         });
+      },
+      async writeBootMarker(disk, marker) {
+        if (!disk.target) throw new Error("the disk is not exported");
+        const file = join(dir, `marker-${process.pid}-${Date.now()}.raw`);
+        await writeFile(file, bootSector(marker));
+        try {
+          // Over the loopback portal (the guest's 10.0.2.2 is this host's 127.0.0.1).
+          const url = `iscsi://127.0.0.1:${tgtd.port}/${disk.target.name}/${disk.target.lun}`;
+          await execa(
+            "qemu-img",
+            ["dd", "-f", "raw", "-O", "raw", `if=${file}`, `of=${url}`, "bs=512", "count=1"],
+            {
+              timeout: 60_000,
+            },
+          );
+        } finally {
+          await rm(file, { force: true });
+        }
       },
       async leftovers() {
         const images = (await drivers.storage.list()).filter((n) => !n.endsWith("-src"));
