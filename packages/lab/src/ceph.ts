@@ -195,7 +195,8 @@ async function build(
   await run("ceph-osd", ["-c", conf, "-i", "0"], { daemon: true });
 
   if (options.withMgr) {
-    const mgrKeyring = await ceph([
+    const mgrKeyring = join(dir, "mgr/ceph-x/keyring");
+    await ceph([
       "auth",
       "get-or-create",
       "mgr.x",
@@ -205,8 +206,10 @@ async function build(
       "allow *",
       "mds",
       "allow *",
+      "-o",
+      mgrKeyring,
     ]);
-    await writeFile(join(dir, "mgr/ceph-x/keyring"), mgrKeyring, { mode: 0o600 });
+    await chmod(mgrKeyring, 0o600);
     await run("ceph-mgr", ["-c", conf, "-i", "x"], { daemon: true });
   }
   if (options.minCompatClient === "mimic") {
