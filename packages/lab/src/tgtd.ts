@@ -84,44 +84,37 @@ async function launch(
   }
   child.on("error", () => {});
   const portalLine = `Portal: ${portal}:${port},`;
-  try {
-    await waitFor(
-      `tgtd on ${portal}:${port} (control port ${controlPort})`,
-      async () => {
-        if (!(await isAlive(pid))) {
-          const log = await readFile(logFile, "utf8").catch(() => "");
-          if (/another tgtd is using|unable to get lock/.test(log)) {
-            throw new TgtdStartError(`control port ${controlPort} is taken`, "controlPort");
-          }
-          throw new TgtdStartError(`tgtd exited at start-up; see ${logFile}`, "none");
-        }
-        const shown = await tgtadmRaw(
-          controlPort,
-          ["--lld", "iscsi", "--mode", "portal", "--op", "show"],
-          2000,
-        );
-        if (shown.exitCode !== 0) return false;
-        // Our own daemon answers with our portal; another one on the same control port would not.
-        if (shown.stdout.includes(portalLine)) return true;
+  // waitFor retries on thrown errors, so a definite failure is returned as a value to stop at once.
+  const outcome = await waitFor(
+    `tgtd on ${portal}:${port} (control port ${controlPort})`,
+    async (): Promise<"ready" | TgtdStartError | false> => {
+      if (!(await isAlive(pid))) {
         const log = await readFile(logFile, "utf8").catch(() => "");
-        if (log.includes(`failed to create/bind to portal ${portal}:${port}`)) {
-          throw new TgtdStartError(`iSCSI port ${port} is taken`, "port");
-        }
-        return false;
-      },
-      { timeoutMs, intervalMs: 50 },
-    );
-  } catch (error) {
+        return /another tgtd is using|unable to get lock/.test(log)
+          ? new TgtdStartError(`control port ${controlPort} is taken`, "controlPort")
+          : new TgtdStartError(`tgtd exited at start-up; see ${logFile}`, "none");
+      }
+      const shown = await tgtadmRaw(
+        controlPort,
+        ["--lld", "iscsi", "--mode", "portal", "--op", "show"],
+        2000,
+      );
+      if (shown.exitCode !== 0) return false;
+      // Our own daemon answers with our portal; another one on the same control port would not.
+      if (shown.stdout.includes(portalLine)) return "ready";
+      const log = await readFile(logFile, "utf8").catch(() => "");
+      // tgtd keeps running without a portal when the port is taken.
+      return log.includes(`failed to create/bind to portal ${portal}:${port}`)
+        ? new TgtdStartError(`iSCSI port ${port} is taken`, "port")
+        : false;
+    },
+    { timeoutMs, intervalMs: 50 },
+  ).catch(
+    (error: unknown) => new TgtdStartError(error instanceof Error ? error.message : String(error), "none"),
+  );
+  if (outcome !== "ready") {
     await stopPid(pid, { signal: "SIGKILL", graceMs: 2000 });
-    // waitFor wraps the last error's message; recover our typed one so the caller can retry.
-    if (error instanceof TgtdStartError) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    const retryWith = /control port \d+ is taken/.test(message)
-      ? "controlPort"
-      : /iSCSI port \d+ is taken/.test(message)
-        ? "port"
-        : "none";
-    throw new TgtdStartError(message, retryWith);
+    throw outcome;
   }
   return child;
 }
