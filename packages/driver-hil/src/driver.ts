@@ -1,4 +1,5 @@
 import {
+  type BmiConfig,
   BmiError,
   type CallOptions,
   type DependencyContainer,
@@ -237,33 +238,21 @@ export function registerHilIsolation(
 }
 
 /**
- * Driver options from a parsed `bmi_config.cfg`: the URL from `[haas]` (or the original's
- * `[net_isolator]`), credentials from `HIL_USERNAME` / `HIL_PASSWORD` like the original CLI.
+ * Driver options from a loaded `bmi_config.cfg` (`[net_isolator]`, alias `[haas]`). Credentials
+ * come from the config, else from `HIL_USERNAME` / `HIL_PASSWORD` like the original CLI.
  */
 export function hilOptionsFromConfig(
-  config: Record<string, Record<string, unknown> | undefined>,
+  config: Pick<BmiConfig, "net_isolator">,
   env: Record<string, string | undefined> = process.env,
 ): HilIsolationOptions {
-  const section = config.haas ?? config.net_isolator;
-  const url = section?.url;
-  if (typeof url !== "string" || url === "") {
-    throw new BmiError("invalid_input", "missing option url in section [haas] (or [net_isolator])", {
-      subsystem: "config",
-      details: { field: "haas.url" },
-    });
-  }
-  const options: HilIsolationOptions = { url };
-  if (env.HIL_USERNAME) options.username = env.HIL_USERNAME;
-  if (env.HIL_PASSWORD !== undefined) options.password = env.HIL_PASSWORD;
-  const number = (key: string) => {
-    const raw = section?.[key];
-    if (raw === undefined) return undefined;
-    return parseInput(z.coerce.number().int().positive(), raw, `haas.${key}`, "config");
+  const section = config.net_isolator;
+  const username = section.username ?? env.HIL_USERNAME;
+  const password = section.password ?? env.HIL_PASSWORD;
+  return {
+    url: section.url,
+    timeoutMs: section.timeout_ms,
+    channel: section.channel,
+    ...(username ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
   };
-  const timeoutMs = number("timeout_ms");
-  if (timeoutMs !== undefined) options.timeoutMs = timeoutMs;
-  const retries = number("retries");
-  if (retries !== undefined) options.retries = retries;
-  if (typeof section?.channel === "string") options.channel = section.channel;
-  return options;
 }

@@ -1,4 +1,4 @@
-import { BmiError } from "@bmi/core";
+import { BmiError, loadConfig } from "@bmi/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   backoffDelay,
@@ -330,14 +330,21 @@ describe("HIL client: requests and options", () => {
     expect(backoffDelay(10, 100, 2000, () => 0)).toBe(1000);
   });
 
-  it("reads [haas] url and HIL_USERNAME/HIL_PASSWORD", () => {
-    expect(
-      hilOptionsFromConfig(
-        { haas: { url: "http://hil:80", retries: "4" } },
-        { HIL_USERNAME: "u", HIL_PASSWORD: "p" },
-      ),
-    ).toEqual({ url: "http://hil:80", username: "u", password: "p", retries: 4 });
-    expect(hilOptionsFromConfig({ net_isolator: { url: "http://old" } }, {}).url).toBe("http://old");
-    expect(() => hilOptionsFromConfig({}, {})).toThrow(/\[haas\]/);
+  it("takes url, timeout, channel and credentials from the config, else HIL_USERNAME/HIL_PASSWORD", () => {
+    const { config } = loadConfig({
+      text: "[bmi]\nuid = 1\nsnapshot = s\n[db]\npath = /tmp/x.db\n[fs]\nid = a\npool = p\nconf_file = /etc/ceph/ceph.conf\n[haas]\nurl = http://hil:80\ntimeout_ms = 4000\n[iscsi]\nip = 127.0.0.1\n[tftp]\nipxe_path = /srv/tftp/\npxelinux_path = /srv/tftp/pxelinux.cfg/\n",
+    });
+    expect(hilOptionsFromConfig(config, { HIL_USERNAME: "u", HIL_PASSWORD: "p" })).toEqual({
+      url: "http://hil:80",
+      timeoutMs: 4000,
+      channel: "vlan/native",
+      username: "u",
+      password: "p",
+    });
+    const withCredentials = { net_isolator: { ...config.net_isolator, username: "bmi", password: "secret" } };
+    expect(hilOptionsFromConfig(withCredentials, { HIL_USERNAME: "u", HIL_PASSWORD: "p" })).toMatchObject({
+      username: "bmi",
+      password: "secret",
+    });
   });
 });

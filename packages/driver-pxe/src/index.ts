@@ -1,3 +1,4 @@
 export * from "./files.js";
 export * from "./pxe-boot.js";
 export * from "./tftp-root.js";
+export * from "./from-config.js";

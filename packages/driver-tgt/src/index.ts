@@ -11,3 +11,4 @@ export {
   type TgtExportDriver,
   type TgtExportOptions,
 } from "./tgt-export.js";
+export * from "./from-config.js";

@@ -18,11 +18,11 @@ import {
   silentLogger,
   type TargetInfo,
 } from "@bmi/core";
-import { createCephStorage } from "@bmi/driver-ceph";
-import { createHilIsolation } from "@bmi/driver-hil";
+import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
+import { createHilIsolation, hilOptionsFromConfig } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
-import { createPxeBoot, installTftpRoot } from "@bmi/driver-pxe";
-import { createTgtExport } from "@bmi/driver-tgt";
+import { createPxeBoot, installTftpRoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
+import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
 import { execa } from "execa";
 import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";
@@ -182,35 +182,12 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       logger,
     });
     cleanups.push(async () => store.close());
+    // Wired from the config exactly as a deployment would be.
     const drivers = {
-      storage: createCephStorage({
-        conf: config.fs.conf_file,
-        clientId: config.fs.id,
-        pool: config.fs.pool,
-        keyring: config.fs.keyring ?? undefined,
-        timeoutMs: config.fs.timeout_ms,
-      }),
-      export: createTgtExport({
-        portal: config.iscsi.ip,
-        port: config.iscsi.port,
-        controlPort: config.iscsi.tgt_control_port,
-        rbd: { conf: config.fs.conf_file, clientId: config.fs.id },
-        logger,
-      }),
-      boot: createPxeBoot({
-        root: tftpRoot,
-        ipxePath: config.tftp.ipxe_path,
-        pxelinuxPath: config.tftp.pxelinux_path,
-        ipxeKernel: config.tftp.ipxe_kernel,
-        menuTimeout: config.tftp.menu_timeout,
-      }),
-      isolation: createHilIsolation({
-        url: config.net_isolator.url,
-        username: config.net_isolator.username ?? undefined,
-        password: config.net_isolator.password ?? undefined,
-        timeoutMs: config.net_isolator.timeout_ms,
-        logger,
-      }),
+      storage: createCephStorage(cephOptionsFromConfig(config)),
+      export: createTgtExport(tgtOptionsFromConfig(config, { logger })),
+      boot: createPxeBoot({ ...pxeOptionsFromConfig(config), bootNic: null }),
+      isolation: createHilIsolation({ ...hilOptionsFromConfig(config, {}), logger }),
     };
     const bmi = await timed("bmi", async () => {
       const created = createBmi({ ...drivers, store, settings, logger });
