@@ -48,6 +48,11 @@ export interface BmiLabOptions {
   nodes?: number;
   /** Reuse a running Ceph lab (e.g. the test run's shared one) instead of starting one. */
   ceph?: CephLabInfo;
+  /**
+   * `[bmi] uid`, the RBD name prefix. Default "1" on a lab's own cluster; a random one on a shared
+   * cluster, so labs sharing a pool never collide on `<uid>img<id>` names.
+   */
+  uid?: string;
   /** How long the fake HIL's networking daemon takes per action. */
   hilActionDelayMs?: number;
   /** Extra `[section] key = value` lines for the generated bmi_config.cfg. */
@@ -169,7 +174,15 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
     const configPath = join(dir, "bmi_config.cfg");
     await writeFile(
       configPath,
-      renderConfig({ dir, ceph, tgtd, hil, tftpRoot, overrides: options.configOverrides ?? {} }),
+      renderConfig({
+        dir,
+        ceph,
+        tgtd,
+        hil,
+        tftpRoot,
+        uid: options.uid ?? (options.ceph ? String(100 + Math.floor(Math.random() * 900_000)) : "1"),
+        overrides: options.configOverrides ?? {},
+      }),
       { mode: 0o600 },
     );
     const { config } = await timed("config", async () => loadConfig({ path: configPath }));
@@ -272,10 +285,11 @@ function renderConfig(p: {
   tgtd: TgtdHandle;
   hil: HilServer;
   tftpRoot: string;
+  uid: string;
   overrides: Record<string, Record<string, string>>;
 }): string {
   const sections: Record<string, Record<string, string>> = {
-    bmi: { uid: "1", service: "false", snapshot: "bmi_created_snapshot" },
+    bmi: { uid: p.uid, snapshot: "bmi_created_snapshot" },
     db: { path: join(p.dir, "bmi.db") },
     fs: { id: p.ceph.clientId, pool: p.ceph.pool, conf_file: p.ceph.conf, keyring: p.ceph.keyring },
     net_isolator: {
