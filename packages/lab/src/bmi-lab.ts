@@ -228,7 +228,7 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       async createGoldenImage(name, imageOptions = {}) {
         const file = join(dir, `${name}.raw`);
         await buildBootImage(file, { marker: imageOptions.marker });
-        const source = `${name}-src`;
+        const source = `lab${settings.uid}-${name}-src`; // unique in a shared pool
         await drivers.storage.importFile?.(file, source);
         cleanups.push(async () => {
           if (await drivers.storage.exists(source)) await drivers.storage.remove(source);
@@ -265,7 +265,7 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         }
       },
       async leftovers() {
-        const images = (await drivers.storage.list()).filter((n) => !n.endsWith("-src"));
+        const images = (await drivers.storage.list()).filter((n) => n.startsWith(`${settings.uid}img`));
         const targets = (await drivers.export.list()).map((t) => t.target);
         const bootFiles = (await drivers.boot.list()).flatMap((e) => e.files);
         return { images, targets, bootFiles };
