@@ -323,6 +323,24 @@ export function testExportDriver(options: TestExportDriverOptions): void {
         expect(await probe()(refused.target, { name: OTHER_INITIATOR })).toBe(false);
       });
 
+      it.skipIf(skip.acl)(
+        "address and name rules together admit an initiator matching either (as tgt does)",
+        async () => {
+          if (!driver.capabilities.acl) return;
+          const byName = await request(iqn("either-name"), {
+            initiators: { addresses: ["127.0.0.2"], names: [ALLOWED_INITIATOR] },
+          });
+          const byAddress = await request(iqn("either-addr"), {
+            initiators: { addresses: ["127.0.0.1"], names: [ALLOWED_INITIATOR] },
+          });
+          await driver.export(byName);
+          await driver.export(byAddress);
+          expect(await probe()(byName.target, { name: ALLOWED_INITIATOR })).toBe(true);
+          expect(await probe()(byName.target, { name: OTHER_INITIATOR })).toBe(false);
+          expect(await probe()(byAddress.target, { name: OTHER_INITIATOR })).toBe(true);
+        },
+      );
+
       it("a driver without ACL support says unsupported instead of exporting to everyone", async () => {
         if (driver.capabilities.acl) return;
         const req = await request(iqn("noacl2"), { initiators: { names: [ALLOWED_INITIATOR] } });

@@ -259,18 +259,14 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
       if (!found) return false;
       const { access } = found.request;
       if (access.initiators !== "ALL") {
-        // Like tgt: each kind of rule that is given must match (address AND name when both are set).
-        const names = access.initiators.names ?? [];
-        const addresses = access.initiators.addresses ?? [];
-        if (names.length > 0 && !(initiator.name !== undefined && names.includes(initiator.name)))
-          return false;
+        // Like tgt: one list of rules; an initiator is admitted when its name OR its address matches one.
+        const byName =
+          initiator.name !== undefined && (access.initiators.names ?? []).includes(initiator.name);
         const address = initiator.address;
-        if (
-          addresses.length > 0 &&
-          !(address !== undefined && addresses.some((r) => matchesAddress(r, address)))
-        ) {
-          return false;
-        }
+        const byAddress =
+          address !== undefined &&
+          (access.initiators.addresses ?? []).some((rule) => matchesAddress(rule, address));
+        if (!byName && !byAddress) return false;
       }
       if (access.chap) {
         return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
