@@ -4,12 +4,14 @@ import { defineConfig } from "vitest/config";
 const src = (path: string) => fileURLToPath(new URL(`./packages/${path}`, import.meta.url));
 
 // Tests run on the workspace's sources (no build step): each @bmi/<pkg>[/testing] import
-// resolves to packages/<pkg>/src/index.ts or packages/<pkg>/src/testing/index.ts.
+// resolves to packages/<pkg>/src/index.ts or packages/<pkg>/src/testing/index.ts (and
+// @bmi/examples/<name> to packages/examples/src/<name>.ts).
 export default defineConfig({
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
   resolve: {
     alias: [
       { find: /^@bmi\/([a-z-]+)\/testing$/, replacement: src("$1/src/testing/index.ts") },
+      { find: /^@bmi\/examples\/([a-z-]+)$/, replacement: src("examples/src/$1.ts") },
       { find: /^@bmi\/([a-z-]+)$/, replacement: src("$1/src/index.ts") },
     ],
   },
