@@ -1,3 +1,4 @@
+export * from "./from-config.js";
 export {
   isInitiatorName,
   parseTargets,
@@ -11,4 +12,3 @@ export {
   type TgtExportDriver,
   type TgtExportOptions,
 } from "./tgt-export.js";
-export * from "./from-config.js";
