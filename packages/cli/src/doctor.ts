@@ -1,0 +1,153 @@
+import { constants } from "node:fs";
+import { access, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type BmiConfig, loadConfig, openSqliteStore, settingsFromConfig, toBmiError } from "@bmi/core";
+import { createDriversFromConfig } from "./wiring.js";
+
+export interface DoctorCheck {
+  name: "config" | "database" | "ceph" | "tgtd" | "tftp" | "hil";
+  ok: boolean;
+  /** What was found, or what is wrong. */
+  detail: string;
+  /** How to fix it; null when ok. */
+  fix: string | null;
+}
+
+/** Loaders each firmware's chain needs in the TFTP root (see @bmi/driver-pxe's STATIC_BOOT_FILES). */
+const LOADERS: Record<BmiConfig["tftp"]["firmware"], string[]> = {
+  bios: ["pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32"],
+  uefi: ["ipxe.efi"],
+};
+
+/**
+ * Checks that the deployment a config describes works: the config loads, the database opens,
+ * Ceph answers `rbd ls`, tgtd answers `tgtadm show`, the TFTP root is writable and has its
+ * loaders, HIL answers with the configured credentials. Every check runs, whatever failed before.
+ */
+export async function runDoctor(options: {
+  path?: string;
+  env?: Record<string, string | undefined>;
+}): Promise<DoctorCheck[]> {
+  const env = options.env ?? process.env;
+  let config: BmiConfig;
+  const checks: DoctorCheck[] = [];
+  try {
+    const loaded = loadConfig({ ...(options.path ? { path: options.path } : {}), env });
+    config = loaded.config;
+    checks.push({
+      name: "config",
+      ok: true,
+      detail: `${config.file ?? "config"} loaded${loaded.warnings.length > 0 ? `; ${loaded.warnings.length} warning(s): ${loaded.warnings.join("; ")}` : ""}`,
+      fix: null,
+    });
+  } catch (error) {
+    checks.push({
+      name: "config",
+      ok: false,
+      detail: toBmiError(error, "config").message,
+      fix: "pass --config <file> or set BMI_CONFIG, and correct the named section and key",
+    });
+    return checks;
+  }
+
+  const settings = settingsFromConfig(config);
+  checks.push(
+    await check("database", "run `bmi db init`, and check that [db] path is writable", () => {
+      const store = openSqliteStore({
+        path: config.db.path,
+        uid: settings.uid,
+        snapshotName: settings.snapshotName,
+      });
+      try {
+        const admin = store.getProject(settings.adminProject);
+        if (!admin) throw new Error(`the admin project ${settings.adminProject} does not exist`);
+        return `${config.db.path}: ${store.listProjects().length} project(s), ${store.listImages().length} image(s)`;
+      } finally {
+        store.close();
+      }
+    }),
+  );
+
+  let drivers: ReturnType<typeof createDriversFromConfig> | undefined;
+  try {
+    drivers = createDriversFromConfig(config, { env });
+  } catch (error) {
+    checks.push({
+      name: "config",
+      ok: false,
+      detail: `cannot build the drivers: ${toBmiError(error).message}`,
+      fix: "correct the named option in the config",
+    });
+    return checks;
+  }
+  const d = drivers;
+
+  checks.push(
+    await check(
+      "ceph",
+      `check that the monitors in ${config.fs.conf_file} are up and that client.${config.fs.id} (keyring ${config.fs.keyring ?? "default"}) may read pool ${config.fs.pool}`,
+      async () => `pool ${config.fs.pool}: ${(await d.storage.list()).length} RBD image(s)`,
+    ),
+  );
+  checks.push(
+    await check(
+      "tgtd",
+      `start tgtd${config.iscsi.tgt_control_port ? ` with --control-port ${config.iscsi.tgt_control_port}` : ""} (Debian packages tgt and tgt-rbd), or correct [iscsi] tgt_control_port`,
+      async () => `tgtd answers: ${(await d.export.list()).length} target(s)`,
+    ),
+  );
+  checks.push(
+    await check(
+      "tftp",
+      "install the boot loaders (`installTftpRoot` from @bmi/driver-pxe, or Debian pxelinux, syslinux-common, ipxe) and make the directories writable",
+      async () => {
+        const root = config.tftp.ipxe_path;
+        const dirs = [...new Set([root, config.tftp.pxelinux_path])];
+        for (const dir of dirs) {
+          const s = await stat(dir).catch(() => null);
+          if (!s?.isDirectory()) throw new Error(`${dir} is not a directory`);
+          const probe = join(dir, `.bmi-doctor-${process.pid}`);
+          await writeFile(probe, "").catch(() => {
+            throw new Error(`${dir} is not writable`);
+          });
+          await rm(probe, { force: true });
+        }
+        const wanted = [
+          ...LOADERS[config.tftp.firmware],
+          ...(config.tftp.firmware === "bios" ? [config.tftp.ipxe_kernel] : []),
+        ];
+        const missing: string[] = [];
+        for (const file of wanted) {
+          await access(join(root, file), constants.R_OK).catch(() => missing.push(file));
+        }
+        if (missing.length > 0) throw new Error(`${root} lacks ${missing.join(", ")}`);
+        return `${root} is writable and has ${wanted.join(", ")}`;
+      },
+    ),
+  );
+  checks.push(
+    await check(
+      "hil",
+      `check [net_isolator] url (${d.isolation.client.url}) and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD)`,
+      async () => {
+        const free = await d.isolation.client.listNodes("free");
+        return `HIL at ${d.isolation.client.url} answers: ${free.length} free node(s)`;
+      },
+    ),
+  );
+  return checks;
+}
+
+async function check(
+  name: DoctorCheck["name"],
+  fix: string,
+  probe: () => Promise<string> | string,
+): Promise<DoctorCheck> {
+  try {
+    return { name, ok: true, detail: await probe(), fix: null };
+  } catch (error) {
+    const message =
+      error instanceof Error ? toBmiError(error).message.replace(/^unexpected error: /, "") : String(error);
+    return { name, ok: false, detail: message, fix };
+  }
+}

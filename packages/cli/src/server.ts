@@ -1,0 +1,367 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  type Bmi,
+  type BmiConfig,
+  BmiError,
+  type Logger,
+  NodeName,
+  ProjectName,
+  parseInput,
+  silentLogger,
+  toBmiError,
+} from "@bmi/core";
+import { createHilClient, type FetchLike } from "@bmi/driver-hil";
+import { httpStatusFor } from "./exit-codes.js";
+
+/** One original picasso route (spec §6.2): method, exact path, form fields besides `project`. */
+interface Route {
+  path: string;
+  method: "POST" | "PUT" | "DELETE";
+  fields: readonly string[];
+  /** The field naming a node that must belong to the project (SEC-2). */
+  nodeField?: string;
+  handle(bmi: Bmi, project: string, form: Record<string, string>): Promise<unknown>;
+}
+
+export const ROUTES: readonly Route[] = [
+  {
+    path: "/list_images/",
+    method: "POST",
+    fields: [],
+    handle: async (bmi, project) => bmi.listImages({ project }).map((i) => i.name),
+  },
+  {
+    path: "/provision/",
+    method: "PUT",
+    fields: ["node", "disk_name", "nic"],
+    nodeField: "node",
+    handle: async (bmi, project, f) => {
+      await bmi.provision({ project, node: f.node ?? "", disk: f.disk_name ?? "", nic: f.nic ?? "" });
+      return true;
+    },
+  },
+  {
+    path: "/deprovision/",
+    method: "DELETE",
+    fields: ["node", "nic"],
+    nodeField: "node",
+    handle: async (bmi, project, f) => {
+      const record = bmi.listProvisionings({ project }).find((p) => p.node === f.node);
+      // The original needed the NIC to find the boot files; we keep a record, so it must only agree.
+      if (record && record.nic !== f.nic) {
+        throw new BmiError(
+          "invalid_input",
+          `node ${record.node} is provisioned through NIC ${record.nic}, not ${f.nic}`,
+          { details: { field: "nic" } },
+        );
+      }
+      await bmi.deprovision({ project, node: f.node ?? "" });
+      return true;
+    },
+  },
+  {
+    path: "/create_snapshot/",
+    method: "PUT",
+    fields: ["disk_name", "snap_name"],
+    handle: async (bmi, project, f) => {
+      await bmi.snapshotDisk({ project, disk: f.disk_name ?? "", snapshot: f.snap_name ?? "" });
+      return true;
+    },
+  },
+  {
+    path: "/list_snapshots/",
+    method: "POST",
+    fields: [],
+    handle: async (bmi, project) => bmi.listSnapshots({ project }).map((s) => [s.image.name, s.parent ?? ""]),
+  },
+  {
+    path: "/remove_image/",
+    method: "DELETE",
+    fields: ["img"],
+    handle: async (bmi, project, f) => {
+      await bmi.removeImage({ project, image: f.img ?? "" });
+      return true;
+    },
+  },
+  {
+    path: "/create_disk",
+    method: "PUT",
+    fields: ["disk_name", "img"],
+    // The original returned the clone's RBD name (its target name too in bare-name mode).
+    handle: async (bmi, project, f) =>
+      (await bmi.createDisk({ project, image: f.img ?? "", disk: f.disk_name ?? "" })).cephName,
+  },
+  {
+    path: "/delete_disk",
+    method: "DELETE",
+    fields: ["disk_name"],
+    handle: async (bmi, project, f) => {
+      await bmi.deleteDisk({ project, disk: f.disk_name ?? "" });
+      return true;
+    },
+  },
+];
+
+export interface RestServerOptions {
+  bmi: Bmi;
+  /** `[net_isolator]` gives the HIL endpoint that checks each caller; `[rest_api]` the bind address. */
+  config: Pick<BmiConfig, "net_isolator" | "rest_api">;
+  /** Override `[rest_api] ip`; default 127.0.0.1 when the config has no `[rest_api]`. */
+  host?: string;
+  /** Override `[rest_api] port`; 0 picks a free port. */
+  port?: number;
+  logger?: Logger;
+  /** For tests of the HIL client. */
+  fetch?: FetchLike;
+}
+
+export interface RestServer {
+  url: string;
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 64 * 1024;
+const HTML = "text/html; charset=utf-8";
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The original BMI REST API (picasso) over the SDK: same routes, methods, form fields and
+ * response envelope; each caller authenticated by HIL with their own credentials.
+ */
+export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
+  const logger = (options.logger ?? silentLogger).child({ component: "rest" });
+  const host = options.host ?? options.config.rest_api?.ip ?? "127.0.0.1";
+  const port = options.port ?? options.config.rest_api?.port ?? 0;
+  const hil = options.config.net_isolator;
+
+  const server: Server = createServer((req, res) => {
+    const started = performance.now();
+    let user: string | undefined;
+    let project: string | undefined;
+    handle(req, res, (u, p) => {
+      user = u;
+      project = p;
+    })
+      .catch((error: unknown) => sendError(req, res, error))
+      .finally(() => {
+        logger.info(
+          {
+            method: req.method,
+            path: req.url,
+            status: res.statusCode,
+            user,
+            project,
+            ms: Math.round(performance.now() - started),
+          },
+          "request",
+        );
+      });
+  });
+
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    note: (user: string, project: string) => void,
+  ): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://bmi.invalid");
+    const path = url.pathname;
+    if (path === "/health" || path === "/health/") {
+      if (req.method !== "GET" && req.method !== "HEAD")
+        throw new HttpError(405, "Method Not Allowed", { Allow: "GET" });
+      options.bmi.listProjects(); // the database answers
+      return send(res, 200, "application/json", JSON.stringify({ status: "ok" }));
+    }
+    const route = ROUTES.find((r) => r.path === path);
+    if (!route) {
+      // Flask redirected a slashless request to the slashed route; 308 keeps the method and body.
+      const slashed = ROUTES.find((r) => r.path.endsWith("/") && r.path === `${path}/`);
+      if (slashed) {
+        throw new HttpError(308, "Permanent Redirect", { Location: `${slashed.path}${url.search}` });
+      }
+      throw new HttpError(404, "Not Found");
+    }
+    if (req.method !== route.method) throw new HttpError(405, "Method Not Allowed", { Allow: route.method });
+
+    const credentials = basicCredentials(req.headers.authorization);
+    const form = await readForm(req);
+    for (const field of ["project", ...route.fields]) {
+      if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
+    }
+    const projectName = parseInput(ProjectName, form.project, "project");
+    note(credentials.username, projectName);
+
+    // The caller's own HIL credentials decide (spec §2.2): the project check of the original...
+    const client = createHilClient({
+      url: hil.url,
+      username: credentials.username,
+      password: credentials.password,
+      timeoutMs: hil.timeout_ms,
+      retries: 1,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+    let nodes: string[];
+    try {
+      nodes = await client.listProjectNodes(projectName);
+    } catch (error) {
+      throw hilError(error, `project ${projectName}`);
+    }
+    // ...plus SEC-2: a node operation only on a node the project holds.
+    if (route.nodeField) {
+      const node = parseInput(NodeName, form[route.nodeField], route.nodeField);
+      if (!nodes.includes(node)) {
+        try {
+          await client.showNode(node);
+        } catch (error) {
+          throw hilError(error, `node ${node}`);
+        }
+        throw new BmiError("forbidden", `node ${node} does not belong to project ${projectName}`, {
+          subsystem: "isolation",
+          details: { node, project: projectName },
+        });
+      }
+    }
+    const value = await route.handle(options.bmi, projectName, form);
+    if (wantsJson(req)) return send(res, 200, "application/json", JSON.stringify(value));
+    return send(res, 200, HTML, value === true ? "Success" : JSON.stringify(value));
+  }
+
+  function sendError(req: IncomingMessage, res: ServerResponse, thrown: unknown): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (thrown instanceof HttpError) {
+      for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
+      if (wantsJson(req)) {
+        const code =
+          thrown.status === 401 ? "unauthenticated" : thrown.status === 400 ? "invalid_input" : "not_found";
+        send(
+          res,
+          thrown.status,
+          "application/json",
+          JSON.stringify({ error: { code, message: thrown.message } }),
+        );
+      } else send(res, thrown.status, HTML, thrown.message);
+      return;
+    }
+    const error = toBmiError(thrown);
+    if (error.fault === "server") logger.warn({ err: error.toJSON() }, "request failed");
+    const status = httpStatusFor(error);
+    if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
+    if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: error.toJSON() }));
+    else send(res, status, HTML, error.message);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${shownHost}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.statusCode = status;
+  res.setHeader("Content-Type", type);
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
+}
+
+const wantsJson = (req: IncomingMessage) => /application\/json/i.test(req.headers.accept ?? "");
+
+/** HTTP Basic (RFC 7617): the password may contain `:` (the original split on every `:`). */
+export function basicCredentials(header: string | undefined): { username: string; password: string } {
+  const challenge = { "WWW-Authenticate": 'Basic realm="bmi"' };
+  if (!header) throw new HttpError(401, "No Authentication Details Given", challenge);
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!match?.[1]) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
+  const decoded = Buffer.from(match[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon <= 0) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
+  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** Form fields (`application/x-www-form-urlencoded`, also for PUT and DELETE), or a JSON object of strings. */
+async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, "request body too large");
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  const type = req.headers["content-type"] ?? "";
+  if (/^application\/json/i.test(type)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, "the body is not valid JSON");
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new HttpError(400, "the JSON body must be an object of strings");
+    }
+    const form: Record<string, string> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (typeof v !== "string") throw new HttpError(400, `field ${k} must be a string`);
+      form[k] = v;
+    }
+    return form;
+  }
+  if (text.length > 0 && type !== "" && !/^application\/x-www-form-urlencoded/i.test(type)) {
+    throw new HttpError(400, `unsupported body type ${type.split(";")[0]}: send form fields or JSON`);
+  }
+  const form: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(text)) {
+    if (form[k] !== undefined) throw new HttpError(400, `form field ${k} given twice`);
+    form[k] = v;
+  }
+  return form;
+}
+
+/** HIL answers for the caller: 401 bad credentials, 403 no access, 404 unknown project or node. */
+function hilError(error: unknown, what: string): BmiError {
+  const e = toBmiError(error, "isolation");
+  if (e.code === "unauthenticated") {
+    return new BmiError("unauthenticated", "Authentication Failed", { subsystem: "isolation", cause: e });
+  }
+  if (e.code === "forbidden") {
+    return new BmiError("forbidden", `Authorization Failed: no access to ${what}`, {
+      subsystem: "isolation",
+      cause: e,
+    });
+  }
+  if (e.code === "not_found") {
+    return new BmiError("not_found", `${what} not found in HIL`, { subsystem: "isolation", cause: e });
+  }
+  if (e.code === "invalid_input") {
+    return new BmiError("invalid_input", `invalid ${what}`, { subsystem: "isolation", cause: e });
+  }
+  return e;
+}

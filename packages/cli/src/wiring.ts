@@ -1,0 +1,76 @@
+import {
+  type Bmi,
+  type BmiConfig,
+  type BmiSettings,
+  type BootDriver,
+  createBmi,
+  type ExportDriver,
+  type IsolationDriver,
+  type Logger,
+  openSqliteStore,
+  type SqliteStore,
+  type StorageDriver,
+  settingsFromConfig,
+  silentLogger,
+} from "@bmi/core";
+import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
+import { createHilIsolation, type HilClient, hilOptionsFromConfig } from "@bmi/driver-hil";
+import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
+import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
+
+export interface WiringOptions {
+  logger?: Logger;
+  /** Where `HIL_USERNAME` / `HIL_PASSWORD` come from when the config has no credentials. */
+  env?: Record<string, string | undefined>;
+}
+
+export interface ConfigDrivers {
+  storage: StorageDriver;
+  export: ExportDriver;
+  boot: BootDriver;
+  isolation: IsolationDriver & { client: HilClient };
+}
+
+/** The four drivers of a deployment, each from its section of `bmi_config.cfg`. */
+export function createDriversFromConfig(config: BmiConfig, options: WiringOptions = {}): ConfigDrivers {
+  const logger = options.logger ?? silentLogger;
+  return {
+    storage: createCephStorage(cephOptionsFromConfig(config)),
+    export: createTgtExport(tgtOptionsFromConfig(config, { logger })),
+    boot: createPxeBoot(pxeOptionsFromConfig(config)),
+    isolation: createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),
+  };
+}
+
+export interface WiredBmi {
+  bmi: Bmi;
+  store: SqliteStore;
+  drivers: ConfigDrivers;
+  settings: BmiSettings;
+  config: BmiConfig;
+  /** Closes the database. The drivers hold no open connections. */
+  close(): void;
+}
+
+/**
+ * One BMI wired from a loaded config exactly as a deployment runs it: the SQLite store from
+ * `[db] path` and the Ceph, tgt, PXE and HIL drivers. Every CLI command and the server use this.
+ */
+export function createBmiFromConfig(config: BmiConfig, options: WiringOptions = {}): WiredBmi {
+  const logger = options.logger ?? silentLogger;
+  const settings = settingsFromConfig(config);
+  const drivers = createDriversFromConfig(config, options);
+  const store = openSqliteStore({
+    path: config.db.path,
+    uid: settings.uid,
+    snapshotName: settings.snapshotName,
+    logger,
+  });
+  try {
+    const bmi = createBmi({ ...drivers, store, settings, logger });
+    return { bmi, store, drivers, settings, config, close: () => store.close() };
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
