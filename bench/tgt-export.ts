@@ -1,6 +1,6 @@
 // Per-target export cost at 10 and at 1,000 existing targets: our tgt driver (tgtadm per target)
 // beside the original BMI's way (a conf.d file per target plus `tgt-admin --execute`), measured in
-// the same run against the same private tgtd. Not a test: it prints a table and writes JSON.
+// one run, interleaved, against two private tgtds (one per size). Not a test: prints a table, writes JSON.
 //
 //   pnpm -s exec tsc -b && pnpm exec tsx bench/tgt-export.ts [--samples 25] [--large 1000]
 //
@@ -38,95 +38,102 @@ async function tgtadmOk(tgtd: TgtdHandle, args: string[]) {
 const bmiConf = (name: string, backing: string) =>
   `<target ${name}>\n    driver iscsi\n    backing-store ${backing}\n    initiator-address ALL\n</target>\n`;
 
-async function main() {
-  const work = await makeTempDir("bench-tgt");
-  const tgtd = await startTgtd({ dir: work.path });
-  const confDir = join(work.path, "conf.d");
-  const mainConf = join(work.path, "targets.conf");
+interface Rig {
+  n: number;
+  tgtd: TgtdHandle;
+  confDir: string;
+  mainConf: string;
+  driver: ReturnType<typeof createTgtExport>;
+}
+
+/** A private tgtd holding `n` filler targets, with BMI's conf.d describing the same targets. */
+async function rig(n: number, dir: string, disk: string): Promise<Rig> {
+  await mkdir(dir);
+  const tgtd = await startTgtd({ dir });
+  const confDir = join(dir, "conf.d");
+  const mainConf = join(dir, "targets.conf");
   await mkdir(confDir);
   await writeFile(mainConf, `default-driver iscsi\ninclude ${confDir}/*.conf\n`);
+  for (let i = 0; i < n; i++) {
+    const name = `${IQN}:filler-${i}`;
+    const tid = String(100_000 + i); // far from the tids either way allocates
+    await tgtadmOk(tgtd, ["--mode", "target", "--op", "new", "--tid", tid, "--targetname", name]);
+    await tgtadmOk(tgtd, [
+      "--mode",
+      "logicalunit",
+      "--op",
+      "new",
+      "--tid",
+      tid,
+      "--lun",
+      "1",
+      "--bstype",
+      "null",
+      "--backing-store",
+      "None",
+    ]);
+    await tgtadmOk(tgtd, ["--mode", "target", "--op", "bind", "--tid", tid, "--initiator-address", "ALL"]);
+    await writeFile(join(confDir, `filler-${i}.conf`), bmiConf(name, disk));
+  }
+  const driver = createTgtExport({ portal: tgtd.portal, port: tgtd.port, controlPort: tgtd.controlPort });
+  return { n, tgtd, confDir, mainConf, driver };
+}
+
+async function oursOnce(r: Rig, label: string, disk: string): Promise<number> {
+  const target = `${IQN}:ours-${label}`;
+  const started = performance.now();
+  await r.driver.export({ target, backing: { kind: "file", path: disk }, access: { initiators: "ALL" } });
+  const ms = performance.now() - started;
+  await r.driver.unexport(target, { force: true });
+  return ms;
+}
+
+async function bmiOnce(r: Rig, label: string, disk: string): Promise<number> {
+  const target = `${IQN}:bmi-${label}`;
+  const conf = join(r.confDir, `bmi-${label}.conf`);
+  const port = String(r.tgtd.controlPort);
+  const started = performance.now();
+  await writeFile(conf, bmiConf(target, disk));
+  const run = await execa("tgt-admin", ["--execute", "--conf", r.mainConf, "--control-port", port], {
+    reject: false,
+  });
+  const ms = performance.now() - started;
+  if (run.exitCode !== 0) throw new Error(`tgt-admin --execute failed: ${run.stderr || run.stdout}`);
+  await rm(conf);
+  await execa("tgt-admin", ["--delete", target, "--force", "--control-port", port]);
+  return ms;
+}
+
+async function main() {
+  const work = await makeTempDir("bench-tgt");
   const disk = join(work.path, "disk.img");
   await execa("truncate", ["-s", "4M", disk]);
-
-  let fillers = 0;
-  let tid = 100_000; // filler tids far from the ones either way allocates
+  const rigs: Rig[] = [];
   const results: Record<string, { n: number; ours: number[]; bmi: number[] }> = {};
   try {
     for (const n of SIZES) {
-      // Grow the daemon (and BMI's conf.d, which tgt-admin reads in full every time) to n targets.
-      while (fillers < n) {
-        const name = `${IQN}:filler-${fillers}`;
-        await tgtadmOk(tgtd, [
-          "--mode",
-          "target",
-          "--op",
-          "new",
-          "--tid",
-          String(tid++),
-          "--targetname",
-          name,
-        ]);
-        await tgtadmOk(tgtd, [
-          "--mode",
-          "logicalunit",
-          "--op",
-          "new",
-          "--tid",
-          String(tid - 1),
-          "--lun",
-          "1",
-          "--bstype",
-          "null",
-          "--backing-store",
-          "None",
-        ]);
-        await tgtadmOk(tgtd, [
-          "--mode",
-          "target",
-          "--op",
-          "bind",
-          "--tid",
-          String(tid - 1),
-          "--initiator-address",
-          "ALL",
-        ]);
-        await writeFile(join(confDir, `filler-${fillers}.conf`), bmiConf(name, disk));
-        fillers++;
-      }
-      const driver = createTgtExport({ portal: tgtd.portal, port: tgtd.port, controlPort: tgtd.controlPort });
-      const ours: number[] = [];
-      const bmi: number[] = [];
-      // Interleave the two ways so load from other work on the machine hits both alike; two warm-ups each.
-      for (let i = -2; i < SAMPLES; i++) {
-        const target = `${IQN}:ours-${n}-${i + 2}`;
-        let started = performance.now();
-        await driver.export({ target, backing: { kind: "file", path: disk }, access: { initiators: "ALL" } });
-        const oursMs = performance.now() - started;
-        await driver.unexport(target, { force: true });
-
-        const bare = `${IQN}:bmi-${n}-${i + 2}`;
-        const conf = join(confDir, `bmi-${n}-${i + 2}.conf`);
-        started = performance.now();
-        await writeFile(conf, bmiConf(bare, disk));
-        const run = await execa(
-          "tgt-admin",
-          ["--execute", "--conf", mainConf, "--control-port", String(tgtd.controlPort)],
-          { reject: false },
-        );
-        const bmiMs = performance.now() - started;
-        if (run.exitCode !== 0) throw new Error(`tgt-admin --execute failed: ${run.stderr || run.stdout}`);
-        await rm(conf);
-        await execa("tgt-admin", ["--delete", bare, "--force", "--control-port", String(tgtd.controlPort)]);
-        if (i >= 0) {
-          ours.push(oursMs);
-          bmi.push(bmiMs);
-        }
-      }
-      results[String(n)] = { n, ours, bmi };
-      process.stderr.write(`measured at ${n} targets\n`);
+      rigs.push(await rig(n, join(work.path, `n${n}`), disk));
+      results[String(n)] = { n, ours: [], bmi: [] };
+    }
+    process.stderr.write(`daemons ready with ${SIZES.join(" and ")} targets\n`);
+    // Both sizes and both ways interleaved, order rotated, so load from other work on the
+    // machine hits all four alike; two warm-up rounds are discarded.
+    for (let i = -2; i < SAMPLES; i++) {
+      const steps = rigs.flatMap((r) => [
+        async () => {
+          const ms = await oursOnce(r, `${i + 2}`, disk);
+          if (i >= 0) results[String(r.n)]?.ours.push(ms);
+        },
+        async () => {
+          const ms = await bmiOnce(r, `${i + 2}`, disk);
+          if (i >= 0) results[String(r.n)]?.bmi.push(ms);
+        },
+      ]);
+      const shift = ((i % steps.length) + steps.length) % steps.length;
+      for (const step of [...steps.slice(shift), ...steps.slice(0, shift)]) await step();
     }
   } finally {
-    await tgtd.stop();
+    for (const r of rigs) await r.tgtd.stop();
     await work.remove();
   }
 
@@ -139,7 +146,7 @@ async function main() {
   const oursRatio = median(large.ours) / median(small.ours);
   const bmiRatio = median(large.bmi) / median(small.bmi);
   const lines = [
-    `tgt export cost per target (ms, ${SAMPLES} samples each, file backing, same tgtd, same run)`,
+    `tgt export cost per target (ms, ${SAMPLES} samples each, file backing, interleaved in one run)`,
     `${"existing targets".padEnd(22)} ${"ours p50".padStart(9)} ${"ours p90".padStart(9)} ${"tgt-admin p50".padStart(11)} ${"p90".padStart(9)} ${"BMI/ours".padStart(10)}`,
     row(String(small.n), small),
     row(String(large.n), large),
