@@ -158,6 +158,9 @@ describe("loadConfig: where the file comes from", () => {
     const missing = join(temp, "nope.cfg");
     expect(() => loadConfig({ path: missing })).toThrow(`cannot load config file ${missing}: no such file`);
     expect(() => loadConfig({ env: {} })).toThrow(`cannot load config file ${DEFAULT_CONFIG_PATH}`);
+    expect(() => loadConfig({ env: { BMI_CONFIG: "" } })).toThrow(
+      `cannot load config file ${DEFAULT_CONFIG_PATH}`,
+    );
     try {
       loadConfig({ path: missing });
     } catch (error) {

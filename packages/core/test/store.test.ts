@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   type ExportRecord,
@@ -338,6 +339,24 @@ describe("locks", () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+
+  it("gives a retryable timeout, not a raw SQLite error, when another process keeps the database locked", () => {
+    const path = join(temp, "busy", "bmi.db");
+    const a = openSqliteStore({ path, uid: "1", snapshotName: "s", busyTimeoutMs: 50 });
+    const other = new Database(path);
+    try {
+      other.exec("BEGIN IMMEDIATE");
+      expect(() => a.createProject("p1")).toThrow(
+        expect.objectContaining({ code: "timeout", retryable: true, subsystem: "store" }),
+      );
+      expect(a.listProjects()).toEqual([]); // readers are not blocked (WAL)
+      other.exec("ROLLBACK");
+      expect(a.createProject("p1").name).toBe("p1");
+    } finally {
+      other.close();
+      a.close();
     }
   });
 

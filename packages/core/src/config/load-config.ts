@@ -322,7 +322,8 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     file = options.path === undefined ? null : resolve(options.path);
     baseDir = resolve(options.baseDir ?? (file ? dirname(file) : process.cwd()));
   } else {
-    file = resolve(options.path ?? env.BMI_CONFIG ?? DEFAULT_CONFIG_PATH);
+    // An empty $BMI_CONFIG counts as unset, like an empty path.
+    file = resolve(options.path || env.BMI_CONFIG || DEFAULT_CONFIG_PATH);
     baseDir = dirname(file);
     try {
       text = readFileSync(file, "utf8");
