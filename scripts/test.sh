@@ -6,6 +6,7 @@ setup_all
 cd "$ROOT"
 log "lint"
 pnpm -s exec biome check .
+bash scripts/check-packages.sh
 log "tests"
 rm -f .vitest-result.json
 status=0
