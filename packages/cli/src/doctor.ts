@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type BmiConfig, loadConfig, openSqliteStore, settingsFromConfig, toBmiError } from "@bmi/core";
-import { createDriversFromConfig } from "./wiring.js";
+import { type ConfigDrivers, createDriversFromConfig } from "./wiring.js";
 
 export interface DoctorCheck {
   name: "config" | "database" | "ceph" | "tgtd" | "tftp" | "hil";
@@ -68,32 +68,21 @@ export async function runDoctor(options: {
     }),
   );
 
-  let drivers: ReturnType<typeof createDriversFromConfig> | undefined;
-  try {
-    drivers = createDriversFromConfig(config, { env });
-  } catch (error) {
-    checks.push({
-      name: "config",
-      ok: false,
-      detail: `cannot build the drivers: ${toBmiError(error).message}`,
-      fix: "correct the named option in the config",
-    });
-    return checks;
-  }
-  const d = drivers;
-
+  // Each driver is built inside its own check, so one bad section does not hide the others.
+  const driver = <K extends keyof ConfigDrivers>(key: K): ConfigDrivers[K] =>
+    createDriversFromConfig(config, { env }, [key])[key];
   checks.push(
     await check(
       "ceph",
       `check that the monitors in ${config.fs.conf_file} are up and that client.${config.fs.id} (keyring ${config.fs.keyring ?? "default"}) may read pool ${config.fs.pool}`,
-      async () => `pool ${config.fs.pool}: ${(await d.storage.list()).length} RBD image(s)`,
+      async () => `pool ${config.fs.pool}: ${(await driver("storage").list()).length} RBD image(s)`,
     ),
   );
   checks.push(
     await check(
       "tgtd",
       `start tgtd${config.iscsi.tgt_control_port ? ` with --control-port ${config.iscsi.tgt_control_port}` : ""} (Debian packages tgt and tgt-rbd), or correct [iscsi] tgt_control_port`,
-      async () => `tgtd answers: ${(await d.export.list()).length} target(s)`,
+      async () => `tgtd answers: ${(await driver("export").list()).length} target(s)`,
     ),
   );
   checks.push(
@@ -101,6 +90,7 @@ export async function runDoctor(options: {
       "tftp",
       "install the boot loaders (`installTftpRoot` from @bmi/driver-pxe, or Debian pxelinux, syslinux-common, ipxe) and make the directories writable",
       async () => {
+        driver("boot");
         const root = config.tftp.ipxe_path;
         const dirs = [...new Set([root, config.tftp.pxelinux_path])];
         for (const dir of dirs) {
@@ -128,10 +118,11 @@ export async function runDoctor(options: {
   checks.push(
     await check(
       "hil",
-      `check [net_isolator] url (${d.isolation.client.url}) and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD)`,
+      `check [net_isolator] url and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD)`,
       async () => {
-        const free = await d.isolation.client.listNodes("free");
-        return `HIL at ${d.isolation.client.url} answers: ${free.length} free node(s)`;
+        const { client } = driver("isolation");
+        const free = await client.listNodes("free");
+        return `HIL at ${client.url} answers: ${free.length} free node(s)`;
       },
     ),
   );

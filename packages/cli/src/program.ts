@@ -75,7 +75,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
 
   const program = new Command("bmi")
     .description("Bare Metal Imaging: boot bare-metal nodes from copy-on-write Ceph clones over iSCSI")
-    .option("-c, --config <file>", "bmi_config.cfg (default: $BMI_CONFIG, else /etc/bmi/bmiconfig.cfg)")
+    .option("--config <file>", "bmi_config.cfg (default: $BMI_CONFIG, else /etc/bmi/bmiconfig.cfg)")
     .option("--json", "machine output: the result, or {error} with a stable code")
     .option("-v, --verbose", "log every step (JSON lines) to stderr")
     .addHelpText("after", EXAMPLES)

@@ -32,14 +32,28 @@ export interface ConfigDrivers {
 }
 
 /** The four drivers of a deployment, each from its section of `bmi_config.cfg`. */
-export function createDriversFromConfig(config: BmiConfig, options: WiringOptions = {}): ConfigDrivers {
+export function createDriversFromConfig(config: BmiConfig, options?: WiringOptions): ConfigDrivers;
+/** Only the named drivers (the others are left out), e.g. for checks that must not depend on each other. */
+export function createDriversFromConfig<K extends keyof ConfigDrivers>(
+  config: BmiConfig,
+  options: WiringOptions,
+  only: readonly K[],
+): Pick<ConfigDrivers, K>;
+export function createDriversFromConfig(
+  config: BmiConfig,
+  options: WiringOptions = {},
+  only?: readonly (keyof ConfigDrivers)[],
+): Partial<ConfigDrivers> {
   const logger = options.logger ?? silentLogger;
-  return {
-    storage: createCephStorage(cephOptionsFromConfig(config)),
-    export: createTgtExport(tgtOptionsFromConfig(config, { logger })),
-    boot: createPxeBoot(pxeOptionsFromConfig(config)),
-    isolation: createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),
+  const factories: { [K in keyof ConfigDrivers]: () => ConfigDrivers[K] } = {
+    storage: () => createCephStorage(cephOptionsFromConfig(config)),
+    export: () => createTgtExport(tgtOptionsFromConfig(config, { logger })),
+    boot: () => createPxeBoot(pxeOptionsFromConfig(config)),
+    isolation: () =>
+      createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),
   };
+  const keys = only ?? (Object.keys(factories) as (keyof ConfigDrivers)[]);
+  return Object.fromEntries(keys.map((key) => [key, factories[key]()]));
 }
 
 export interface WiredBmi {
