@@ -220,6 +220,9 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     children: db.prepare("SELECT id, name, is_snapshot FROM image WHERE parent_id = ? ORDER BY id"),
     detachChildren: db.prepare("UPDATE image SET parent_id = NULL, is_snapshot = 0 WHERE parent_id = ?"),
     deleteImage: db.prepare("DELETE FROM image WHERE id = ?"),
+    updateImage: db.prepare(
+      "UPDATE image SET name = ?, project_id = ?, parent_id = ?, is_public = ?, is_snapshot = ? WHERE id = ?",
+    ),
     maxImageId: db.prepare("SELECT COALESCE(MAX(id), 0) AS m FROM image"),
     getMeta: db.prepare("SELECT value FROM bmi_meta WHERE key = ?"),
     setMeta: db.prepare(
@@ -436,9 +439,14 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
             image: next.name,
           });
         }
-        db.prepare(
-          "UPDATE image SET name = ?, project_id = ?, parent_id = ?, is_public = ?, is_snapshot = ? WHERE id = ?",
-        ).run(next.name, next.projectId, next.parentId, next.isPublic ? 1 : 0, next.isSnapshot ? 1 : 0, id);
+        s.updateImage.run(
+          next.name,
+          next.projectId,
+          next.parentId,
+          next.isPublic ? 1 : 0,
+          next.isSnapshot ? 1 : 0,
+          id,
+        );
         return toImage(requireImage(id));
       });
     },
