@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
@@ -152,7 +152,7 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
 
   let db: Database.Database;
   try {
-    if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true });
+    if (opts.path !== ":memory:") ensureDir(dirname(opts.path));
     db = new Database(opts.path);
   } catch (error) {
     throw storeError("unavailable", `cannot open the database ${opts.path}`, { path: opts.path }, error);
@@ -642,6 +642,17 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
   };
   return store;
+}
+
+/**
+ * `mkdir -p` one level at a time: Node 20's `mkdirSync(…, { recursive: true })` never returns
+ * for a path under /proc, which would hang BMI on a mistyped `[db] path`.
+ */
+function ensureDir(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) ensureDir(parent);
+  mkdirSync(dir);
 }
 
 function sqliteReason(error: unknown): string {
