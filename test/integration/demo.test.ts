@@ -1,0 +1,42 @@
+// The README's first command, end to end: the built demo with --json (it starts its own lab,
+// boots two VMs, and checks it left nothing behind). Needs the build that `npm test` runs first.
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+
+const demo = fileURLToPath(new URL("../../packages/examples/dist/demo.js", import.meta.url));
+
+describe("npm run demo", () => {
+  it("provisions two nodes, boots one from the golden image and one from a snapshot, and cleans up", async () => {
+    const run = await execa("node", [demo, "--json", "--nodes", "2"], { reject: false, timeout: 600_000 });
+    expect(run.exitCode, run.stderr).toBe(0);
+    const summary = JSON.parse(run.stdout) as {
+      ok: boolean;
+      steps: { step: string; ms: number }[];
+      boots: string[];
+      lab: unknown;
+    };
+    expect(summary.ok).toBe(true);
+    expect(summary.steps.map((s) => s.step)).toEqual([
+      "lab",
+      "golden image",
+      "provision",
+      "boot node",
+      "snapshot + re-provision",
+      "boot snapshot",
+      "deprovision + check",
+      "teardown",
+    ]);
+    expect(summary.boots).toEqual([
+      expect.stringMatching(/^node-01: BMI-BOOT-OK after/),
+      expect.stringMatching(/^node-03: BMI-SNAPSHOT-OK after/),
+    ]);
+    expect(summary.lab).toBeNull();
+  }, 660_000);
+
+  it("rejects bad options with a clear message and exit code 2", async () => {
+    const run = await execa("node", [demo, "--nodes", "0"], { reject: false });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain("--nodes must be at least 1");
+  });
+});
