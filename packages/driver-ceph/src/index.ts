@@ -1,3 +1,3 @@
 export { type CephStorageOptions, createCephStorage, registerCephStorage } from "./ceph-storage.js";
-export { classifyRbdFailure, type RbdFailure, rbdError, rbdReason } from "./rbd-errors.js";
 export * from "./from-config.js";
+export { classifyRbdFailure, type RbdFailure, rbdError, rbdReason } from "./rbd-errors.js";
