@@ -22,8 +22,12 @@ export const REDACT_PATHS = [
   "chap.secret",
   "*.chap.secret",
   "headers.authorization",
+  "chap_secret",
+  "*.chap_secret",
+  "*.*.chap_secret",
   "config.net_isolator.password",
   "config.iscsi.password",
+  "config.iscsi.chap_secret",
 ];
 
 export function createLogger(options: LoggerOptions = {}, destination?: pino.DestinationStream): Logger {
