@@ -1,7 +1,7 @@
 import type { BmiSettings } from "../config/settings.js";
 import { targetNameFor } from "../config/settings.js";
 import type { Image, Project, TargetInfo } from "../domain/model.js";
-import { BmiError } from "../errors/index.js";
+import { BmiError, toBmiError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type {
   BootDriver,
@@ -13,7 +13,7 @@ import type {
 import type { ExportRecord, Store } from "../store/index.js";
 import type { EventHub } from "./events.js";
 import { withLocks } from "./locks.js";
-import { runSaga, type Saga, type StepHook } from "./saga.js";
+import { outcomeUnknown, runSaga, type Saga, type StepHook } from "./saga.js";
 
 export interface Drivers {
   storage: StorageDriver;
@@ -233,3 +233,25 @@ export function cloneStep(
 /** A short unique suffix for temporary snapshots, so a leftover never blocks a retry (COR-4). */
 export const tempSnapshotName = (ctx: BmiContext, operationId: string) =>
   `${ctx.settings.snapshotName}-tmp-${operationId.slice(0, 8)}`;
+
+/**
+ * The irreversible last step of a deletion: removes an RBD image. If the reply is lost after the
+ * removal, the image is gone and the operation is done; undoing the earlier steps then would
+ * bring back rows and targets for an image that no longer exists.
+ */
+export function removeImageLastStep(
+  ctx: BmiContext,
+  saga: Saga,
+  name: string,
+  cephName: string,
+): Promise<void> {
+  const { storage } = ctx.drivers;
+  return saga.step(name, async () => {
+    try {
+      await storage.remove(cephName);
+    } catch (error) {
+      if (outcomeUnknown(toBmiError(error)) && !(await storage.exists(cephName).catch(() => true))) return;
+      throw error;
+    }
+  });
+}

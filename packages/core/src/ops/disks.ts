@@ -11,6 +11,7 @@ import {
   exportSteps,
   insertImageStep,
   operation,
+  removeImageLastStep,
   requireImage,
   requireKind,
   requireProject,
@@ -114,7 +115,7 @@ export async function deleteDiskSteps(
   await deleteImageRowStep(ctx, saga, disk);
   // Removing the clone cannot be undone, so it is the very last step: any failure before it
   // puts everything back; a crash right before it leaves an orphan that reconcile() removes.
-  if (present) await saga.step("remove clone", () => storage.remove(disk.cephName));
+  if (present) await removeImageLastStep(ctx, saga, "remove clone", disk.cephName);
 }
 
 export function listDisks(ctx: BmiContext, input: { project: string }): Disk[] {

@@ -11,6 +11,7 @@ import {
   insertImageStep,
   makeGoldenSteps,
   operation,
+  removeImageLastStep,
   requireImage,
   requireKind,
   requireProject,
@@ -171,7 +172,7 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
     }
     await deleteImageRowStep(ctx, saga, image);
     // The point of no return comes last, so every failure before it can be undone (COR-1/3).
-    if (snapshots !== null) await saga.step("remove RBD image", () => storage.remove(image.cephName));
+    if (snapshots !== null) await removeImageLastStep(ctx, saga, "remove RBD image", image.cephName);
   });
 }
 

@@ -38,7 +38,20 @@ export interface Saga {
 interface Completed {
   name: string;
   undo: () => Promise<unknown> | unknown;
+  /** A compensation for a step whose outcome is unknown: its failure is expected and not drift. */
+  bestEffort?: boolean;
 }
+
+/**
+ * Failures after which a step may have done its work anyway (the command ran, the reply was
+ * lost): a timeout, an unreachable daemon, a cancellation, an unexpected error. A definite refusal
+ * (exists, not found, busy, conflict...) did nothing, and undoing it could hit what someone else made.
+ */
+export const outcomeUnknown = (error: BmiError) =>
+  error.code === "timeout" ||
+  error.code === "unavailable" ||
+  error.code === "cancelled" ||
+  error.code === "internal";
 
 const summary = (error: BmiError) => ({ code: error.code, message: error.message });
 
@@ -63,8 +76,10 @@ export async function runSaga<T>(
     async step(name, action, undo) {
       const stepStarted = performance.now();
       events.emit({ type: "step:started", operationId, operation, step: name });
+      let ran = false;
       try {
         await context.beforeStep?.({ operation, step: name, index: index++ });
+        ran = true;
         const result = await action();
         if (undo) completed.push({ name, undo: () => undo(result) });
         const durationMs = performance.now() - stepStarted;
@@ -75,6 +90,11 @@ export async function runSaga<T>(
       } catch (error) {
         const bmi = toBmiError(error);
         const durationMs = performance.now() - stepStarted;
+        // A step that may have happened is undone too, or a lost reply would leak what it made.
+        if (undo && ran && outcomeUnknown(bmi)) {
+          // An undo that needs the step's result fails here and is skipped (the step made nothing it can name).
+          completed.push({ name, undo: () => undo(undefined as never), bestEffort: true });
+        }
         journal(name, "failed", { error: summary(bmi) });
         logger.warn({ step: name, durationMs: Math.round(durationMs), err: summary(bmi) }, "step failed");
         events.emit({
@@ -130,7 +150,7 @@ async function undoAll(
     journal: (step: string | null, status: string, data?: Record<string, unknown>) => unknown;
   },
 ): Promise<void> {
-  for (const { name, undo } of completed.reverse()) {
+  for (const { name, undo, bestEffort } of completed.reverse()) {
     const started = performance.now();
     try {
       await undo();
@@ -147,6 +167,12 @@ async function undoAll(
     } catch (error) {
       // Keep undoing the rest: one stuck undo must not leave the earlier steps in place too.
       const bmi = toBmiError(error);
+      if (bestEffort) {
+        // Most often the step never happened (nothing to undo); if it did, reconcile() finds it.
+        ctx.journal(name, "compensation_skipped", { error: summary(bmi) });
+        ctx.logger.info({ step: name, err: summary(bmi) }, "compensation of a failed step did nothing");
+        continue;
+      }
       ctx.journal(name, "undo_failed", { error: summary(bmi) });
       ctx.logger.error({ step: name, err: summary(bmi) }, "undo failed; left for reconcile()");
       ctx.events.emit({
