@@ -124,7 +124,10 @@ wait
   );
   const dir = new URL("./results/", import.meta.url);
   await mkdir(dir, { recursive: true });
-  await writeFile(new URL(`ceph-clone-${result.date.replaceAll(":", "-")}.json`, dir), `${JSON.stringify(result, null, 2)}\n`);
+  await writeFile(
+    new URL(`ceph-clone-${result.date.replaceAll(":", "-")}.json`, dir),
+    `${JSON.stringify(result, null, 2)}\n`,
+  );
 } finally {
   await lab.stop();
   await tmp.remove();
