@@ -5,18 +5,14 @@ import {
   type BootDriver,
   type BootEntry,
   type BootSpec,
+  BootSpecSchema,
   type CallOptions,
   type DependencyContainer,
   type Firmware,
-  Host,
-  MacAddress,
-  NAME_MAX,
   NodeName,
-  Port,
   parseInput,
   safeJoin,
   type TargetInfo,
-  TargetName,
   TOKENS,
   writeFileAtomic,
 } from "@bmi/core";
@@ -87,27 +83,7 @@ export interface PxeBoot extends BootDriver {
   readonly layout: { root: string; ipxeDir: string; pxelinuxDir: string; macScriptDir: string };
 }
 
-const Label = z
-  .string({ error: "label must be a string" })
-  .min(1, { error: "label must not be empty" })
-  .max(NAME_MAX, { error: `label must be at most ${NAME_MAX} characters` })
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, {
-    error: "label may only contain ASCII letters, digits, '_', '.' and '-'",
-  });
-
-/** Every value that reaches a file: nothing here can add a line or a path segment. */
-const Spec = z.object({
-  node: NodeName,
-  macs: z.array(MacAddress).min(1, { error: "at least one MAC address is needed" }),
-  target: z.object({
-    name: TargetName,
-    portal: Host,
-    port: Port,
-    lun: z.number().int().min(0).max(16383),
-  }),
-  firmware: z.enum(["bios", "uefi"], { error: "firmware must be 'bios' or 'uefi'" }),
-  label: Label,
-});
+const Spec = BootSpecSchema;
 
 const FIRMWARE: readonly Firmware[] = ["bios", "uefi"];
 

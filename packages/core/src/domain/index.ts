@@ -1,3 +1,4 @@
 export * from "./model.js";
 export * from "./names.js";
+export * from "./schemas.js";
 export * from "./validate.js";

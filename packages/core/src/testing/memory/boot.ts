@@ -1,6 +1,7 @@
-import { z } from "zod";
+import type { z } from "zod";
 import type { Firmware, TargetInfo } from "../../domain/model.js";
-import { Host, MacAddress, NAME_MAX, NodeName, Port, TargetName } from "../../domain/names.js";
+import { NodeName } from "../../domain/names.js";
+import { BootSpecSchema } from "../../domain/schemas.js";
 import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/index.js";
 import type { BootDriver, BootEntry, BootSpec } from "../../ports/boot.js";
@@ -25,27 +26,7 @@ export interface MemoryBoot extends BootDriver {
   failNext(operation: MemoryBootOperation, error?: Error): void;
 }
 
-const Label = z
-  .string({ error: "label must be a string" })
-  .min(1, { error: "label must not be empty" })
-  .max(NAME_MAX, { error: `label must be at most ${NAME_MAX} characters` })
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, {
-    error: "label may only contain ASCII letters, digits, '_', '.' and '-'",
-  });
-
-/** The BootSpec rules every boot driver applies: nothing here can add a line to a boot file. */
-const Spec = z.object({
-  node: NodeName,
-  macs: z.array(MacAddress).min(1, { error: "at least one MAC address is needed" }),
-  target: z.object({
-    name: TargetName,
-    portal: Host,
-    port: Port,
-    lun: z.number().int().min(0).max(16383),
-  }),
-  firmware: z.enum(["bios", "uefi"], { error: "firmware must be 'bios' or 'uefi'" }),
-  label: Label,
-});
+const Spec = BootSpecSchema;
 
 interface Stored {
   node: string;
