@@ -9,6 +9,7 @@ import {
   DEFAULT_IQN_PREFIX,
   type DependencyContainer,
   type ExportAccess,
+  ExportAccessSchema,
   type ExportCapabilities,
   type ExportDriver,
   type ExportedTarget,
@@ -83,39 +84,6 @@ const OptionsSchema = z.object({
   rbd: z.object({ conf: SafePath.optional(), clientId: ClientId.optional() }).optional(),
 });
 
-const Ipv4 = z
-  .string()
-  .regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}(\/([0-9]|[12]\d|3[0-2]))?$/, {
-    error: "must be an IPv4 address or CIDR",
-  });
-const InitiatorName = z
-  .string()
-  .regex(
-    /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[A-Za-z0-9_.:-]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$/,
-    {
-      error: "must be an iSCSI initiator name (iqn., eui. or naa.)",
-    },
-  );
-const AccessSchema = z.object({
-  initiators: z.union([
-    z.literal("ALL"),
-    z
-      .object({ addresses: z.array(Ipv4).optional(), names: z.array(InitiatorName).optional() })
-      .refine((v) => (v.addresses?.length ?? 0) + (v.names?.length ?? 0) > 0, {
-        error: 'name at least one initiator address or name, or pass "ALL" explicitly',
-      }),
-  ]),
-  chap: z
-    .object({
-      user: z
-        .string()
-        .regex(/^[A-Za-z0-9_.:@-]{1,64}$/, { error: "CHAP user may only use letters, digits, _.:@-" }),
-      secret: z
-        .string()
-        .regex(/^[\x21-\x7e]{12,255}$/, { error: "CHAP secret must be 12-255 printable characters" }),
-    })
-    .optional(),
-});
 const BackingSchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("rbd"),
@@ -262,7 +230,7 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
         details: { field: "backing.kind", kind: backing.kind },
       });
     }
-    const access = parseInput(AccessSchema, request?.access, "access", subsystem) as ExportAccess;
+    const access = parseInput(ExportAccessSchema, request?.access, "access", subsystem) as ExportAccess;
     return { target, backing, access };
   };
 

@@ -1,5 +1,5 @@
-import { z } from "zod";
 import { TargetName } from "../../domain/names.js";
+import { ExportAccessSchema } from "../../domain/schemas.js";
 import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/index.js";
 import type { CallOptions } from "../../ports/common.js";
@@ -43,41 +43,6 @@ export interface MemoryExportDriver extends ExportDriver {
 }
 
 const subsystem = "export" as const;
-
-const Ipv4 = z
-  .string()
-  .regex(/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/, { error: "must be an IPv4 address or CIDR" });
-const InitiatorName = z
-  .string()
-  .regex(
-    /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[A-Za-z0-9_.:-]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$/,
-    {
-      error: "must be an iSCSI initiator name (iqn., eui. or naa.)",
-    },
-  );
-
-/** Access rules every export driver accepts (shared by the real drivers through the contract). */
-export const ExportAccessSchema = z.object({
-  initiators: z.union([
-    z.literal("ALL"),
-    z
-      .object({ addresses: z.array(Ipv4).optional(), names: z.array(InitiatorName).optional() })
-      .refine((v) => (v.addresses?.length ?? 0) + (v.names?.length ?? 0) > 0, {
-        error: 'name at least one initiator address or name, or pass "ALL" explicitly',
-      }),
-  ]),
-  chap: z
-    .object({
-      user: z
-        .string()
-        .regex(/^[A-Za-z0-9_.:@-]{1,64}$/, { error: "CHAP user may only use letters, digits, _.:@-" }),
-      // RFC 3720 wants at least 12 bytes; tgt refuses control characters and spaces in secrets.
-      secret: z
-        .string()
-        .regex(/^[\x21-\x7e]{12,255}$/, { error: "CHAP secret must be 12-255 printable characters" }),
-    })
-    .optional(),
-});
 
 /** True when two requests ask for the same target (backing and access alike). */
 export function sameExportRequest(a: ExportRequest, b: ExportRequest): boolean {
