@@ -3,6 +3,7 @@
  * server, TFTP root, SQLite DB), run in-process through `run(argv)` with the lab's generated
  * bmi_config.cfg, plus one run of the real binary. Checks output, exit codes and the real effects.
  */
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -29,6 +30,14 @@ function sink(): { stream: Writable; text: () => string } {
     },
   });
   return { stream, text: () => chunks.join("") };
+}
+
+/** A tgtd control port no tgtd listens on (tgtadm -C n talks to the socket /var/run/tgtd/socket.n). */
+function unusedTgtControlPort(): number {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 40_000);
+    if (!existsSync(`/var/run/tgtd/socket.${port}`)) return port;
+  }
 }
 
 let lab: BmiLab;
@@ -298,7 +307,7 @@ describe("bmi CLI against the lab", () => {
     await mkdir(join(emptyRoot, "pxelinux.cfg"), { recursive: true });
     const brokenPath = join(lab.dir, "broken.cfg");
     const text = (await readFile(lab.configPath, "utf8"))
-      .replace(/^tgt_control_port = .*$/m, `tgt_control_port = ${20_000 + Math.floor(Math.random() * 9_000)}`)
+      .replace(/^tgt_control_port = .*$/m, `tgt_control_port = ${unusedTgtControlPort()}`)
       .replace(/^url = .*$/m, "url = http://127.0.0.1:9")
       .replace(/^ipxe_path = .*$/m, `ipxe_path = ${emptyRoot}/`)
       .replace(/^pxelinux_path = .*$/m, `pxelinux_path = ${emptyRoot}/pxelinux.cfg/`);
