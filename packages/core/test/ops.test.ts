@@ -1,5 +1,9 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { BmiError, type BmiEvent } from "../src/index.js";
+import { BmiError, type BmiEvent, createBmi, defaultSettings, openSqliteStore } from "../src/index.js";
+import { createMemoryBoot, createMemoryExport, createMemoryIsolation, createMemoryStorage } from "../src/testing/index.js";
 import { MIB, setup, thrown } from "./ops-helpers.js";
 
 describe("projects", () => {
@@ -408,5 +412,40 @@ describe("events and journal", () => {
       ["record export", "finished"],
       [null, "finished"],
     ]);
+  });
+});
+
+describe("config changes (COR-10)", () => {
+  it("clones an image from the S it was created with after [bmi] snapshot changes", async () => {
+    );
+    const dir = await mkdtemp(join(tmpdir(), "bmi-cor10-"));
+    try {
+      const drivers = {
+        storage: createMemoryStorage(),
+        export: createMemoryExport(),
+        boot: createMemoryBoot(),
+        isolation: createMemoryIsolation({ nodes: [] }),
+      };
+      const open = (snapshotName: string) => {
+        const settings = defaultSettings({ snapshotName });
+        const store = openSqliteStore({ path: join(dir, "bmi.db"), uid: settings.uid, snapshotName });
+        return { bmi: createBmi({ ...drivers, store, settings }), store };
+      };
+      const before = open("old_snap");
+      await before.bmi.createProject({ name: "p1" });
+      await drivers.storage.create("centos7", MIB);
+      await before.bmi.importImage({ project: "p1", source: "centos7", name: "golden" });
+      before.store.close();
+
+      const after = open("new_snap");
+      const disk = await after.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" });
+      expect((await drivers.storage.info(disk.cephName)).parent).toEqual({
+        image: "1img1",
+        snapshot: "old_snap",
+      });
+      after.store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

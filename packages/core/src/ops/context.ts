@@ -188,10 +188,13 @@ export function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): P
   );
 }
 
-/** `<image>@<S>` of an image. */
+/**
+ * `<image>@<S>` of an image, with the S it was created with (COR-10): changing `[bmi] snapshot`
+ * later must not orphan older images.
+ */
 export const cloneSource = (ctx: BmiContext, image: Image) => ({
   image: image.cephName,
-  snapshot: ctx.settings.snapshotName,
+  snapshot: ctx.store.imageOrigin?.(image.id)?.snapshotName ?? ctx.settings.snapshotName,
 });
 
 /**
