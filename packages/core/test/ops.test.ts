@@ -3,7 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BmiError, type BmiEvent, createBmi, defaultSettings, openSqliteStore } from "../src/index.js";
-import { createMemoryBoot, createMemoryExport, createMemoryIsolation, createMemoryStorage } from "../src/testing/index.js";
+import {
+  createMemoryBoot,
+  createMemoryExport,
+  createMemoryIsolation,
+  createMemoryStorage,
+} from "../src/testing/index.js";
 import { MIB, setup, thrown } from "./ops-helpers.js";
 
 describe("projects", () => {
@@ -417,7 +422,6 @@ describe("events and journal", () => {
 
 describe("config changes (COR-10)", () => {
   it("clones an image from the S it was created with after [bmi] snapshot changes", async () => {
-    );
     const dir = await mkdtemp(join(tmpdir(), "bmi-cor10-"));
     try {
       const drivers = {
