@@ -255,7 +255,8 @@ describe("loadConfig: Python SafeConfigParser compatibility", () => {
       conf_dir: "/etc/tgt/conf.d/",
       initiators: "ALL",
     });
-    expect(config.tftp).toMatchObject({ boot_nic: "net2", ipxe_kernel: "ipxe.lkrn", menu_timeout: 30 });
+    // boot_nic is the one deliberate change: `any` (DHCP on every NIC) instead of the original's net2.
+    expect(config.tftp).toMatchObject({ boot_nic: "any", ipxe_kernel: "ipxe.lkrn", menu_timeout: 30 });
     expect(config.tftp.dnsmasq_leases).toBe("/var/lib/misc/dnsmasq.leases");
     expect(config.net_isolator).toMatchObject({
       channel: "vlan/native",

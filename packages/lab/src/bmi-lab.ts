@@ -199,7 +199,7 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
     const drivers = {
       storage: createCephStorage(cephOptionsFromConfig(config)),
       export: createTgtExport(tgtOptionsFromConfig(config, { logger })),
-      boot: createPxeBoot({ ...pxeOptionsFromConfig(config), bootNic: null }),
+      boot: createPxeBoot(pxeOptionsFromConfig(config)),
       isolation: createHilIsolation({ ...hilOptionsFromConfig(config, {}), logger }),
     };
     const bmi = await timed("bmi", async () => {

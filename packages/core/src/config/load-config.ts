@@ -241,10 +241,11 @@ function sectionSchemas(baseDir: string) {
     tftp: z.object({
       ipxe_path: dir,
       pxelinux_path: dir,
+      // `any`: plain `dhcp` on every NIC in turn (one-NIC nodes, VMs); the original hard-coded net2.
       boot_nic: z
         .string()
-        .regex(/^net\d{1,2}$/, { error: "must be an iPXE interface name such as net0" })
-        .default("net2"),
+        .regex(/^(any|net\d{1,2})$/, { error: "must be any, or an iPXE interface name such as net0" })
+        .default("any"),
       firmware: z.enum(["bios", "uefi"], { error: "must be bios or uefi" }).default("bios"),
       ipxe_kernel: simpleName("a file name").default("ipxe.lkrn"),
       menu_timeout: int(0, 36_000).default(30),
