@@ -312,7 +312,7 @@ describe("snapshots", () => {
   it("snapshots a disk into an independent image and clones from it", async () => {
     const { bmi, storage } = await setup();
     await bmi.createDisk({ project: "p1", image: "golden", disk: "d1" });
-    const snap = await bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" });
+    const snap = await bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1", flatten: "now" });
     expect(snap).toMatchObject({ name: "s1", kind: "snapshot", isSnapshot: true, parentId: 1 });
     expect((await storage.info(snap.cephName)).parent).toBeNull();
     expect(await storage.listSnapshots("1img2")).toEqual([]);

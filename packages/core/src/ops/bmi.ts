@@ -59,6 +59,8 @@ export interface Bmi {
 
   snapshotDisk(input: snapshots.SnapshotDiskInput): Promise<Image>;
   listSnapshots(input: { project: string }): { image: Image; parent: string | null }[];
+  /** Flattens the snapshot images `snapshotDisk` left sharing data with their disks; returns how many. */
+  flattenPending(): Promise<number>;
 
   mountImage(input: { project: string; image: string }): Promise<TargetInfo>;
   unmountImage(input: { project: string; image: string; force?: boolean }): Promise<void>;
@@ -108,6 +110,7 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     listProvisionings: (input) => nodes.listProvisionings(ctx, input),
     snapshotDisk: (input) => snapshots.snapshotDisk(ctx, input),
     listSnapshots: (input) => snapshots.listSnapshots(ctx, input),
+    flattenPending: () => snapshots.flattenPending(ctx),
     mountImage: (input) => mounts.mountImage(ctx, input),
     unmountImage: (input) => mounts.unmountImage(ctx, input),
     listMounts: (input) => mounts.listMounts(ctx, input),

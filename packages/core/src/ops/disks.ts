@@ -19,6 +19,7 @@ import {
 } from "./context.js";
 import { imageLock } from "./locks.js";
 import type { Saga } from "./saga.js";
+import { settleDiskSnapshotsSteps } from "./snapshots.js";
 
 const CreateDiskInput = z.strictObject({ project: ProjectName, image: ImageName, disk: DiskName });
 export type CreateDiskInput = z.input<typeof CreateDiskInput>;
@@ -109,6 +110,8 @@ export async function deleteDiskSteps(
       details: { node: user.node },
     });
   }
+  // Snapshot images still sharing data with this disk are flattened first (snapshotDisk's "later").
+  await settleDiskSnapshotsSteps(ctx, saga, disk);
   await unexportSteps(ctx, saga, disk, force);
   const { storage } = ctx.drivers;
   const present = await storage.exists(disk.cephName);

@@ -130,6 +130,9 @@ async function imageDrift(ctx: BmiContext): Promise<Fix[]> {
     const snaps = await storage.listSnapshots(name).catch(() => []);
     for (const snap of snaps.filter((s) => s.name.startsWith(tempPrefix))) {
       const ref = { image: name, snapshot: snap.name };
+      // A disk snapshot whose clones are all recorded images awaits flattenPending(): a state, not drift.
+      const children = known.has(name) ? await storage.children(ref).catch(() => []) : [];
+      if (children.length > 0 && children.every((c) => known.has(c))) continue;
       fixes.push({
         drift: {
           kind: "orphan_snapshot",

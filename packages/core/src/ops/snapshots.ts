@@ -5,6 +5,7 @@ import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
 import {
   type BmiContext,
+  cloneSource,
   cloneStep,
   insertImageStep,
   makeGoldenSteps,
@@ -15,6 +16,7 @@ import {
   tempSnapshotName,
 } from "./context.js";
 import { imageLock } from "./locks.js";
+import type { Saga } from "./saga.js";
 
 const SnapshotInput = z.strictObject({
   project: ProjectName,
@@ -22,12 +24,20 @@ const SnapshotInput = z.strictObject({
   snapshot: SnapshotName,
   /** Snapshot a disk that is booting a node (its content may be inconsistent; CON-2). */
   force: z.boolean().optional(),
+  /**
+   * "later" (default): the new image is a clone of the disk's snapshot, usable at once; it is
+   * flattened by `flattenPending()` or when the disk is deleted. "now": flatten before returning
+   * (the original's behaviour; takes as long as copying the disk).
+   */
+  flatten: z.enum(["now", "later"]).optional(),
 });
 export type SnapshotDiskInput = z.input<typeof SnapshotInput>;
 
 /**
  * Saves a disk's content as a new golden image marked as a snapshot: snapshot the disk under a
- * temporary name, clone it, flatten the clone, give it S, drop the temporary snapshot.
+ * temporary name, clone it, give the clone a protected S. With `flatten: "now"` the clone is then
+ * flattened and the temporary snapshot dropped; by default that waits for `flattenPending()`, so
+ * the image can be cloned in about a second whatever the disk's size.
  */
 export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise<Image> {
   const args = parseInput(SnapshotInput, input, "input");
@@ -81,12 +91,99 @@ export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise
         cephName: (id) => cephNameOf(ctx.settings.uid, id),
       });
       await cloneStep(ctx, saga, temp, image.cephName);
+      if (args.flatten !== "now") {
+        await cloneSourceSteps(ctx, saga, image);
+        return image;
+      }
       await makeGoldenSteps(ctx, saga, image);
       await saga.cleanup("unprotect disk snapshot", () => storage.unprotectSnapshot(temp));
       await saga.cleanup("remove disk snapshot", () => storage.removeSnapshot(temp));
       return image;
     },
   );
+}
+
+/** Creates and protects S on a fresh clone (without flattening it first); both undone on failure. */
+async function cloneSourceSteps(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
+  const { storage } = ctx.drivers;
+  const source = cloneSource(ctx, image);
+  await saga.step(
+    "create clone-source snapshot",
+    () => storage.createSnapshot(source),
+    () => storage.removeSnapshot(source),
+  );
+  await saga.step(
+    "protect clone-source snapshot",
+    () => storage.protectSnapshot(source),
+    () => storage.unprotectSnapshot(source),
+  );
+}
+
+/** A disk's temporary snapshots (left by `snapshotDisk`) and the clones made from each. */
+async function pendingOf(ctx: BmiContext, disk: Image) {
+  const { storage } = ctx.drivers;
+  const prefix = `${ctx.settings.snapshotName}-tmp-`;
+  const snapshots = (await storage.listSnapshots(disk.cephName)).filter((s) => s.name.startsWith(prefix));
+  return Promise.all(
+    snapshots.map(async (s) => {
+      const ref = { image: disk.cephName, snapshot: s.name };
+      return { ref, protected: s.protected, children: await storage.children(ref) };
+    }),
+  );
+}
+
+/**
+ * Steps that make every snapshot image taken from `disk` independent of it: flatten each clone
+ * of its temporary snapshots, then drop them, so the disk can be removed. Clones no row knows are
+ * left alone (reconcile reports them) and keep the snapshot. The caller holds the disk's lock.
+ */
+export async function settleDiskSnapshotsSteps(ctx: BmiContext, saga: Saga, disk: Image): Promise<number> {
+  const { storage } = ctx.drivers;
+  const known = new Set(ctx.store.listImages().map((i) => i.cephName));
+  let flattened = 0;
+  for (const pending of await pendingOf(ctx, disk)) {
+    const ours = pending.children.filter((c) => known.has(c));
+    for (const child of ours) {
+      // No undo: a flattened clone holds the same data, only no longer shared.
+      await saga.step("flatten snapshot image", () => storage.flatten(child));
+      flattened++;
+    }
+    if (ours.length < pending.children.length) continue;
+    if (pending.protected) {
+      await saga.step(
+        "unprotect disk snapshot",
+        () => storage.unprotectSnapshot(pending.ref),
+        () => storage.protectSnapshot(pending.ref),
+      );
+    }
+    await saga.step("remove disk snapshot", () => storage.removeSnapshot(pending.ref));
+  }
+  return flattened;
+}
+
+/**
+ * Flattens every snapshot image still sharing data with its disk (`snapshotDisk` with the default
+ * `flatten: "later"`), one disk at a time under that disk's lock; returns how many it flattened.
+ * Run it in the background whenever convenient; deleting a disk does it for that disk anyway.
+ */
+export async function flattenPending(ctx: BmiContext): Promise<number> {
+  let total = 0;
+  const projects = new Map(ctx.store.listProjects().map((p) => [p.id, p.name]));
+  for (const disk of ctx.store.listImages().filter((i) => i.kind === "disk")) {
+    const project = projects.get(disk.projectId);
+    if (project === undefined || (await pendingOf(ctx, disk)).length === 0) continue;
+    total += await operation(
+      ctx,
+      "flatten snapshots",
+      { project, disk: disk.name },
+      [imageLock(project, disk.name)],
+      async (saga) => {
+        const current = ctx.store.getImageById(disk.id);
+        return current ? settleDiskSnapshotsSteps(ctx, saga, current) : 0;
+      },
+    );
+  }
+  return total;
 }
 
 /** The project's snapshot images with their parents' names (the original's list_snapshots). */
