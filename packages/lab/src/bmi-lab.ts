@@ -1,28 +1,23 @@
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createBmiFromConfig } from "@bmi/cli";
 import {
   type Bmi,
   type BmiConfig,
   type BmiSettings,
   type BootDriver,
-  createBmi,
   type ExportDriver,
   type Image,
   type IsolationDriver,
   type Logger,
   loadConfig,
-  openSqliteStore,
   type SqliteStore,
   type StorageDriver,
-  settingsFromConfig,
   silentLogger,
   type TargetInfo,
 } from "@bmi/core";
-import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
-import { createHilIsolation, hilOptionsFromConfig } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
-import { createPxeBoot, installTftpRoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
-import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
+import { installTftpRoot } from "@bmi/driver-pxe";
 import { execa } from "execa";
 import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";
@@ -186,24 +181,11 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       { mode: 0o600 },
     );
     const { config } = await timed("config", async () => loadConfig({ path: configPath }));
-    const settings = settingsFromConfig(config);
-
-    const store = openSqliteStore({
-      path: config.db.path,
-      uid: settings.uid,
-      snapshotName: settings.snapshotName,
-      logger,
-    });
-    cleanups.push(async () => store.close());
-    // Wired from the config exactly as a deployment would be.
-    const drivers = {
-      storage: createCephStorage(cephOptionsFromConfig(config)),
-      export: createTgtExport(tgtOptionsFromConfig(config, { logger })),
-      boot: createPxeBoot(pxeOptionsFromConfig(config)),
-      isolation: createHilIsolation({ ...hilOptionsFromConfig(config, {}), logger }),
-    };
+    // Wired from the config exactly as a deployment (and the bmi CLI) is.
+    const { bmi: wired, store, drivers, settings, close } = createBmiFromConfig(config, { logger, env: {} });
+    cleanups.push(async () => close());
     const bmi = await timed("bmi", async () => {
-      const created = createBmi({ ...drivers, store, settings, logger });
+      const created = wired;
       if (!created.listProjects().some((p) => p.name === project))
         await created.createProject({ name: project });
       return created;
