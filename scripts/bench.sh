@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `pnpm bench`: every benchmark after the normal set-up. Each prints a Markdown table and writes
+# JSON (with cores and versions) to bench/results/. Benchmarks, not tests: nothing here passes or
+# fails on time; a goal missed is reported in the table. BENCH_ROUNDS=1 for a quick look.
+# About 15 minutes on 2 shared cores.
+source "$(dirname "$0")/lib.sh"
+setup_all
+cd "$ROOT"
+export NODE_OPTIONS="${NODE_OPTIONS:-} --max-old-space-size=4096"
+BENCH_STARTED_MS="$(date +%s%3N)"
+export BENCH_STARTED_MS
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+status=0
+run() {
+  local name=$1
+  shift
+  log "bench: $name"
+  if ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"} | tee "$out/$name.md"; then :; else
+    echo "benchmark $name FAILED" | tee -a "$out/$name.md" >&2
+    status=1
+  fi
+}
+run core-overhead node --expose-gc --import tsx bench/core-overhead.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
+run batch-provision pnpm -s exec tsx bench/batch-provision.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
+run tgt-export-raw pnpm -s exec tsx bench/tgt-export.ts --samples "${BENCH_TGT_SAMPLES:-15}"
+run tgt-export pnpm -s exec tsx bench/tgt-summary.ts
+run snapshot pnpm -s exec tsx bench/snapshot.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
+run lab-start pnpm -s exec tsx bench/lab-start.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
+log "summary (tables above; JSON in bench/results/)"
+for name in core-overhead batch-provision tgt-export snapshot lab-start; do
+  echo
+  cat "$out/$name.md"
+done
+exit "$status"
