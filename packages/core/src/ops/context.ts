@@ -140,14 +140,22 @@ export async function unexportSteps(
 ): Promise<void> {
   const record = ctx.store.getExport(image.id);
   const request = exportRequestFor(ctx, image);
-  const live = (await ctx.drivers.export.list()).some((t) => t.target === request.target);
-  if (live) {
-    await saga.step(
-      "unexport target",
-      () => ctx.drivers.export.unexport(request.target, { force }),
-      () => ctx.drivers.export.export(request),
-    );
-  }
+  // Unexport straight away rather than listing every target first (O(targets) per delete).
+  let removed = false;
+  await saga.step(
+    "unexport target",
+    async () => {
+      try {
+        await ctx.drivers.export.unexport(request.target, { force });
+        removed = true;
+      } catch (error) {
+        if (toBmiError(error).code !== "not_found") throw error;
+      }
+    },
+    async () => {
+      if (removed) await ctx.drivers.export.export(request);
+    },
+  );
   if (record) {
     await saga.step(
       "forget export",
@@ -253,6 +261,7 @@ export function removeImageLastStep(
     try {
       await storage.remove(cephName);
     } catch (error) {
+      if (toBmiError(error).code === "not_found") return;
       if (outcomeUnknown(toBmiError(error)) && !(await storage.exists(cephName).catch(() => true))) return;
       throw error;
     }

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Image } from "../domain/model.js";
 import { cephNameOf, DiskName, ProjectName, SnapshotName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
-import { BmiError } from "../errors/index.js";
+import { BmiError, toBmiError } from "../errors/index.js";
 import {
   type BmiContext,
   cloneSource,
@@ -123,7 +123,12 @@ async function cloneSourceSteps(ctx: BmiContext, saga: Saga, image: Image): Prom
 async function pendingOf(ctx: BmiContext, disk: Image) {
   const { storage } = ctx.drivers;
   const prefix = `${ctx.settings.snapshotName}-tmp-`;
-  const snapshots = (await storage.listSnapshots(disk.cephName)).filter((s) => s.name.startsWith(prefix));
+  const all = await storage.listSnapshots(disk.cephName).catch((error: unknown) => {
+    // A disk whose clone is already gone has nothing pending (COR-3: it can still be deleted).
+    if (toBmiError(error).code === "not_found") return [];
+    throw error;
+  });
+  const snapshots = all.filter((s) => s.name.startsWith(prefix));
   return Promise.all(
     snapshots.map(async (s) => {
       const ref = { image: disk.cephName, snapshot: s.name };
