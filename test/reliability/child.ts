@@ -1,0 +1,104 @@
+/**
+ * A BMI process of its own, wired from a bmi_config.cfg exactly as a deployment would be, for the
+ * crash and two-process tests. Run with tsx on the workspace's sources:
+ *
+ *   TSX_TSCONFIG_PATH=test/reliability/tsconfig.child.json node --import tsx test/reliability/child.ts <cmd> <config> ...
+ *
+ *   provision <config> <project> <node> <disk> <image> <startAtEpochMs>
+ *       waits until startAt (so two processes start together), provisions, prints one JSON line
+ *   hold <config> <project> <node> <disk> <image>
+ *       provisions but stops forever before writing boot files (holding the node lock), after printing "holding"
+ *   batch <config> <project> <count> <image>
+ *       provisions nodes node-01..node-<count> with disks bd-<node>, 4 at a time; prints "step" per finished step
+ */
+import {
+  type Bmi,
+  createBmi,
+  loadConfig,
+  openSqliteStore,
+  type StepHook,
+  settingsFromConfig,
+} from "@bmi/core";
+import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
+import { createHilIsolation, hilOptionsFromConfig } from "@bmi/driver-hil";
+import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
+import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
+
+function open(configPath: string, beforeStep?: StepHook): Bmi {
+  const { config } = loadConfig({ path: configPath });
+  const settings = settingsFromConfig(config);
+  const store = openSqliteStore({
+    path: config.db.path,
+    uid: settings.uid,
+    snapshotName: settings.snapshotName,
+  });
+  return createBmi({
+    storage: createCephStorage(cephOptionsFromConfig(config)),
+    export: createTgtExport(tgtOptionsFromConfig(config, {})),
+    boot: createPxeBoot({ ...pxeOptionsFromConfig(config), bootNic: null }),
+    isolation: createHilIsolation(hilOptionsFromConfig(config, {})),
+    store,
+    settings,
+    beforeStep,
+  });
+}
+
+const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
+const outcome = (error: unknown) => {
+  const e = error as { code?: string; message?: string };
+  return { ok: false, code: e.code ?? "unknown", message: e.message ?? String(error) };
+};
+
+async function main(argv: string[]): Promise<void> {
+  const [command, configPath, ...rest] = argv;
+  if (!configPath) throw new Error("usage: child.ts <command> <config> ...");
+  if (command === "provision") {
+    const [project, node, disk, image, startAt] = rest as [string, string, string, string, string];
+    const bmi = open(configPath);
+    const wait = Number(startAt) - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    try {
+      await bmi.provision({ project, node, disk, image });
+      print({ ok: true });
+    } catch (error) {
+      print(outcome(error));
+    }
+    return;
+  }
+  if (command === "hold") {
+    const [project, node, disk, image] = rest as [string, string, string, string];
+    const bmi = open(configPath, async ({ step }) => {
+      if (step !== "write boot files") return;
+      print({ holding: true });
+      await new Promise(() => {}); // until SIGKILL
+    });
+    await bmi.provision({ project, node, disk, image });
+    return;
+  }
+  if (command === "batch") {
+    const [project, count, image] = rest as [string, string, string];
+    const bmi = open(configPath);
+    bmi.on((event) => {
+      if (event.type === "step:finished") print({ step: event.step });
+    });
+    const nodes = Array.from({ length: Number(count) }, (_, i) => `node-${String(i + 1).padStart(2, "0")}`);
+    const results = await bmi.provisionMany(
+      nodes.map((node) => ({ project, node, disk: `bd-${node}`, image })),
+      { concurrency: 4 },
+    );
+    print({
+      done: results.filter((r) => r.ok).length,
+      failed: results.filter((r) => !r.ok).map((r) => r.node),
+    });
+    return;
+  }
+  throw new Error(`unknown command ${command}`);
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (error: unknown) => {
+    print(outcome(error));
+    process.exit(1);
+  },
+);
