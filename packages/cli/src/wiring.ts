@@ -4,9 +4,12 @@ import {
   type BmiSettings,
   type BootDriver,
   createBmi,
+  createCommandLimit,
+  createExecaRunner,
   type ExportDriver,
   type IsolationDriver,
   type Logger,
+  limitRunner,
   openSqliteStore,
   type SqliteStore,
   type StorageDriver,
@@ -45,9 +48,16 @@ export function createDriversFromConfig(
   only?: readonly (keyof ConfigDrivers)[],
 ): Partial<ConfigDrivers> {
   const logger = options.logger ?? silentLogger;
+  // rbd and tgtadm share one bound on running processes ([bmi] concurrency, CON-4).
+  const limit = createCommandLimit(config.bmi.concurrency);
+  const runner = (subsystem: "storage" | "export", timeoutMs: number) =>
+    limitRunner(createExecaRunner({ subsystem, timeoutMs }), limit);
   const factories: { [K in keyof ConfigDrivers]: () => ConfigDrivers[K] } = {
-    storage: () => createCephStorage(cephOptionsFromConfig(config)),
-    export: () => createTgtExport(tgtOptionsFromConfig(config, { logger })),
+    storage: () => createCephStorage(cephOptionsFromConfig(config, runner("storage", config.fs.timeout_ms))),
+    export: () =>
+      createTgtExport(
+        tgtOptionsFromConfig(config, { logger, runner: runner("export", config.iscsi.timeout_ms) }),
+      ),
     boot: () => createPxeBoot(pxeOptionsFromConfig(config)),
     isolation: () =>
       createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),

@@ -90,10 +90,18 @@ export function createExecaRunner(defaults: ExecaRunnerOptions = {}): CommandRun
   };
 }
 
-/** Wraps a runner so at most `concurrency` commands run at once (CON-4). */
-export function limitRunner(runner: CommandRunner, concurrency: number): CommandRunner {
-  const limit = pLimit(concurrency);
-  return (file, args, options) => limit(() => runner(file, args, options));
+/** A shared bound on running commands: pass one to several `limitRunner` calls. */
+export type CommandLimit = <T>(fn: () => Promise<T>) => Promise<T>;
+
+export const createCommandLimit = (concurrency: number): CommandLimit => pLimit(concurrency);
+
+/**
+ * Wraps a runner so at most `limit` commands run at once (CON-4). Pass one `CommandLimit` to the
+ * runners of several drivers to bound them together.
+ */
+export function limitRunner(runner: CommandRunner, limit: number | CommandLimit): CommandRunner {
+  const run = typeof limit === "number" ? createCommandLimit(limit) : limit;
+  return (file, args, options) => run(() => runner(file, args, options));
 }
 
 /** The last meaningful line of a command's stderr (tools print progress and log lines before it). */
