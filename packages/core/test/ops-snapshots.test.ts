@@ -79,7 +79,7 @@ describe("snapshotDisk with flatten later (the default)", () => {
     expect((await bmi.reconcile()).drift).toEqual([]);
   });
 
-  it("a snapshot image removed before flattening leaves nothing behind once the disk is deleted", async () => {
+  it("a snapshot image removed before flattening: deleting the disk is refused until flattenPending()", async () => {
     const { bmi, storage } = await setup();
     const d1 = await bmi.createDisk({ project: "p1", image: "golden", disk: "d1" });
     await bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" });
@@ -87,6 +87,11 @@ describe("snapshotDisk with flatten later (the default)", () => {
     expect((await storage.listSnapshots(d1.cephName)).map((s) => s.name)).toEqual([
       expect.stringMatching(TEMP),
     ]);
+    // Nothing in the DB points at the leftover snapshot any more: the delete is refused (and undone)...
+    expect((await thrown(() => bmi.deleteDisk({ project: "p1", disk: "d1" }))).code).toBe("busy");
+    expect(bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1"]);
+    // ...until flattenPending() drops it.
+    await bmi.flattenPending();
     await bmi.deleteDisk({ project: "p1", disk: "d1" });
     expect(await storage.list()).toEqual(["1img1", "centos7"]);
   });

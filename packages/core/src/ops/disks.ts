@@ -111,7 +111,11 @@ export async function deleteDiskSteps(
     });
   }
   // Snapshot images still sharing data with this disk are flattened first (snapshotDisk's "later").
-  await settleDiskSnapshotsSteps(ctx, saga, disk);
+  // They have the disk's parent as theirs, so without such a row no `rbd snap ls` is needed.
+  const mayHaveSnapshots = ctx.store
+    .listImages(project.id)
+    .some((i) => i.kind === "snapshot" && i.parentId === disk.parentId);
+  if (mayHaveSnapshots) await settleDiskSnapshotsSteps(ctx, saga, disk);
   await unexportSteps(ctx, saga, disk, force);
   await deleteImageRowStep(ctx, saga, disk);
   // Removing the clone cannot be undone, so it is the very last step: any failure before it
