@@ -13,6 +13,8 @@ export type DriftKind =
   | "orphan_target" // a target named like ours without an export record
   | "missing_boot_files" // a provisioned node without boot files
   | "orphan_boot_files" // boot files of a node that is not provisioned
+  | "missing_attachment" // a provisioned node whose NIC is not on the provisioning network
+  | "orphan_attachment" // a node left on the provisioning network by an interrupted operation
   | "interrupted_operation"; // a journalled operation that neither finished nor was undone
 
 export interface Drift {
@@ -45,11 +47,13 @@ export async function reconcile(
   options: { repair?: boolean } = {},
 ): Promise<ReconcileReport> {
   return withLocks(ctx.store, ["reconcile"], ctx.settings.lockLeaseMs, async () => {
+    const interrupted = openOperations(ctx);
     const fixes = [
-      ...(await imageDrift(ctx)),
+      ...(await imageDrift(ctx, interrupted)),
       ...(await targetDrift(ctx)),
       ...(await bootDrift(ctx)),
-      ...journalDrift(ctx),
+      ...(await attachmentDrift(ctx, interrupted)),
+      ...journalDrift(interrupted, ctx),
     ];
     const report: ReconcileReport = { drift: fixes.map((f) => f.drift), repaired: [], failed: [] };
     if (!options.repair) return report;
@@ -59,8 +63,11 @@ export async function reconcile(
       "missing_target",
       "orphan_snapshot",
       "orphan_image",
+      "missing_image",
       "missing_boot_files",
       "orphan_boot_files",
+      "orphan_attachment",
+      "missing_attachment",
       "interrupted_operation",
     ];
     const sorted = fixes
@@ -84,7 +91,7 @@ export async function reconcile(
   });
 }
 
-async function imageDrift(ctx: BmiContext): Promise<Fix[]> {
+async function imageDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promise<Fix[]> {
   const { storage } = ctx.drivers;
   const { uid, snapshotName } = ctx.settings;
   const rows = ctx.store.listImages();
@@ -93,6 +100,28 @@ async function imageDrift(ctx: BmiContext): Promise<Fix[]> {
   const fixes: Fix[] = [];
   for (const row of rows) {
     if (!pool.has(row.cephName)) {
+      // A disk row written by an operation that died before its clone: nothing else refers to it.
+      const project = ctx.store.getProjectById(row.projectId)?.name;
+      const halfMade =
+        row.kind === "disk" &&
+        !ctx.store.getProvisioningByDisk(row.id) &&
+        interrupted.some((op) => op.data.disk === row.name && op.data.project === project);
+      if (halfMade) {
+        fixes.push({
+          drift: {
+            kind: "missing_image",
+            subject: row.cephName,
+            detail: `disk row ${row.name} (id ${row.id}) of an interrupted operation has no RBD image`,
+            repair: "delete the row (and its export record)",
+          },
+          apply: async () =>
+            ctx.store.transaction(() => {
+              if (ctx.store.getExport(row.id)) ctx.store.deleteExport(row.id);
+              ctx.store.deleteImage(row.id);
+            }),
+        });
+        continue;
+      }
       fixes.push({
         drift: {
           kind: "missing_image",
@@ -235,14 +264,72 @@ async function bootDrift(ctx: BmiContext): Promise<Fix[]> {
   return fixes;
 }
 
-function journalDrift(ctx: BmiContext): Fix[] {
-  const open = new Map<string, string>();
+interface OpenOperation {
+  id: string;
+  operation: string;
+  /** The operation's subject (project, node, disk...) as journalled. */
+  data: Record<string, unknown>;
+}
+
+/** Operations journalled as started that never finished, failed nor were reconciled (the process died). */
+function openOperations(ctx: BmiContext): OpenOperation[] {
+  const open = new Map<string, OpenOperation>();
   for (const entry of ctx.store.listJournal()) {
     if (entry.step !== null) continue;
-    if (entry.status === "started") open.set(entry.operationId, entry.operation);
+    if (entry.status === "started")
+      open.set(entry.operationId, { id: entry.operationId, operation: entry.operation, data: entry.data });
     else open.delete(entry.operationId);
   }
-  return [...open].map(([id, operation]) => ({
+  return [...open.values()];
+}
+
+/**
+ * HIL attachments of the nodes BMI touched: a provisioned node must be on the provisioning network;
+ * a node that an interrupted provision or deprovision left there without a record must not.
+ */
+async function attachmentDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promise<Fix[]> {
+  const network = ctx.settings.provisioningNetwork;
+  const { isolation } = ctx.drivers;
+  if (!network || !isolation.capabilities.networks) return [];
+  const provisioned = new Map(ctx.store.listProvisionings().map((p) => [p.node, p]));
+  const nodes = new Set(provisioned.keys());
+  for (const op of interrupted) if (typeof op.data.node === "string") nodes.add(op.data.node);
+  const channel = ctx.settings.provisioningChannel;
+  const fixes: Fix[] = [];
+  for (const node of [...nodes].sort()) {
+    const attached = (await isolation.attachments(node)).filter((a) => a.network === network);
+    const record = provisioned.get(node);
+    if (record?.network) {
+      if (attached.some((a) => a.nic === record.nic)) continue;
+      const attachment = { node, nic: record.nic, network: record.network, channel };
+      fixes.push({
+        drift: {
+          kind: "missing_attachment",
+          subject: node,
+          detail: `provisioned node ${node} (NIC ${record.nic}) is not on ${record.network}`,
+          repair: "attach it again",
+        },
+        apply: () => isolation.attach(attachment),
+      });
+      continue;
+    }
+    for (const a of attached) {
+      fixes.push({
+        drift: {
+          kind: "orphan_attachment",
+          subject: node,
+          detail: `node ${node} (NIC ${a.nic}) is on ${network} without a provisioning record`,
+          repair: "detach it",
+        },
+        apply: () => isolation.detach({ ...a, channel: a.channel ?? channel }),
+      });
+    }
+  }
+  return fixes;
+}
+
+function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
+  return interrupted.map(({ id, operation }) => ({
     drift: {
       kind: "interrupted_operation" as const,
       subject: id,
