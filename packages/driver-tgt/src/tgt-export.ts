@@ -441,6 +441,17 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     if (made) return made;
     const existing = (await show(signal)).find((t) => t.name === request.target);
     if (!existing) throw clash(request);
+    if (!backingOf(existing) && existing.sessions.length === 0) {
+      // Half-made by a process killed between "target new" and "logicalunit new": it serves
+      // nothing and list() does not show it, so make it again rather than refuse forever.
+      log.warn({ op: "export", target: request.target, tid: existing.tid }, "replacing a half-made target");
+      const deleted = await deleteTarget(existing.tid, true, signal);
+      if (deleted.exitCode !== 0)
+        throw failure(`delete target ${request.target}`, deleted, { target: request.target });
+      const again = await create(request, signal);
+      if (again) return again;
+      throw clash(request);
+    }
     if (!matches(existing, request)) throw clash(request);
     return view(existing, reportedBacking(request.backing));
   };
