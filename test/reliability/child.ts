@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<void> {
     );
     print({
       done: results.filter((r) => r.ok).length,
-      failed: results.filter((r) => !r.ok).map((r) => r.node),
+      failed: results.flatMap((r) => (r.ok ? [] : [{ node: r.node, ...outcome(r.error) }])),
     });
     return;
   }

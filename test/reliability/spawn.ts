@@ -54,7 +54,9 @@ export function spawnChild(args: string[]): Child {
         waiters.push({ check, resolve });
         exited.then((code) =>
           reject(
-            new Error(`child exited (${code}) before the expected line; stderr: ${stderr.slice(-2000)}`),
+            new Error(
+              `child exited (${code}) before the expected line; last: ${JSON.stringify(lines.at(-1))}; stderr: ${stderr.slice(-2000)}`,
+            ),
           ),
         );
       });
