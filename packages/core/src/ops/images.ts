@@ -170,9 +170,22 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
         },
       );
     }
+    // A snapshot image not yet flattened (snapshotDisk's "later") is a clone of its disk's
+    // temporary snapshot; once the image is gone that snapshot has no use and would keep the
+    // disk from being deleted.
+    const parent =
+      image.kind === "snapshot" && snapshots !== null ? (await storage.info(image.cephName)).parent : null;
     await deleteImageRowStep(ctx, saga, image);
     // The point of no return comes last, so every failure before it can be undone (COR-1/3).
     if (snapshots !== null) await removeImageLastStep(ctx, saga, "remove RBD image", image.cephName);
+    if (parent?.snapshot.startsWith(`${ctx.settings.snapshotName}-tmp-`)) {
+      const children = await storage.children(parent);
+      if (children.length === 0) {
+        // After the point of no return: a failure here is journalled and reconcile() removes it.
+        await saga.cleanup("unprotect disk snapshot", () => storage.unprotectSnapshot(parent));
+        await saga.cleanup("remove disk snapshot", () => storage.removeSnapshot(parent));
+      }
+    }
   });
 }
 
