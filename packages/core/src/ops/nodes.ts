@@ -233,14 +233,19 @@ export async function provisionMany(
     options.concurrency ?? 4,
     "options.concurrency",
   );
+  parseInput(z.array(z.unknown()), inputs, "inputs");
   const limit = pLimit(concurrency);
   return Promise.all(
     inputs.map((input) =>
       limit(async (): Promise<BatchResult<Provisioning>> => {
         try {
-          return { ok: true, node: input.node, value: await provision(ctx, input) };
+          // Provision first: it rejects a malformed item (even null) as invalid_input before `.node` is read.
+          const value = await provision(ctx, input);
+          return { ok: true, node: value.node, value };
         } catch (error) {
-          return { ok: false, node: String(input?.node), error: toBmiError(error) };
+          // The node as given, if it is a string at all (a bad item may hold anything, even null).
+          const node = typeof input?.node === "string" ? input.node : "(invalid)";
+          return { ok: false, node, error: toBmiError(error) };
         }
       }),
     ),
