@@ -7,12 +7,12 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   type ExportRecord,
   type Image,
-  isPidAlive,
   type LockOwner,
   openSqliteStore,
   type Provisioning,
   type SqliteStore,
 } from "../src/index.js";
+import { isPidAlive } from "../src/store/sqlite-store.js";
 
 const temp = mkdtempSync(join(tmpdir(), "bmi-store-test-"));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));

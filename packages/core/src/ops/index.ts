@@ -7,5 +7,5 @@ export { imageLock, nodeLock, withLocks } from "./locks.js";
 export type { BatchResult, DeprovisionInput, ProvisionInput } from "./nodes.js";
 export type { CreateProjectInput } from "./projects.js";
 export type { Drift, DriftKind, ReconcileReport } from "./reconcile.js";
-export { runSaga, type Saga, type SagaContext, type StepHook } from "./saga.js";
+export type { Saga, SagaContext, StepHook } from "./saga.js";
 export type { SnapshotDiskInput } from "./snapshots.js";

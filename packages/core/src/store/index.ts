@@ -1,3 +1,3 @@
-export * from "./schema.js";
-export * from "./sqlite-store.js";
+export { SCHEMA_VERSION } from "./schema.js";
+export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from "./sqlite-store.js";
 export * from "./types.js";
