@@ -153,11 +153,16 @@ async function imageDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promis
       });
     }
   }
-  // Temporary snapshots live on our images and on imported sources; only look where we may have made them.
+  // Temporary snapshots live on our images and on imported sources. On an image not named like
+  // ours, only a snapshot named after one of our own journalled operations is ours: another BMI
+  // sharing the pool (another uid) makes the same kind of snapshot, and its clones are not orphans.
+  const ourOperations = new Set(ctx.store.listJournal().map((e) => e.operationId.slice(0, 8)));
+  const isOurs = (image: string, snapshot: string) =>
+    known.has(image) || ourOperations.has(snapshot.slice(tempPrefix.length));
   for (const name of pool) {
     if (!(known.has(name) || imageIdFromCephName(uid, name) === undefined)) continue;
     const snaps = await storage.listSnapshots(name).catch(() => []);
-    for (const snap of snaps.filter((s) => s.name.startsWith(tempPrefix))) {
+    for (const snap of snaps.filter((s) => s.name.startsWith(tempPrefix) && isOurs(name, s.name))) {
       const ref = { image: name, snapshot: snap.name };
       // A disk snapshot whose clones are all recorded images awaits flattenPending(): a state, not drift.
       const children = known.has(name) ? await storage.children(ref).catch(() => []) : [];
