@@ -31,6 +31,8 @@ import {
 /** Modes from the spec (§3.3): the original wrote scripts 0755 and pxelinux files 0644. */
 export const NODE_SCRIPT_MODE = 0o755;
 export const ENTRY_MODE = 0o644;
+/** The per-node index beside the script (`<node>.bmi-index`): the node's per-MAC files, as JSON. */
+export const INDEX_SUFFIX = ".bmi-index";
 
 const RelativeDir = z
   .string()
@@ -203,41 +205,142 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     }
   };
 
-  /** Every per-MAC entry under the root that boots a BMI node script. */
+  /** Where a per-MAC file lives and what it is, or null for any other path. */
+  const classify = (rel: string): { kind: MacEntry["kind"]; mac: string } | null => {
+    const slash = rel.lastIndexOf("/");
+    const dir = slash < 0 ? "" : rel.slice(0, slash);
+    const base = rel.slice(slash + 1);
+    const kind = dir === pxelinuxDir ? "pxelinux" : dir === macScriptDir ? "ipxe" : null;
+    const mac = kind === null ? null : macFromFileName(base, kind);
+    return kind === null || mac === null ? null : { kind, mac };
+  };
+
+  /** The per-MAC entry in `file`, when it exists and boots a BMI node script. */
+  const entryAt = async (file: string): Promise<MacEntry | null> => {
+    const what = classify(file);
+    if (what === null) return null;
+    const text = await readText(file);
+    if (text === null) return null;
+    const script =
+      what.kind === "pxelinux" ? (parsePxelinuxEntry(text)?.initrd ?? null) : parseMacScript(text);
+    const node = script === null ? null : nodeOfScript(script);
+    return node === null ? null : { mac: what.mac, file, kind: what.kind, node };
+  };
+
+  /** Every per-MAC entry under the root that boots a BMI node script (O(nodes): list() only). */
   const macEntries = async (): Promise<MacEntry[]> => {
     const found: MacEntry[] = [];
-    for (const [dir, kind] of [
-      [pxelinuxDir, "pxelinux"],
-      [macScriptDir, "ipxe"],
-    ] as const) {
+    for (const dir of [pxelinuxDir, macScriptDir]) {
       for (const name of await listDir(dir)) {
-        const mac = macFromFileName(name, kind);
-        if (mac === null) continue;
-        const file = under(dir, name);
-        const text = await readText(file);
-        if (text === null) continue;
-        const script =
-          kind === "pxelinux" ? (parsePxelinuxEntry(text)?.initrd ?? null) : parseMacScript(text);
-        const node = script === null ? null : nodeOfScript(script);
-        if (node !== null) found.push({ mac, file, kind, node });
+        const entry = await entryAt(under(dir, name));
+        if (entry !== null) found.push(entry);
       }
     }
     return found;
   };
 
-  const entryFor = async (node: string, entries: MacEntry[]): Promise<BootEntry | null> => {
-    const script = nodeScriptOf(node);
-    const text = await readText(script);
-    const own = entries.filter((entry) => entry.node === node);
+  // The per-node index: which per-MAC files a node has, so write/remove/read touch only that
+  // node's files instead of reading every entry in the root (O(1) in the number of nodes).
+  const indexOf = (node: string) => under(ipxeDir, `${node}${INDEX_SUFFIX}`);
+
+  /** The files a node's index lists, or null when it has none (or one we cannot trust). */
+  const readIndex = async (node: string): Promise<string[] | null> => {
+    const text = await readText(indexOf(node));
+    if (text === null) return null;
+    try {
+      const value: unknown = JSON.parse(text);
+      const files = (value as { files?: unknown } | null)?.files;
+      if (!Array.isArray(files)) return null;
+      // Only per-MAC paths of this layout: an edited index must not make us touch other files.
+      return files.every((f) => typeof f === "string" && classify(f) !== null) ? (files as string[]) : null;
+    } catch {
+      return null;
+    }
+  };
+
+  const renderIndex = (node: string, files: readonly string[]) =>
+    `${JSON.stringify({ node, files: [...files].sort() })}\n`;
+
+  /**
+   * Nodes with per-MAC entries no index lists (written by the original BMI or an older driver),
+   * found by one scan per driver; their reads and removals fall back to a full scan.
+   */
+  let census: Promise<Map<string, MacEntry[]>> | undefined;
+  const legacyEntries = (): Promise<Map<string, MacEntry[]>> => {
+    census ??= (async () => {
+      const legacy = new Map<string, MacEntry[]>();
+      const indexes = new Map<string, Set<string>>();
+      for (const entry of await macEntries()) {
+        let listed = indexes.get(entry.node);
+        if (listed === undefined) {
+          listed = new Set((await readIndex(entry.node)) ?? []);
+          indexes.set(entry.node, listed);
+        }
+        if (!listed.has(entry.file)) legacy.set(entry.node, [...(legacy.get(entry.node) ?? []), entry]);
+      }
+      return legacy;
+    })().catch((error: unknown) => {
+      census = undefined;
+      throw error;
+    });
+    return census;
+  };
+
+  interface NodeFiles {
+    /** The node script's text, or null when it has none. */
+    script: string | null;
+    /** The files its index lists, or null when it has no index. */
+    index: string[] | null;
+    /** Its per-MAC entries. */
+    own: MacEntry[];
+  }
+
+  /** A node's files, from its index (O(its MACs)); a full scan only for nodes without one. */
+  const nodeFiles = async (node: string): Promise<NodeFiles> => {
+    const [script, index, legacy] = await Promise.all([
+      readText(nodeScriptOf(node)),
+      readIndex(node),
+      legacyEntries(),
+    ]);
+    let candidates: string[];
+    if (index !== null) {
+      candidates = [...index, ...(legacy.get(node) ?? []).map((entry) => entry.file)];
+    } else if (script !== null || legacy.has(node)) {
+      // No index: written by the original BMI (or before indexes); only a scan finds its entries.
+      candidates = (await macEntries()).filter((entry) => entry.node === node).map((entry) => entry.file);
+    } else {
+      candidates = [];
+    }
+    const own: MacEntry[] = [];
+    for (const file of new Set(candidates)) {
+      const entry = await entryAt(file);
+      // A listed file that now boots another node is not ours to report or remove.
+      if (entry !== null && entry.node === node) own.push(entry);
+    }
+    return { script, index, own };
+  };
+
+  const entryOf = (node: string, files: NodeFiles, hasIndex: boolean): BootEntry | null => {
+    const { script: text, own } = files;
     if (text === null && own.length === 0) return null;
-    const files = [...(text === null ? [] : [script]), ...own.map((entry) => entry.file)].sort();
+    const script = nodeScriptOf(node);
+    const all = [
+      ...(text === null ? [] : [script]),
+      ...(hasIndex ? [indexOf(node)] : []),
+      ...own.map((entry) => entry.file),
+    ].sort();
     return {
       node,
       macs: [...new Set(own.map((entry) => entry.mac))].sort(),
       target: text === null ? null : parseNodeScript(text),
       firmware: own.some((entry) => entry.kind === "pxelinux") || own.length === 0 ? "bios" : "uefi",
-      files,
+      files: all,
     };
+  };
+
+  const entryFor = async (node: string): Promise<BootEntry | null> => {
+    const files = await nodeFiles(node);
+    return entryOf(node, files, files.index !== null);
   };
 
   const removeFile = async (rel: string) => {
@@ -256,6 +359,9 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     }
   };
 
+  const sameFiles = (a: readonly string[] | null, b: readonly string[]) =>
+    a !== null && a.length === b.length && [...a].sort().every((file, i) => file === [...b].sort()[i]);
+
   return {
     name: "pxe",
     capabilities: { firmware: FIRMWARE },
@@ -265,16 +371,26 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       const input = parseInput(Spec, spec, "boot", "boot");
       checkSignal(call?.signal, "write");
       const macs = [...new Set(input.macs)];
-      const before = await macEntries();
-      for (const entry of before) {
-        if (entry.node !== input.node && macs.includes(entry.mac)) {
-          throw new BmiError("conflict", `MAC ${entry.mac} already boots node ${entry.node}`, {
-            subsystem: "boot",
-            details: { mac: entry.mac, node: entry.node, file: entry.file },
-          });
+      const legacy = await legacyEntries();
+      // Only the entries named after these MACs can clash: read just those files.
+      for (const mac of macs) {
+        const files = [
+          under(pxelinuxDir, `01-${hyphenated(mac)}`),
+          under(macScriptDir, `${hyphenated(mac)}.ipxe`),
+          ...[...legacy.values()].flat().flatMap((entry) => (entry.mac === mac ? [entry.file] : [])),
+        ];
+        for (const file of new Set(files)) {
+          const entry = await entryAt(file);
+          if (entry !== null && entry.node !== input.node) {
+            throw new BmiError("conflict", `MAC ${entry.mac} already boots node ${entry.node}`, {
+              subsystem: "boot",
+              details: { mac: entry.mac, node: entry.node, file: entry.file },
+            });
+          }
         }
       }
-      const existed = (await entryFor(input.node, before)) !== null;
+      const before = await nodeFiles(input.node);
+      const existed = before.script !== null || before.own.length > 0 || before.index !== null;
       const script = nodeScriptOf(input.node);
       const wanted = new Map<string, { text: string; mode: number }>();
       wanted.set(script, {
@@ -294,22 +410,28 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
           mode: ENTRY_MODE,
         });
       }
+      const entryFiles = [...wanted.keys()].filter((file) => file !== script);
+      const stale = before.own.filter((entry) => !wanted.has(entry.file)).map((entry) => entry.file);
+      const index = indexOf(input.node);
       try {
+        // The index first, naming old and new entries: a crash midway leaves every file findable.
+        const during = [...entryFiles, ...stale];
+        if (!sameFiles(before.index, during)) await write(index, renderIndex(input.node, during), ENTRY_MODE);
         for (const [rel, { text, mode }] of wanted) {
           checkSignal(call?.signal, "write");
           await write(rel, text, mode);
         }
         // Entries the node no longer has (dropped MACs, a firmware switch, upper-case names an
         // earlier BMI wrote) would keep booting it from another NIC: remove them.
-        for (const entry of before) {
-          if (entry.node === input.node && !wanted.has(entry.file)) await removeFile(entry.file);
-        }
+        for (const file of stale) await removeFile(file);
+        if (stale.length > 0) await write(index, renderIndex(input.node, entryFiles), ENTRY_MODE);
       } catch (error) {
         // A node that had no files must not be left half-written.
-        if (!existed) await Promise.allSettled([...wanted.keys()].map(removeFile));
+        if (!existed) await Promise.allSettled([...wanted.keys(), index].map(removeFile));
         throw error;
       }
-      const entry = await entryFor(input.node, await macEntries());
+      legacy.delete(input.node);
+      const entry = await entryFor(input.node);
       if (entry === null)
         throw new BmiError("internal", `boot files of ${input.node} vanished`, { subsystem: "boot" });
       return entry;
@@ -318,17 +440,19 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     async remove(node: string, call?: CallOptions): Promise<void> {
       const name = parseInput(NodeName, node, "node", "boot");
       checkSignal(call?.signal, "remove");
+      const { own } = await nodeFiles(name);
       // Per-MAC entries first: a half-removed node then has no way to reach a missing script.
-      for (const entry of await macEntries()) {
-        if (entry.node === name) await removeFile(entry.file);
-      }
+      // The index goes last, so a removal cut short is finished by the next one.
+      for (const entry of own) await removeFile(entry.file);
       await removeFile(nodeScriptOf(name));
+      await removeFile(indexOf(name));
+      (await legacyEntries()).delete(name);
     },
 
     async read(node: string, call?: CallOptions): Promise<BootEntry | null> {
       const name = parseInput(NodeName, node, "node", "boot");
       checkSignal(call?.signal, "read");
-      return entryFor(name, await macEntries());
+      return entryFor(name);
     },
 
     async list(call?: CallOptions): Promise<BootEntry[]> {
@@ -344,7 +468,9 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       }
       const result: BootEntry[] = [];
       for (const node of [...nodes].sort()) {
-        const entry = await entryFor(node, entries);
+        const [script, index] = await Promise.all([readText(nodeScriptOf(node)), readText(indexOf(node))]);
+        const own = entries.filter((entry) => entry.node === node);
+        const entry = entryOf(node, { script, index: null, own }, index !== null);
         if (entry !== null) result.push(entry);
       }
       return result;

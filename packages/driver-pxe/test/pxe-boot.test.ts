@@ -135,7 +135,7 @@ describe("createPxeBoot files", () => {
 
   it("UEFI nodes get a per-MAC iPXE entry and no pxelinux file", async () => {
     const entry = await createPxeBoot({ root }).write({ ...spec, firmware: "uefi" });
-    expect(entry.files).toEqual(["ipxe-mac/52-54-00-aa-bb-01.ipxe", "node-07.ipxe"]);
+    expect(entry.files).toEqual(["ipxe-mac/52-54-00-aa-bb-01.ipxe", "node-07.bmi-index", "node-07.ipxe"]);
     expect(await exists(join(root, "pxelinux.cfg", "01-52-54-00-aa-bb-01"))).toBe(false);
     expect(await readFile(join(root, "ipxe-mac", "52-54-00-aa-bb-01.ipxe"), "utf8")).toMatch(
       /^#!ipxe\n[^\n]*\nchain --autofree \/node-07\.ipxe\n$/,
@@ -160,6 +160,89 @@ describe("createPxeBoot files", () => {
     });
     await driver.remove("node-07");
     expect(await exists(legacy)).toBe(false);
+    expect(await driver.list()).toEqual([]);
+  });
+
+  it("keeps a per-node index of its per-MAC files beside the script, and removes it last", async () => {
+    const driver = createPxeBoot({ root });
+    await driver.write({ ...spec, macs: ["52:54:00:aa:bb:01", "52:54:00:aa:bb:02"] });
+    const index = JSON.parse(await readFile(join(root, "node-07.bmi-index"), "utf8"));
+    expect(index).toEqual({
+      node: "node-07",
+      files: [
+        "ipxe-mac/52-54-00-aa-bb-01.ipxe",
+        "ipxe-mac/52-54-00-aa-bb-02.ipxe",
+        "pxelinux.cfg/01-52-54-00-aa-bb-01",
+        "pxelinux.cfg/01-52-54-00-aa-bb-02",
+      ],
+    });
+    await driver.write(spec);
+    expect(JSON.parse(await readFile(join(root, "node-07.bmi-index"), "utf8")).files).toEqual([
+      "ipxe-mac/52-54-00-aa-bb-01.ipxe",
+      "pxelinux.cfg/01-52-54-00-aa-bb-01",
+    ]);
+    // A removal cut short after the script (the index is left) is finished by the next one.
+    await rm(join(root, "node-07.ipxe"));
+    await driver.remove("node-07");
+    expect(await readdir(join(root, "pxelinux.cfg"))).toEqual([]);
+    expect(await readdir(join(root, "ipxe-mac"))).toEqual([]);
+    expect(await exists(join(root, "node-07.bmi-index"))).toBe(false);
+  });
+
+  it("a MAC entry the original BMI wrote for another node (upper-case name) is still a conflict", async () => {
+    await writeFile(join(root, "node-a.ipxe"), renderNodeScript(target, { bootNic: "net2" }));
+    await mkdir(join(root, "pxelinux.cfg"));
+    await writeFile(
+      join(root, "pxelinux.cfg", "01-52-54-00-AA-BB-01"),
+      "DEFAULT menu\nLABEL disk\n     KERNEL ipxe.lkrn\n     INITRD node-a.ipxe\n",
+    );
+    const driver = createPxeBoot({ root });
+    const error = await driver.write(spec).catch((caught: unknown) => caught);
+    expect((error as BmiError).code).toBe("conflict");
+    expect((error as BmiError).message).toContain("node-a");
+    expect(await driver.read("node-07")).toBeNull();
+  });
+
+  it("re-writing a node the original BMI wrote indexes it and drops its upper-case entry", async () => {
+    await writeFile(join(root, "node-07.ipxe"), renderNodeScript(target, { bootNic: "net2" }));
+    await mkdir(join(root, "pxelinux.cfg"));
+    const legacy = join(root, "pxelinux.cfg", "01-52-54-00-AA-BB-01");
+    await writeFile(legacy, "DEFAULT menu\nLABEL disk\n     KERNEL ipxe.lkrn\n     INITRD node-07.ipxe\n");
+    const driver = createPxeBoot({ root });
+    const entry = await driver.write(spec);
+    expect(await exists(legacy)).toBe(false);
+    expect(entry.files).toEqual([
+      "ipxe-mac/52-54-00-aa-bb-01.ipxe",
+      "node-07.bmi-index",
+      "node-07.ipxe",
+      "pxelinux.cfg/01-52-54-00-aa-bb-01",
+    ]);
+    await driver.remove("node-07");
+    expect(await driver.list()).toEqual([]);
+  });
+
+  it("finds files the original BMI wrote after the driver started (its script is there)", async () => {
+    const driver = createPxeBoot({ root });
+    expect(await driver.read("node-07")).toBeNull();
+    await writeFile(join(root, "node-07.ipxe"), renderNodeScript(target, { bootNic: "net2" }));
+    await mkdir(join(root, "pxelinux.cfg"));
+    const legacy = join(root, "pxelinux.cfg", "01-00-1A-2B-3C-4D-5E");
+    await writeFile(legacy, "DEFAULT menu\nLABEL disk\n     KERNEL ipxe.lkrn\n     INITRD node-07.ipxe\n");
+    expect((await driver.read("node-07"))?.macs).toEqual(["00:1a:2b:3c:4d:5e"]);
+    await driver.remove("node-07");
+    expect(await exists(legacy)).toBe(false);
+  });
+
+  it("an index naming files outside the per-MAC directories is ignored, and nothing else is removed", async () => {
+    const driver = createPxeBoot({ root });
+    await driver.write(spec);
+    await writeFile(join(root, "keep.txt"), "mine\n");
+    await writeFile(
+      join(root, "node-07.bmi-index"),
+      JSON.stringify({ node: "node-07", files: ["keep.txt"] }),
+    );
+    await driver.remove("node-07");
+    expect(await readFile(join(root, "keep.txt"), "utf8")).toBe("mine\n");
     expect(await driver.list()).toEqual([]);
   });
 
