@@ -32,6 +32,12 @@ describe("npm run demo", () => {
       expect.stringMatching(/^node-03: BMI-SNAPSHOT-OK after/),
     ]);
     expect(summary.lab).toBeNull();
+    // No secret in the machine output: the lab's HIL password, a cephx key (base64 "AQ..."), CHAP.
+    for (const output of [run.stdout, run.stderr]) {
+      expect(output).not.toContain("lab-hil-password");
+      expect(output).not.toMatch(/AQ[A-Za-z0-9+/]{30,}={0,2}/);
+      expect(output).not.toMatch(/chap_secret|password\s*=/i);
+    }
   }, 660_000);
 
   it("rejects bad options with a clear message and exit code 2", async () => {
