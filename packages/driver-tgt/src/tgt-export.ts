@@ -100,7 +100,7 @@ const BackingSchema = z.discriminatedUnion("kind", [
 type SecretDigest = string;
 const digest = (secret: string): SecretDigest => createHash("sha256").update(secret).digest("hex");
 
-/** A FIFO mutex: mutating calls of one driver run one at a time (tid allocation, list-then-add). */
+/** A FIFO mutex: calls under it run one at a time. */
 function createMutex() {
   let tail: Promise<void> = Promise.resolve();
   return async <T>(work: () => Promise<T>): Promise<T> => {
@@ -114,6 +114,24 @@ function createMutex() {
       return await work();
     } finally {
       release();
+    }
+  };
+}
+
+/** One FIFO mutex per key: calls on one target name run one at a time, other names in parallel. */
+function createKeyedMutex() {
+  const locks = new Map<string, { run: ReturnType<typeof createMutex>; users: number }>();
+  return async <T>(key: string, work: () => Promise<T>): Promise<T> => {
+    let lock = locks.get(key);
+    if (!lock) {
+      lock = { run: createMutex(), users: 0 };
+      locks.set(key, lock);
+    }
+    lock.users++;
+    try {
+      return await lock.run(work);
+    } finally {
+      if (--lock.users === 0) locks.delete(key);
     }
   };
 }
@@ -141,9 +159,19 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     portal: `${config.portal}:${config.port}`,
   });
   const capabilities: ExportCapabilities = { backings: ["rbd", "file"], acl: true, chap: true };
-  const exclusive = createMutex();
+  // One name at a time (export's list-then-add, unexport), different names in parallel; CHAP
+  // accounts are global in tgtd, so their check-then-change runs alone.
+  const perTarget = createKeyedMutex();
+  const accountsLock = createMutex();
   /** The next tid to try; tgt needs the caller to choose one. Refreshed from `show` on a clash. */
   let nextTid: number | undefined;
+  /**
+   * name → tid (and CHAP users) of the targets we made or last saw, so unexport needs no full
+   * `show` (O(targets)). Every full show replaces it. A tid is only stale when the target was
+   * deleted behind our back (another process, a tgtd restart); deleting then says "can't find
+   * the target", which sends us to one full show.
+   */
+  let known = new Map<string, { tid: number; accounts: string[] }>();
   const secrets = new Map<string, SecretDigest>();
 
   interface RunOptions {
@@ -218,7 +246,19 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
   const show = async (signal?: AbortSignal): Promise<TgtTarget[]> => {
     const result = await tgtadm(["--mode", "target", "--op", "show"], { signal });
     if (result.exitCode !== 0) throw failure("list targets", result);
-    return parseTargets(result.stdout);
+    const targets = parseTargets(result.stdout);
+    known = new Map(targets.map((t) => [t.name, { tid: t.tid, accounts: [...t.accounts] }]));
+    return targets;
+  };
+
+  /** A tid no call of this process uses; collisions with other processes are retried by create. */
+  const allocateTid = async (signal?: AbortSignal): Promise<number> => {
+    if (nextTid === undefined) {
+      const first = Math.max(0, ...(await show(signal)).map((t) => t.tid)) + 1;
+      // Another call may have set it while we listed: never go back below it.
+      nextTid = Math.max(nextTid ?? 0, first);
+    }
+    return nextTid++;
   };
 
   const validate = (request: ExportRequest): ExportRequest => {
@@ -343,10 +383,13 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
   /** Deletes CHAP accounts no target uses any more (they hold secrets in tgtd's memory). */
   const dropUnusedAccounts = async (users: string[], signal?: AbortSignal) => {
     if (users.length === 0) return;
-    const inUse = new Set((await show(signal)).flatMap((t) => t.accounts));
-    for (const user of users) {
-      if (!inUse.has(user)) await tgtadm(["--mode", "account", "--op", "delete", "--user", user], { signal });
-    }
+    await accountsLock(async () => {
+      const inUse = new Set((await show(signal)).flatMap((t) => t.accounts));
+      for (const user of users) {
+        if (!inUse.has(user))
+          await tgtadm(["--mode", "account", "--op", "delete", "--user", user], { signal });
+      }
+    });
   };
 
   /** Creates target, LUN and access; undoes the target on any failure. Returns undefined if the name exists. */
@@ -354,8 +397,7 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     request: ExportRequest,
     signal?: AbortSignal,
   ): Promise<ExportedTarget | undefined> => {
-    if (nextTid === undefined) nextTid = Math.max(0, ...(await show(signal)).map((t) => t.tid)) + 1;
-    let tid = nextTid;
+    let tid = await allocateTid(signal);
     for (let attempt = 0; ; attempt++) {
       const made = await tgtadm(
         ["--mode", "target", "--op", "new", "--tid", String(tid), "--targetname", request.target],
@@ -369,8 +411,8 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       const targets = await show(signal);
       if (targets.some((t) => t.name === request.target)) return undefined;
       tid = Math.max(tid, ...targets.map((t) => t.tid)) + 1;
+      nextTid = Math.max(nextTid ?? 0, tid + 1);
     }
-    nextTid = tid + 1;
     log.debug({ op: "export", target: request.target, tid }, "target created");
     try {
       const lun = await tgtadm(
@@ -415,17 +457,20 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
           "target is open to ALL initiators (explicit choice)",
         );
       }
-      if (request.access.chap) {
-        await bindChap(tid, request.access.chap, signal);
-        secrets.set(request.target, digest(request.access.chap.secret));
+      const chap = request.access.chap;
+      if (chap) {
+        await accountsLock(() => bindChap(tid, chap, signal));
+        secrets.set(request.target, digest(chap.secret));
       } else {
         secrets.delete(request.target);
       }
     } catch (error) {
       // Leave no half-made target behind, even when the call was cancelled.
       await deleteTarget(tid, true).catch(() => undefined);
+      known.delete(request.target);
       throw error;
     }
+    known.set(request.target, { tid, accounts: request.access.chap ? [request.access.chap.user] : [] });
     return {
       target: request.target,
       portal: config.portal,
@@ -467,7 +512,7 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     async export(request: ExportRequest, call: CallOptions = {}) {
       throwIfAborted(call.signal);
       const valid = validate(request);
-      return exclusive(async () => {
+      return perTarget(valid.target, async () => {
         throwIfAborted(call.signal);
         return exportOne(valid, call.signal);
       });
@@ -476,23 +521,39 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     async unexport(target: string, call: CallOptions & { force?: boolean } = {}) {
       throwIfAborted(call.signal);
       const name = parseInput(TargetName, target, "target", subsystem);
-      await exclusive(async () => {
-        const found = (await show(call.signal)).find((t) => t.name === name);
-        if (!found) {
-          throw new BmiError("not_found", `target ${name} does not exist`, {
-            subsystem,
-            details: { target: name },
-          });
+      await perTarget(name, async () => {
+        const force = call.force === true;
+        const cached = known.get(name);
+        let found: { tid: number; accounts: string[] } | undefined = cached;
+        let deleted: CommandResult | undefined;
+        if (cached) {
+          // Delete by the tid we know; tgtd itself refuses (still active) while initiators are
+          // logged in and no force is given.
+          deleted = await deleteTarget(cached.tid, force, call.signal);
+          if (deleted.exitCode !== 0 && /can't find the target/.test(deleted.stderr)) {
+            known.delete(name);
+            deleted = undefined;
+          }
         }
-        if (found.sessions.length > 0 && !call.force) {
-          throw new BmiError(
-            "busy",
-            `target ${name} has ${found.sessions.length} initiator session(s) logged in; log them out or force`,
-            { subsystem, details: { target: name, sessions: found.sessions.map((s) => s.initiator) } },
-          );
+        if (deleted === undefined) {
+          const target = (await show(call.signal)).find((t) => t.name === name);
+          if (!target) {
+            throw new BmiError("not_found", `target ${name} does not exist`, {
+              subsystem,
+              details: { target: name },
+            });
+          }
+          if (target.sessions.length > 0 && !force) {
+            throw new BmiError(
+              "busy",
+              `target ${name} has ${target.sessions.length} initiator session(s) logged in; log them out or force`,
+              { subsystem, details: { target: name, sessions: target.sessions.map((s) => s.initiator) } },
+            );
+          }
+          found = { tid: target.tid, accounts: target.accounts };
+          deleted = await deleteTarget(target.tid, force, call.signal);
         }
-        const deleted = await deleteTarget(found.tid, call.force === true, call.signal);
-        if (deleted.exitCode !== 0) {
+        if (deleted.exitCode !== 0 || !found) {
           const error = failure(`delete target ${name}`, deleted, { target: name });
           throw error.code === "busy"
             ? new BmiError("busy", `target ${name} has initiators logged in; log them out or force`, {
@@ -502,12 +563,10 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
               })
             : error;
         }
+        known.delete(name);
         secrets.delete(name);
         await dropUnusedAccounts(found.accounts, call.signal);
-        log.debug(
-          { op: "unexport", target: name, tid: found.tid, forced: call.force === true },
-          "target deleted",
-        );
+        log.debug({ op: "unexport", target: name, tid: found.tid, forced: force }, "target deleted");
       });
     },
 
@@ -525,20 +584,20 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     async restore(requests: ExportRequest[], call: CallOptions = {}) {
       throwIfAborted(call.signal);
       const valid = requests.map(validate);
-      return exclusive(async () => {
-        const present = new Set((await show(call.signal)).map((t) => t.name));
-        nextTid = undefined;
-        const created: string[] = [];
-        for (const request of valid) {
-          throwIfAborted(call.signal);
-          if (present.has(request.target)) continue;
-          await exportOne(request, call.signal);
-          present.add(request.target);
-          created.push(request.target);
-        }
-        log.info({ op: "restore", created: created.length, known: valid.length }, "targets restored");
-        return created;
-      });
+      const targets = await show(call.signal);
+      const present = new Set(targets.map((t) => t.name));
+      // After a tgtd restart the old tids mean nothing: count on from what it has now.
+      nextTid = Math.max(0, ...targets.map((t) => t.tid)) + 1;
+      const created: string[] = [];
+      for (const request of valid) {
+        throwIfAborted(call.signal);
+        if (present.has(request.target)) continue;
+        await perTarget(request.target, () => exportOne(request, call.signal));
+        present.add(request.target);
+        created.push(request.target);
+      }
+      log.info({ op: "restore", created: created.length, known: valid.length }, "targets restored");
+      return created;
     },
   };
 }

@@ -340,6 +340,83 @@ describe("unexport, list and errors", () => {
     expect((await failureOf(driver.unexport("iqn.2026-11.org.bmi:rack:1img7"))).code).toBe("busy");
   });
 
+  it("unexports a target it exported with one delete by its tid, no show of every target", async () => {
+    const runner = scripted((args) => (isShow(args) ? { stdout: SHOW } : undefined));
+    const driver = createTgtExport({ ...base, runner });
+    await driver.export(fileRequest());
+    const before = runner.calls.length;
+    await driver.unexport("iqn.2026-11.org.bmi:1img9");
+    expect(runner.calls.slice(before).map((c) => rest(c.args))).toEqual([
+      ["--mode", "target", "--op", "delete", "--tid", "3"],
+    ]);
+  });
+
+  it("a target deleted behind its back: one show, then the right tid or not_found", async () => {
+    let shows = 0;
+    const runner = scripted((args) => {
+      if (isShow(args)) {
+        shows++;
+        // The second show: someone deleted 1img9 (tid 3) and exported it again as tid 5.
+        return { stdout: shows === 1 ? SHOW : `${SHOW}Target 5: iqn.2026-11.org.bmi:1img9\n` };
+      }
+      if (args.includes("delete") && args.includes("3"))
+        return { exitCode: 22, stderr: "tgtadm: can't find the target\n" };
+      return undefined;
+    });
+    const driver = createTgtExport({ ...base, runner });
+    await driver.export(fileRequest());
+    await driver.unexport("iqn.2026-11.org.bmi:1img9");
+    const deletes = runner.calls.map((c) => rest(c.args)).filter((a) => a.includes("delete"));
+    expect(deletes.map((a) => a.at(-1))).toEqual(["3", "5"]);
+    expect(shows).toBe(2);
+
+    const gone = scripted((args) => {
+      if (isShow(args)) return { stdout: SHOW };
+      if (args.includes("delete") && args.includes("3"))
+        return { exitCode: 22, stderr: "tgtadm: can't find the target\n" };
+      return undefined;
+    });
+    const other = createTgtExport({ ...base, runner: gone });
+    await other.export(fileRequest());
+    expect((await failureOf(other.unexport("iqn.2026-11.org.bmi:1img9"))).code).toBe("not_found");
+  });
+
+  it("without force, a known target with initiators logged in stays (tgtd: still active → busy)", async () => {
+    const runner = scripted((args) => {
+      if (isShow(args)) return { stdout: SHOW };
+      if (args.includes("delete")) return { exitCode: 22, stderr: "tgtadm: this target is still active\n" };
+      return undefined;
+    });
+    const driver = createTgtExport({ ...base, runner });
+    await driver.export(fileRequest());
+    const error = await failureOf(driver.unexport("iqn.2026-11.org.bmi:1img9"));
+    expect(error.code).toBe("busy");
+    const deletes = runner.calls.map((c) => rest(c.args)).filter((a) => a.includes("delete"));
+    expect(deletes).toEqual([["--mode", "target", "--op", "delete", "--tid", "3"]]);
+  });
+
+  it("exports different targets in parallel, each with its own tid", async () => {
+    let running = 0;
+    let most = 0;
+    const slow = async () => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      running--;
+      return { command: "tgtadm", exitCode: 0, stdout: "", stderr: "", durationMs: 5 };
+    };
+    const runner = createRecordingRunner(
+      (_file, args) => (isShow(args) ? { stdout: SHOW } : undefined),
+      slow,
+    );
+    const driver = createTgtExport({ ...base, runner });
+    const names = ["a", "b", "c", "d"].map((n) => `iqn.2026-11.org.bmi:${n}`);
+    await Promise.all(names.map((name) => driver.export(fileRequest(name))));
+    expect(most).toBeGreaterThan(1);
+    const news = runner.calls.map((c) => rest(c.args)).filter((a) => a[1] === "target" && a[3] === "new");
+    expect(new Set(news.map((a) => a[5])).size).toBe(4);
+  });
+
   it("lists targets with backing, LUN 1 and session counts", async () => {
     const runner = scripted(() => ({ stdout: SHOW }));
     const driver = createTgtExport({ ...base, runner });
