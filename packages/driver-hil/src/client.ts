@@ -40,7 +40,10 @@ export interface RequestOptions {
 export interface WaitOptions {
   /** Give up after this long; default 60 s. */
   maxWaitMs?: number;
-  /** First poll delay; default 250 ms (HIL's docs: poll every 0.25-1 s). */
+  /**
+   * First poll delay; default 25 ms, doubling (with jitter) up to `maxDelayMs`. HIL's docs poll
+   * every 0.25-1 s; starting lower costs a few cheap GETs and saves up to 250 ms per action.
+   */
   minDelayMs?: number;
   /** Longest poll delay; default 1 s. */
   maxDelayMs?: number;
@@ -110,6 +113,9 @@ function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promi
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/** The first delay between polls of a networking action (then doubling, with jitter). */
+export const DEFAULT_FIRST_POLL_MS = 25;
 
 /** Exponential backoff with "equal jitter": half fixed, half random, so retries spread out. */
 export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
@@ -320,7 +326,7 @@ export function createHilClient(options: HilClientOptions) {
      */
     async waitForNetworkingAction(statusId: string, o: WaitOptions = {}): Promise<WaiterResult> {
       const maxWaitMs = o.maxWaitMs ?? 60_000;
-      const minDelayMs = o.minDelayMs ?? 250;
+      const minDelayMs = o.minDelayMs ?? DEFAULT_FIRST_POLL_MS;
       const maxDelayMs = o.maxDelayMs ?? 1_000;
       const deadline = Date.now() + maxWaitMs;
       let last: NetworkingAction | undefined;

@@ -15,7 +15,7 @@ import {
   TOKENS,
 } from "@bmi/core";
 import { z } from "zod";
-import { createHilClient, type HilClient, type HilClientOptions } from "./client.js";
+import { createHilClient, DEFAULT_FIRST_POLL_MS, type HilClient, type HilClientOptions } from "./client.js";
 import type { NodeDetails } from "./schemas.js";
 
 export interface HilIsolationOptions extends HilClientOptions {
@@ -23,7 +23,7 @@ export interface HilIsolationOptions extends HilClientOptions {
   channel?: string;
   /** How long attach/detach wait for HIL's networking daemon; default 60 s. */
   actionTimeoutMs?: number;
-  /** First delay between polls of a networking action; default 250 ms (grows to 1 s). */
+  /** First delay between polls of a networking action; default 25 ms (doubles up to 1 s). */
   pollMs?: number;
   /** Reported as `capabilities.networks`; false for HIL v0.2 (no status ids). Default true. */
   networks?: boolean;
@@ -82,7 +82,7 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
     "options",
     "isolation",
   );
-  const minDelayMs = driverOptions.pollMs ?? 250;
+  const minDelayMs = driverOptions.pollMs ?? DEFAULT_FIRST_POLL_MS;
   const client = createHilClient(clientOptions);
   const maxWaitMs = driverOptions.actionTimeoutMs ?? 60_000;
 
@@ -153,28 +153,25 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       check(o, "attach");
       requireNetworks();
       const wanted = a.channel ?? driverOptions.channel;
-      const current = attachedChannel(await client.showNode(a.node, { signal: o?.signal }), a.nic, a.network);
-      if (current !== undefined) {
+      let statusId: string;
+      try {
+        // No show_node first: HIL's own 409 ("already attached", a pending action, a retried POST
+        // whose first try got through) is when we look, so a fresh attach costs one request.
+        statusId = await client.connectNetwork(a.node, a.nic, a.network, {
+          ...(wanted === undefined ? {} : { channel: wanted }),
+          signal: o?.signal,
+        });
+      } catch (error) {
+        if (!(error instanceof BmiError && (error.code === "conflict" || error.code === "busy"))) throw error;
+        const details = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);
+        const current = details && attachedChannel(details, a.nic, a.network);
+        if (current === undefined) throw error;
         if (wanted === undefined || wanted === current) return;
         throw new BmiError("conflict", `network ${a.network} is already attached to ${a.nic} on ${current}`, {
           subsystem: "isolation",
           retryable: false,
           details: { ...a, channel: current },
         });
-      }
-      let statusId: string;
-      try {
-        statusId = await client.connectNetwork(a.node, a.nic, a.network, {
-          ...(wanted === undefined ? {} : { channel: wanted }),
-          signal: o?.signal,
-        });
-      } catch (error) {
-        // A retried POST whose first try got through reports "already attached/active": look again.
-        if (error instanceof BmiError && (error.code === "conflict" || error.code === "busy")) {
-          const again = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);
-          if (again && attachedChannel(again, a.nic, a.network) !== undefined) return;
-        }
-        throw error;
       }
       await waitFor(statusId, a, true, o);
     },
@@ -183,20 +180,12 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
       check(o, "detach");
       requireNetworks();
-      const details = await client.showNode(a.node, { signal: o?.signal });
-      if (attachedChannel(details, a.nic, a.network) === undefined) {
-        // HIL 404s an unknown network even when nothing is attached; keep that signal.
-        await client.showNetwork(a.network, { signal: o?.signal }).catch((error: unknown) => {
-          if (error instanceof BmiError && error.code === "forbidden") return;
-          throw error;
-        });
-        return;
-      }
       let statusId: string;
       try {
+        // No show_node first: HIL checks node, NIC and network (404) before "not attached" (400).
         statusId = await client.detachNetwork(a.node, a.nic, a.network, { signal: o?.signal });
       } catch (error) {
-        // "The network is not attached to the nic." (400): someone else detached it meanwhile.
+        // "The network is not attached to the nic." (400): nothing to detach, or done meanwhile.
         if (error instanceof BmiError && error.code === "invalid_input" && /not attached/.test(error.message))
           return;
         throw error;

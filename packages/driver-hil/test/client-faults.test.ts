@@ -1,5 +1,5 @@
 import { BmiError, loadConfig } from "@bmi/core";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   backoffDelay,
   createHilClient,
@@ -346,5 +346,71 @@ describe("HIL client: requests and options", () => {
       username: "bmi",
       password: "secret",
     });
+  });
+});
+
+describe("HIL driver: requests per attach and detach", () => {
+  const attachment = { node: "node1", nic: "eth0", network: "prov" };
+  const count = (key: string) => server.faults.requests.get(key) ?? 0;
+
+  it("a fresh attach or detach is one POST plus polls, no show_node; repeats are answered by HIL's own 409/400", async () => {
+    const driver = createHilIsolation({ url: server.url, ...ALICE, ...fast });
+    await driver.attach(attachment);
+    expect(count("POST /v0/node/node1/nic/eth0/connect_network")).toBe(1);
+    expect(count("GET /v0/node/node1")).toBe(0);
+    // Attached already: HIL says 409 "already attached", one show_node confirms it, no error.
+    await driver.attach(attachment);
+    expect(count("GET /v0/node/node1")).toBe(1);
+    expect(await driver.attachments("node1")).toEqual([{ ...attachment, channel: "vlan/native" }]);
+    const conflict = await failure(driver.attach({ ...attachment, channel: "vlan/300" }));
+    expect(conflict.code).toBe("conflict");
+    expect(conflict.message).toContain("already attached to eth0 on vlan/native");
+    const shows = count("GET /v0/node/node1");
+    await driver.detach(attachment);
+    expect(count("POST /v0/node/node1/nic/eth0/detach_network")).toBe(1);
+    expect(count("GET /v0/node/node1")).toBe(shows);
+    // Not attached any more: HIL's 400 "not attached" is success; an unknown network still 404s.
+    await driver.detach(attachment);
+    expect(await driver.attachments("node1")).toEqual([]);
+    expect((await failure(driver.detach({ ...attachment, network: "nowhere" }))).code).toBe("not_found");
+    expect((await failure(driver.attach({ ...attachment, nic: "eth9" }))).code).toBe("not_found");
+  });
+});
+
+describe("HIL client: networking-action waiter", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("polls again within 25 ms by default, then backs off", async () => {
+    vi.useFakeTimers();
+    const polls: number[] = [];
+    const answers = ["PENDING", "PENDING", "PENDING", "DONE"];
+    const client = createHilClient({
+      url: "http://hil.invalid",
+      fetch: async () => {
+        polls.push(Date.now());
+        const status = answers[polls.length - 1] ?? "DONE";
+        return new Response(
+          JSON.stringify({
+            status,
+            node: "node1",
+            nic: "eth0",
+            type: "modify_port",
+            channel: "vlan/native",
+            new_network: "prov",
+          }),
+        );
+      },
+    });
+    const started = Date.now();
+    const waiting = client.waitForNetworkingAction("00000000-0000-4000-8000-000000000000");
+    await vi.advanceTimersByTimeAsync(25);
+    expect(polls.length).toBe(2);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect((await waiting).state).toBe("SUCCESS");
+    const gaps = polls.slice(1).map((t, i) => t - (polls[i] ?? started));
+    expect(gaps[0]).toBeLessThanOrEqual(25);
+    expect(gaps[2]).toBeGreaterThan(gaps[0] ?? 0);
   });
 });
