@@ -160,6 +160,9 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   try {
     db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5_000}`);
     if (opts.path !== ":memory:") db.pragma("journal_mode = WAL");
+    // With WAL, NORMAL syncs at checkpoints, not per commit: a commit survives a crash of the
+    // process (what we need: a SIGKILLed batch leaves a consistent journal), only a power loss
+    // may roll back the last ones. FULL would fsync every per-step journal row.
     db.pragma("synchronous = NORMAL");
     migrate(db, { uid: opts.uid, snapshotName: opts.snapshotName, now: nowIso, warn });
     db.pragma("foreign_keys = ON");
