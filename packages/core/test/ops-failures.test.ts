@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BmiError } from "../src/index.js";
+import { BmiError, createBmi } from "../src/index.js";
 import { type Env, setup, thrown } from "./ops-helpers.js";
 
 interface Scenario {
@@ -125,4 +125,75 @@ describe("undo failures", () => {
     const report = await env.bmi.reconcile();
     expect(report.drift.map((d) => d.kind)).toContain("orphan_target");
   });
+});
+
+const MUTATING = new Set([
+  "create",
+  "remove",
+  "clone",
+  "flatten",
+  "copy",
+  "createSnapshot",
+  "removeSnapshot",
+  "protectSnapshot",
+  "unprotectSnapshot",
+  "export",
+  "unexport",
+  "write",
+  "attach",
+  "detach",
+]);
+
+/**
+ * The same BMI, but the `lose`-th mutating driver call does its work and then fails as if its
+ * reply was lost (a timeout after tgtadm or rbd already acted). `lose: -1` only counts.
+ */
+function withLostReply(env: Env, lose: number): { env: Env; calls: () => number } {
+  let calls = 0;
+  const wrap = <T extends object>(driver: T): T =>
+    new Proxy(driver, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver);
+        if (typeof value !== "function" || !MUTATING.has(String(key))) return value;
+        return async (...args: unknown[]) => {
+          const result = await value.apply(target, args);
+          if (calls++ === lose) throw new BmiError("timeout", `reply lost after ${String(key)}`);
+          return result;
+        };
+      },
+    });
+  const bmi = createBmi({
+    storage: wrap(env.storage),
+    export: wrap(env.exporter),
+    boot: wrap(env.boot),
+    isolation: wrap(env.isolation),
+    store: env.store,
+    settings: env.settings,
+  });
+  return { env: { ...env, bmi }, calls: () => calls };
+}
+
+describe("a reply lost after each mutating driver call (the work happened) is undone too", () => {
+  for (const scenario of scenarios) {
+    it(scenario.name, async () => {
+      const counting = await setup();
+      await scenario.prepare?.(counting);
+      const probe = withLostReply(counting, -1);
+      await scenario.run(probe.env);
+      const total = probe.calls();
+      for (let lose = 0; lose < total; lose++) {
+        const env = await setup();
+        await scenario.prepare?.(env);
+        const before = await env.state();
+        const outcome = await scenario.run(withLostReply(env, lose).env).then(
+          () => "succeeded",
+          (error: unknown) => error,
+        );
+        // A lost reply to a cleanup after the point of no return does not fail the operation.
+        if (outcome === "succeeded") continue;
+        expect(outcome, `lost reply ${lose}`).toBeInstanceOf(BmiError);
+        expect(await env.state(), `after losing the reply of mutating call ${lose}`).toEqual(before);
+      }
+    });
+  }
 });

@@ -141,19 +141,21 @@ export async function unexportSteps(
   const record = ctx.store.getExport(image.id);
   const request = exportRequestFor(ctx, image);
   // Unexport straight away rather than listing every target first (O(targets) per delete).
-  let removed = false;
+  // The undo re-exports unless the target was already gone: also when the unexport's reply was
+  // lost (it may have happened), since export() of an existing identical target changes nothing.
+  let wasAbsent = false;
   await saga.step(
     "unexport target",
     async () => {
       try {
         await ctx.drivers.export.unexport(request.target, { force });
-        removed = true;
       } catch (error) {
         if (toBmiError(error).code !== "not_found") throw error;
+        wasAbsent = true;
       }
     },
     async () => {
-      if (removed) await ctx.drivers.export.export(request);
+      if (!wasAbsent) await ctx.drivers.export.export(request);
     },
   );
   if (record) {
