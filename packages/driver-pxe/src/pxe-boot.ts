@@ -134,6 +134,13 @@ function fsError(error: unknown, action: string, file: string): BmiError {
   });
 }
 
+/** Like Promise.all, but settles every promise first: no file operation still runs after a failure. */
+async function all(work: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 const isMissing = (error: unknown) => {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return code === "ENOENT" || code === "ENOTDIR";
@@ -417,13 +424,12 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         // The index first, naming old and new entries: a crash midway leaves every file findable.
         const during = [...entryFiles, ...stale];
         if (!sameFiles(before.index, during)) await write(index, renderIndex(input.node, during), ENTRY_MODE);
-        for (const [rel, { text, mode }] of wanted) {
-          checkSignal(call?.signal, "write");
-          await write(rel, text, mode);
-        }
+        checkSignal(call?.signal, "write");
+        // Each file is atomic on its own and the index already names them all: write in parallel.
+        await all([...wanted].map(([rel, { text, mode }]) => write(rel, text, mode)));
         // Entries the node no longer has (dropped MACs, a firmware switch, upper-case names an
         // earlier BMI wrote) would keep booting it from another NIC: remove them.
-        for (const file of stale) await removeFile(file);
+        await all(stale.map(removeFile));
         if (stale.length > 0) await write(index, renderIndex(input.node, entryFiles), ENTRY_MODE);
       } catch (error) {
         // A node that had no files must not be left half-written.
@@ -443,7 +449,7 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       const { own } = await nodeFiles(name);
       // Per-MAC entries first: a half-removed node then has no way to reach a missing script.
       // The index goes last, so a removal cut short is finished by the next one.
-      for (const entry of own) await removeFile(entry.file);
+      await all(own.map((entry) => removeFile(entry.file)));
       await removeFile(nodeScriptOf(name));
       await removeFile(indexOf(name));
       (await legacyEntries()).delete(name);
