@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import {
   type Backing,
   BmiError,
@@ -28,6 +28,8 @@ import {
 import { z } from "zod";
 import { isInitiatorName, parseTargets, type TgtTarget } from "./show-parser.js";
 
+/** tids are drawn from [1, 2^30): tgtd accepts any positive int, and a draw never repeats in practice. */
+const TID_SPACE = 2 ** 30;
 const subsystem = "export" as const;
 /** BMI serves the disk as LUN 1; LUN 0 is tgt's controller. */
 const LUN = 1;
@@ -53,6 +55,8 @@ export interface TgtExportOptions {
   /** Runs tgtadm; default an execa runner. Tests pass a recording runner, a remote host a remote one. */
   runner?: CommandRunner;
   logger?: Logger;
+  /** Chooses target ids (default: random in [1, 2^30), see `allocateTid`). Tests pass a counter. */
+  tids?: () => number;
 }
 
 /** The tgt ExportDriver plus what callers of this driver in particular need. */
@@ -163,8 +167,6 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
   // accounts are global in tgtd, so their check-then-change runs alone.
   const perTarget = createKeyedMutex();
   const accountsLock = createMutex();
-  /** The next tid to try; tgt needs the caller to choose one. Refreshed from `show` on a clash. */
-  let nextTid: number | undefined;
   /**
    * name → tid (and CHAP users) of the targets we made or last saw, so unexport needs no full
    * `show` (O(targets)). Every full show replaces it. A tid is only stale when the target was
@@ -252,14 +254,13 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
   };
 
   /** A tid no call of this process uses; collisions with other processes are retried by create. */
-  const allocateTid = async (signal?: AbortSignal): Promise<number> => {
-    if (nextTid === undefined) {
-      const first = Math.max(0, ...(await show(signal)).map((t) => t.tid)) + 1;
-      // Another call may have set it while we listed: never go back below it.
-      nextTid = Math.max(nextTid ?? 0, first);
-    }
-    return nextTid++;
-  };
+  /**
+   * tgt needs the caller to choose a tid. A random one from a large space, rather than max + 1:
+   * another process sharing this tgtd may delete a target and make a new one, and with max + 1 it
+   * could reuse a tid this process still remembers for the old target (unexport would then delete
+   * the wrong one). A clash with a live target is answered "already exists" and retried.
+   */
+  const allocateTid = options.tids ?? ((): number => randomInt(1, TID_SPACE));
 
   const validate = (request: ExportRequest): ExportRequest => {
     const target = parseInput(TargetName, request?.target, "target", subsystem);
@@ -397,7 +398,7 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     request: ExportRequest,
     signal?: AbortSignal,
   ): Promise<ExportedTarget | undefined> => {
-    let tid = await allocateTid(signal);
+    let tid = allocateTid();
     for (let attempt = 0; ; attempt++) {
       const made = await tgtadm(
         ["--mode", "target", "--op", "new", "--tid", String(tid), "--targetname", request.target],
@@ -407,11 +408,10 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       if (!/already exists/.test(made.stderr) || attempt >= 20) {
         throw failure(`create target ${request.target}`, made, { target: request.target });
       }
-      // Either the name exists (idempotency decides) or another process took the tid.
+      // Either the name exists (idempotency decides) or the tid is taken: draw another.
       const targets = await show(signal);
       if (targets.some((t) => t.name === request.target)) return undefined;
-      tid = Math.max(tid, ...targets.map((t) => t.tid)) + 1;
-      nextTid = Math.max(nextTid ?? 0, tid + 1);
+      tid = allocateTid();
     }
     log.debug({ op: "export", target: request.target, tid }, "target created");
     try {
@@ -586,8 +586,6 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       const valid = requests.map(validate);
       const targets = await show(call.signal);
       const present = new Set(targets.map((t) => t.name));
-      // After a tgtd restart the old tids mean nothing: count on from what it has now.
-      nextTid = Math.max(0, ...targets.map((t) => t.tid)) + 1;
       const created: string[] = [];
       for (const request of valid) {
         throwIfAborted(call.signal);

@@ -7,7 +7,16 @@ import { createTgtExport, parseTargets, registerTgtExport } from "../src/index.j
 /** Real `tgtadm --op show` output: an rbd target with ACL and CHAP, and a file target with a session. */
 const SHOW = readFileSync(new URL("./fixtures/show.txt", import.meta.url), "utf8");
 
-const base = { portal: "192.0.2.10", port: 3261, controlPort: 7 } as const;
+/** Options of every driver under test; each spread gets its own tid counter (3, 4, ...), so tids are predictable. */
+const base = {
+  portal: "192.0.2.10",
+  port: 3261,
+  controlPort: 7,
+  get tids() {
+    let next = 3;
+    return () => next++;
+  },
+} as const;
 const PREFIX = ["-C", "7", "--lld", "iscsi"];
 
 /** The part of a tgtadm call after `-C 7 --lld iscsi`. */
@@ -114,7 +123,7 @@ describe("createTgtExport options", () => {
 });
 
 describe("export: the tgtadm calls", () => {
-  it("creates target, LUN 1 and an explicit ALL binding with three calls after one show", async () => {
+  it("creates target, LUN 1 and an explicit ALL binding with three calls and no show", async () => {
     const runner = scripted((args) => (isShow(args) ? { stdout: SHOW } : undefined));
     const driver = createTgtExport({ ...base, runner, timeoutMs: 4321 });
     const result = await driver.export(fileRequest());
@@ -130,7 +139,6 @@ describe("export: the tgtadm calls", () => {
     expect(runner.calls.every((c) => c.args.slice(0, 4).join(" ") === PREFIX.join(" "))).toBe(true);
     expect(runner.calls.every((c) => c.options.timeoutMs === 4321)).toBe(true);
     expect(runner.calls.map((c) => rest(c.args))).toEqual([
-      ["--mode", "target", "--op", "show"],
       ["--mode", "target", "--op", "new", "--tid", "3", "--targetname", "iqn.2026-11.org.bmi:1img9"],
       [
         "--mode",
@@ -204,7 +212,7 @@ describe("export: the tgtadm calls", () => {
       "--op",
       "bind",
       "--tid",
-      "1",
+      "3",
       "--initiator-address",
       "10.0.0.7",
     ]);
@@ -214,25 +222,21 @@ describe("export: the tgtadm calls", () => {
       "--op",
       "bind",
       "--tid",
-      "1",
+      "3",
       "--initiator-name",
       "iqn.2026-11.org.bmi.node:node-07",
     ]);
     expect(calls).not.toContainEqual(expect.arrayContaining(["ALL"]));
-    expect(calls).toContainEqual(["--mode", "account", "--op", "bind", "--tid", "1", "--user", "node07"]);
+    expect(calls).toContainEqual(["--mode", "account", "--op", "bind", "--tid", "3", "--user", "node07"]);
     const withSecret = runner.calls.filter((c) => c.args.includes(secret));
     expect(withSecret).toHaveLength(1);
     expect(withSecret[0]?.options.secrets).toEqual([secret]);
   });
 
-  it("takes the next tid when another process took the one it tried", async () => {
-    let shows = 0;
+  it("draws another tid when another process holds the one it drew", async () => {
     const runner = scripted((args) => {
-      if (isShow(args)) {
-        shows++;
-        // First show: tids 1-2. Then another process adds tid 3 before our `new`.
-        return { stdout: shows === 1 ? SHOW : `${SHOW}Target 3: iqn.2026-11.org.bmi:someone-else\n` };
-      }
+      // Another process's target holds tid 3, the first one this driver draws.
+      if (isShow(args)) return { stdout: `${SHOW}Target 3: iqn.2026-11.org.bmi:someone-else\n` };
       if (args.includes("new") && args.includes("target") && args.includes("3")) {
         return { exitCode: 22, stderr: "tgtadm: this target already exists\n" };
       }
@@ -281,7 +285,7 @@ describe("export: the tgtadm calls", () => {
       "delete",
       "--force",
       "--tid",
-      "1",
+      "3",
     ]);
   });
 
@@ -356,8 +360,8 @@ describe("unexport, list and errors", () => {
     const runner = scripted((args) => {
       if (isShow(args)) {
         shows++;
-        // The second show: someone deleted 1img9 (tid 3) and exported it again as tid 5.
-        return { stdout: shows === 1 ? SHOW : `${SHOW}Target 5: iqn.2026-11.org.bmi:1img9\n` };
+        // Someone deleted 1img9 (our tid 3) and exported it again as tid 5.
+        return { stdout: `${SHOW}Target 5: iqn.2026-11.org.bmi:1img9\n` };
       }
       if (args.includes("delete") && args.includes("3"))
         return { exitCode: 22, stderr: "tgtadm: can't find the target\n" };
@@ -368,7 +372,7 @@ describe("unexport, list and errors", () => {
     await driver.unexport("iqn.2026-11.org.bmi:1img9");
     const deletes = runner.calls.map((c) => rest(c.args)).filter((a) => a.includes("delete"));
     expect(deletes.map((a) => a.at(-1))).toEqual(["3", "5"]);
-    expect(shows).toBe(2);
+    expect(shows).toBe(1);
 
     const gone = scripted((args) => {
       if (isShow(args)) return { stdout: SHOW };
