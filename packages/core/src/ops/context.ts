@@ -212,8 +212,13 @@ export const cloneSource = (ctx: BmiContext, image: Image) => ({
  * protect S on it. Undo of the clone itself is the caller's.
  */
 export async function makeGoldenSteps(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
+  await saga.step("flatten", () => ctx.drivers.storage.flatten(image.cephName));
+  await cloneSourceSteps(ctx, saga, image);
+}
+
+/** Creates and protects S on an image (clones are made from it); both undone on failure. */
+export async function cloneSourceSteps(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
   const { storage } = ctx.drivers;
-  await saga.step("flatten", () => storage.flatten(image.cephName));
   const source = cloneSource(ctx, image);
   await saga.step(
     "create clone-source snapshot",

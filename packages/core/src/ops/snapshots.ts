@@ -5,7 +5,7 @@ import { parseInput } from "../domain/validate.js";
 import { BmiError, toBmiError } from "../errors/index.js";
 import {
   type BmiContext,
-  cloneSource,
+  cloneSourceSteps,
   cloneStep,
   insertImageStep,
   makeGoldenSteps,
@@ -100,22 +100,6 @@ export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise
       await saga.cleanup("remove disk snapshot", () => storage.removeSnapshot(temp));
       return image;
     },
-  );
-}
-
-/** Creates and protects S on a fresh clone (without flattening it first); both undone on failure. */
-async function cloneSourceSteps(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
-  const { storage } = ctx.drivers;
-  const source = cloneSource(ctx, image);
-  await saga.step(
-    "create clone-source snapshot",
-    () => storage.createSnapshot(source),
-    () => storage.removeSnapshot(source),
-  );
-  await saga.step(
-    "protect clone-source snapshot",
-    () => storage.protectSnapshot(source),
-    () => storage.unprotectSnapshot(source),
   );
 }
 
