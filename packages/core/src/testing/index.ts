@@ -4,6 +4,7 @@ export * from "./contracts/boot.js";
 export * from "./contracts/export.js";
 export * from "./contracts/isolation.js";
 export * from "./contracts/storage.js";
+export * from "./fault-injector.js";
 export * from "./memory/boot.js";
 export * from "./memory/export.js";
 export * from "./memory/isolation.js";
