@@ -16,7 +16,7 @@ run() {
   local name=$1
   shift
   log "bench: $name"
-  if ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"} | tee "$out/$name.md"; then :; else
+  if "$@" | tee "$out/$name.md"; then :; else
     echo "benchmark $name FAILED" | tee -a "$out/$name.md" >&2
     status=1
   fi
@@ -30,6 +30,6 @@ run lab-start pnpm -s exec tsx bench/lab-start.ts ${BENCH_ROUNDS:+--rounds "$BEN
 log "summary (tables above; JSON in bench/results/)"
 for name in core-overhead batch-provision tgt-export snapshot lab-start; do
   echo
-  cat "$out/$name.md"
+  if [ -s "$out/$name.md" ]; then cat "$out/$name.md"; else echo "benchmark $name printed nothing" >&2; status=1; fi
 done
 exit "$status"
