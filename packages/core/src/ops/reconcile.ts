@@ -38,9 +38,10 @@ interface Fix {
 }
 
 /**
- * Compares the store with storage, targets and boot files (COR-9). Reports drift; with
- * `repair`, removes what nothing refers to and re-creates what records say must exist.
- * Rows are never deleted by repair: a missing image is reported for a human to decide.
+ * Compares the store with storage, targets, boot files and HIL attachments (COR-9). Reports
+ * drift; with `repair`, removes what nothing refers to and re-creates what records say must exist.
+ * The only rows repair deletes are disk rows of an interrupted operation that died before making
+ * their clone; any other row whose image is missing is reported for a human to decide.
  */
 export async function reconcile(
   ctx: BmiContext,
