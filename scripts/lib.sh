@@ -3,11 +3,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PNPM_VERSION=10.34.9
 # Debian packages the lab needs: Ceph (mon, OSD, mgr, rbd), tgt with its rbd backing store,
-# an iSCSI initiator for checks, qemu + iPXE + pxelinux for booting VMs.
+# an iSCSI initiator for checks, qemu + iPXE + pxelinux (+ OVMF for UEFI) for booting VMs.
 APT_PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common
   tgt tgt-rbd libiscsi-bin qemu-utils qemu-block-extra
-  qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common
+  qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf
   python3 util-linux coreutils
 )
 # One binary per package tells whether it is installed (dpkg -s is slow for 17 packages).
@@ -19,7 +19,7 @@ missing_apt_packages() {
   local missing=0
   for bin in "${APT_PROBES[@]}"; do command -v "$bin" >/dev/null 2>&1 || missing=1; done
   for f in /usr/lib/tgt/backing-store/bs_rbd.so /usr/lib/ipxe/ipxe.lkrn /usr/lib/ipxe/qemu/efi-e1000.rom \
-    /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32; do
+    /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32 /usr/share/ovmf/OVMF.fd; do
     [ -e "$f" ] || missing=1
   done
   return $((1 - missing))

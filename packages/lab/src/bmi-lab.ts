@@ -79,11 +79,18 @@ export interface BmiLab {
   createGoldenImage(name: string, options?: { marker?: string; public?: boolean }): Promise<Image>;
   /**
    * Boots a diskless qemu VM with the node's MAC from the lab's TFTP root, through the original's
-   * chain (PXE → pxelinux.0 → ipxe.lkrn → node script) or straight through iPXE.
+   * chain (PXE → pxelinux.0 → ipxe.lkrn → node script) or straight through iPXE. `firmware: "uefi"`
+   * boots OVMF, whose EFI iPXE ROM takes the iPXE chain (pxelinux is BIOS-only).
    */
   bootNode(
     node: string,
-    options?: { chain?: "pxelinux" | "ipxe"; timeoutMs?: number; expect?: RegExp },
+    options?: {
+      chain?: "pxelinux" | "ipxe";
+      firmware?: "bios" | "uefi";
+      timeoutMs?: number;
+      expect?: RegExp;
+      serialLog?: string;
+    },
   ): Promise<BootVmResult>;
   /**
    * Writes a new boot sector printing `marker` into a disk through its iSCSI target, as the node
@@ -220,12 +227,16 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       async bootNode(name, bootOptions = {}) {
         const node = nodes.find((n) => n.name === name);
         if (!node) throw new Error(`the lab has no node ${name}`);
+        if (bootOptions.firmware === "uefi" && bootOptions.chain === "pxelinux")
+          throw new Error("pxelinux.0 is a BIOS loader; UEFI nodes boot through the iPXE chain");
         return bootVm({
           mac: node.mac,
           tftpRoot,
           bootfile: bootOptions.chain === "pxelinux" ? "pxelinux.0" : installed.dispatcher,
+          firmware: bootOptions.firmware,
           timeoutMs: bootOptions.timeoutMs ?? 180_000,
           expect: bootOptions.expect,
+          serialLog: bootOptions.serialLog,
         });
       },
       async writeBootMarker(disk, marker) {
