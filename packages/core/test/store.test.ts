@@ -92,6 +92,20 @@ describe("projects and images", () => {
     expect(image("d", p.id).id).toBe(41);
   });
 
+  it("lists an image's children (disks cloned from it, snapshots recorded under it)", () => {
+    const p = store.createProject("p1");
+    const golden = image("golden", p.id);
+    const other = image("other", p.id);
+    const disk = image("disk", p.id, golden.id);
+    const snap = image("snap", p.id, golden.id, true);
+    image("elsewhere", p.id, other.id);
+    expect(store.listChildren(golden.id).map((i) => [i.name, i.kind, i.cephName])).toEqual([
+      ["disk", "disk", disk.cephName],
+      ["snap", "snapshot", snap.cephName],
+    ]);
+    expect(store.listChildren(disk.id)).toEqual([]);
+  });
+
   it("detaches snapshot children of a deleted image, as the original did", () => {
     const p = store.createProject("p1");
     const golden = image("golden", p.id);

@@ -185,7 +185,7 @@ export function insertImageStep(
  * snapshot rows that the deletion detached), so the irreversible storage removal can come last.
  */
 export function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
-  const detached = ctx.store.listImages().filter((i) => i.parentId === image.id && i.isSnapshot);
+  const detached = ctx.store.listChildren(image.id).filter((i) => i.isSnapshot);
   return saga.step(
     "delete image row",
     () => ctx.store.deleteImage(image.id),

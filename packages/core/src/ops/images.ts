@@ -132,7 +132,7 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
     const project = requireProject(ctx, args.project);
     const image = requireImage(ctx, project, args.image);
     requireKind(image, ["golden", "snapshot"], project, "remove image");
-    const disks = ctx.store.listImages().filter((i) => i.parentId === image.id && i.kind === "disk");
+    const disks = ctx.store.listChildren(image.id).filter((i) => i.kind === "disk");
     if (disks.length > 0) {
       throw new BmiError(
         "busy",

@@ -221,6 +221,9 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
       "SELECT i.*, o.ceph_name FROM image i LEFT JOIN image_origin o ON o.image_id = i.id WHERE i.project_id = ? ORDER BY i.id",
     ),
     children: db.prepare("SELECT id, name, is_snapshot FROM image WHERE parent_id = ? ORDER BY id"),
+    childRows: db.prepare(
+      "SELECT i.*, o.ceph_name FROM image i LEFT JOIN image_origin o ON o.image_id = i.id WHERE i.parent_id = ? ORDER BY i.id",
+    ),
     detachChildren: db.prepare("UPDATE image SET parent_id = NULL, is_snapshot = 0 WHERE parent_id = ?"),
     deleteImage: db.prepare("DELETE FROM image WHERE id = ?"),
     updateImage: db.prepare(
@@ -415,6 +418,9 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     listImages(projectId) {
       const rows = (projectId === undefined ? s.images.all() : s.imagesOf.all(projectId)) as ImageRow[];
       return rows.map(toImage);
+    },
+    listChildren(imageId) {
+      return (s.childRows.all(imageId) as ImageRow[]).map(toImage);
     },
     updateImage(id, patch: ImagePatch) {
       return tx(() => {

@@ -66,6 +66,8 @@ export interface Store {
   getImageById(id: number): Image | undefined;
   /** All images, or one project's. */
   listImages(projectId?: number): Image[];
+  /** The images whose parent is `imageId` (disks cloned from it, snapshots taken of its disks). */
+  listChildren(imageId: number): Image[];
   updateImage(id: number, patch: ImagePatch): Image;
   deleteImage(id: number): void;
   /**
