@@ -1,10 +1,11 @@
 import type { BmiSettings } from "../config/settings.js";
 import { targetNameFor } from "../config/settings.js";
-import type { Image, Project, TargetInfo } from "../domain/model.js";
+import type { Image, Project, Provisioning, TargetInfo } from "../domain/model.js";
 import { BmiError, toBmiError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type {
   BootDriver,
+  BootSpec,
   ExportDriver,
   ExportRequest,
   IsolationDriver,
@@ -247,6 +248,15 @@ export function cloneStep(
     () => storage.remove(child),
   );
 }
+
+/** The boot files a provisioning record stands for (to write them again or undo their removal). */
+export const bootSpecOf = (record: Provisioning): BootSpec => ({
+  node: record.node,
+  macs: [record.mac],
+  target: record.target,
+  firmware: record.firmware,
+  label: record.disk,
+});
 
 /** A short unique suffix for temporary snapshots, so a leftover never blocks a retry (COR-4). */
 export const tempSnapshotName = (ctx: BmiContext, operationId: string) =>

@@ -7,6 +7,7 @@ import { BmiError, toBmiError } from "../errors/index.js";
 import type { BootSpec } from "../ports/boot.js";
 import {
   type BmiContext,
+  bootSpecOf,
   exportSteps,
   operation,
   requireKind,
@@ -189,13 +190,7 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
         () => isolation.attach(attachment),
       );
     }
-    const spec: BootSpec = {
-      node: record.node,
-      macs: [record.mac],
-      target: record.target,
-      firmware: record.firmware,
-      label: record.disk,
-    };
+    const spec = bootSpecOf(record);
     await saga.step(
       "remove boot files",
       () => boot.remove(record.node),

@@ -1,8 +1,7 @@
 import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
 import { toBmiError } from "../errors/index.js";
-import type { BootSpec } from "../ports/boot.js";
-import { type BmiContext, exportRequestFor } from "./context.js";
+import { type BmiContext, bootSpecOf, exportRequestFor } from "./context.js";
 import { withLocks } from "./locks.js";
 
 export type DriftKind =
@@ -237,13 +236,7 @@ async function bootDrift(ctx: BmiContext): Promise<Fix[]> {
   const fixes: Fix[] = [];
   for (const p of provisioned) {
     if (withFiles.has(p.node)) continue;
-    const spec: BootSpec = {
-      node: p.node,
-      macs: [p.mac],
-      target: p.target,
-      firmware: p.firmware,
-      label: p.disk,
-    };
+    const spec = bootSpecOf(p);
     fixes.push({
       drift: {
         kind: "missing_boot_files",
