@@ -1,10 +1,4 @@
-import {
-  BmiError,
-  type BootDriver,
-  type ExportDriver,
-  type IsolationDriver,
-  type StorageDriver,
-} from "@bmi/core";
+import type { BootDriver, ExportDriver, IsolationDriver, StorageDriver } from "@bmi/core";
 import { captureState } from "@bmi/core/testing";
 
 export { createFaultInjector, type FaultInjector, MUTATING_METHODS } from "@bmi/core/testing";
