@@ -1,9 +1,8 @@
 import type { BootDriver, ExportDriver, IsolationDriver, StorageDriver } from "@bmi/core";
 import { captureState } from "@bmi/core/testing";
+import type { BmiLab } from "@bmi/lab";
 
 export { createFaultInjector, type FaultInjector, MUTATING_METHODS } from "@bmi/core/testing";
-
-import type { BmiLab } from "@bmi/lab";
 
 /** A storage driver that only sees this lab's RBD images (the pool is shared with other files). */
 export function scopedStorage(lab: BmiLab): StorageDriver {
