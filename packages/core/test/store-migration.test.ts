@@ -108,7 +108,7 @@ function dump(path: string) {
 }
 
 const open = (path: string, uid = "1", snapshotName = "bmi_created_snapshot"): SqliteStore =>
-  openSqliteStore({ path, uid, snapshotName });
+  openSqliteStore({ create: true, path, uid, snapshotName });
 
 describe("opening an original bmi.db", () => {
   it("migrates it forward keeping every row, and keeps the original tables' DDL", () => {

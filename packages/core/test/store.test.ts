@@ -31,7 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let store: SqliteStore;
 beforeEach(() => {
-  store = openSqliteStore({ path: ":memory:", uid: "1", snapshotName: "bmi_created_snapshot" });
+  store = openSqliteStore({ create: true, path: ":memory:", uid: "1", snapshotName: "bmi_created_snapshot" });
 });
 afterEach(() => store.close());
 
@@ -170,7 +170,7 @@ describe("projects and images", () => {
 describe("exports and provisionings", () => {
   it("stores an export's access without any CHAP secret", () => {
     const path = join(temp, "exports.db");
-    const file = openSqliteStore({ path, uid: "1", snapshotName: "s" });
+    const file = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
     try {
       const p = file.createProject("p1");
       const img = file.insertImage({
@@ -337,8 +337,8 @@ describe("locks", () => {
 
   it("is shared by two store instances on one file (two processes)", () => {
     const path = join(temp, "shared", "bmi.db");
-    const a = openSqliteStore({ path, uid: "1", snapshotName: "s" });
-    const b = openSqliteStore({ path, uid: "1", snapshotName: "s" });
+    const a = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
+    const b = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
     try {
       expect(a.tryLock("node:n1", me("op-a"), 60_000)).toBe(true);
       expect(b.tryLock("node:n1", me("op-b"), 60_000)).toBe(false);
@@ -358,12 +358,12 @@ describe("locks", () => {
 
   it("gives a retryable timeout, not a raw SQLite error, when another process keeps the database locked", () => {
     const path = join(temp, "busy", "bmi.db");
-    const a = openSqliteStore({ path, uid: "1", snapshotName: "s", busyTimeoutMs: 50 });
+    const a = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s", busyTimeoutMs: 50 });
     const other = new Database(path);
     try {
       other.exec("BEGIN IMMEDIATE");
       expect(() => a.createProject("p1")).toThrow(
-        expect.objectContaining({ code: "timeout", retryable: true, subsystem: "store" }),
+        expect.objectContaining({ code: "busy", retryable: true, subsystem: "store" }),
       );
       expect(a.listProjects()).toEqual([]); // readers are not blocked (WAL)
       other.exec("ROLLBACK");

@@ -7,6 +7,7 @@ import type { Store } from "../store/index.js";
 import type { BmiContext, Drivers } from "./context.js";
 import * as disks from "./disks.js";
 import { type BmiEventListener, createEventHub } from "./events.js";
+import { fenceStore } from "./locks.js";
 import * as images from "./images.js";
 import * as mounts from "./mounts.js";
 import * as nodes from "./nodes.js";
@@ -67,7 +68,7 @@ export interface Bmi {
   listMounts(input: { project: string }): { image: string; target: TargetInfo }[];
   restoreTargets(): Promise<string[]>;
 
-  reconcile(options?: { repair?: boolean }): Promise<reconcileOps.ReconcileReport>;
+  reconcile(options?: reconcileOps.ReconcileOptions): Promise<reconcileOps.ReconcileReport>;
 }
 
 /** Builds the facade from driver objects (no container needed). Checks capabilities once, here. */
@@ -82,7 +83,8 @@ export function createBmi(options: CreateBmiOptions): Bmi {
       boot: options.boot,
       isolation: options.isolation,
     },
-    store: options.store,
+    // Data writes inside an operation are fenced by its locks (a lost lease refuses them).
+    store: fenceStore(options.store),
     settings,
     logger: (options.logger ?? silentLogger).child({ component: "bmi" }),
     events,

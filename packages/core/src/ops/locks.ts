@@ -1,17 +1,28 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { BmiError } from "../errors/index.js";
 import type { LockOwner, Store } from "../store/index.js";
+import { retryWhileStoreLocked } from "./store-retry.js";
 
 export const nodeLock = (node: string) => `node:${node}`;
 export const imageLock = (project: string, image: string) => `image:${project}/${image}`;
 export const projectLock = (project: string) => `project:${project}`;
 
+/** The locks the running operation holds, for the fence in {@link fenceStore}. */
+interface Held {
+  owner: LockOwner;
+  keys: string[];
+}
+const heldLocks = new AsyncLocalStorage<Held>();
+
 /**
  * Holds every named lock while `fn` runs (CON-1). A lock held by another operation gives a
  * retryable `conflict` at once rather than a wait: two provisions of one node must not race, and
  * the caller decides whether to retry. Keys are taken in sorted order so two operations needing
- * the same pair cannot deadlock across processes.
+ * the same pair cannot deadlock across processes. The leases are renewed every third of
+ * `leaseMs` while `fn` runs; a holder whose lease ended anyway (a paused process) is fenced: the
+ * store refuses its writes, so two operations on one node can never both succeed.
  */
 export async function withLocks<T>(
   store: Store,
@@ -21,9 +32,11 @@ export async function withLocks<T>(
 ): Promise<T> {
   const owner: LockOwner = { id: randomUUID(), pid: process.pid, host: hostname() };
   const held: string[] = [];
+  const renewal = setInterval(() => renewAll(store, held, owner, leaseMs), Math.max(leaseMs / 3, 10));
+  renewal.unref();
   try {
     for (const key of [...new Set(keys)].sort()) {
-      if (!store.tryLock(key, owner, leaseMs)) {
+      if (!(await retryWhileStoreLocked(() => store.tryLock(key, owner, leaseMs)))) {
         const [kind, name] = splitKey(key);
         throw new BmiError(
           "conflict",
@@ -35,13 +48,72 @@ export async function withLocks<T>(
       }
       held.push(key);
     }
-    return await fn();
+    return await heldLocks.run({ owner, keys: held }, fn);
   } finally {
-    for (const key of held.reverse()) store.unlock(key, owner);
+    clearInterval(renewal);
+    for (const key of held.reverse()) {
+      await retryWhileStoreLocked(() => store.unlock(key, owner)).catch(() => {
+        // The lease ends by itself; a later tryLock takes it over.
+      });
+    }
+  }
+}
+
+function renewAll(store: Store, keys: string[], owner: LockOwner, leaseMs: number): void {
+  for (const key of keys) {
+    try {
+      store.renewLock(key, owner, leaseMs);
+    } catch {
+      // A locked database: the next tick tries again, well before the lease ends.
+    }
   }
 }
 
 function splitKey(key: string): [string, string] {
   const at = key.indexOf(":");
   return [key.slice(0, at), key.slice(at + 1)];
+}
+
+/** The Store methods that change operational data; the journal and the locks stay writable. */
+const FENCED_WRITES = [
+  "createProject",
+  "deleteProject",
+  "insertImage",
+  "updateImage",
+  "deleteImage",
+  "putExport",
+  "deleteExport",
+  "putProvisioning",
+  "deleteProvisioning",
+] as const satisfies readonly (keyof Store)[];
+
+/**
+ * A view of `store` whose data writes, inside {@link withLocks}, first check (in the same
+ * transaction) that the operation still holds every lock it took. A holder whose lease ended and
+ * whose lock another operation took over gets a `conflict` instead of overwriting that one's rows.
+ */
+export function fenceStore(store: Store): Store {
+  const fenced: Partial<Store> = {};
+  for (const method of FENCED_WRITES) {
+    const write = store[method] as (...args: unknown[]) => unknown;
+    (fenced as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      const held = heldLocks.getStore();
+      if (!held) return write.apply(store, args);
+      return store.transaction(() => {
+        const lost = held.keys.find((key) => !store.holdsLock(key, held.owner));
+        if (lost) throw lockLost(lost);
+        return write.apply(store, args);
+      });
+    };
+  }
+  return Object.assign(Object.create(store) as Store, fenced);
+}
+
+function lockLost(key: string): BmiError {
+  const [kind, name] = splitKey(key);
+  return new BmiError(
+    "conflict",
+    `the lock on ${kind} ${name} was lost (its lease ended and another operation may hold it); nothing more was written`,
+    { subsystem: "store", retryable: false, details: { lock: key } },
+  );
 }

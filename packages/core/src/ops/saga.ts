@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { type BmiError, toBmiError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
-import type { Store } from "../store/index.js";
+import type { NewJournalEntry, Store } from "../store/index.js";
 import type { EventHub } from "./events.js";
+import { retryWhileStoreLocked } from "./store-retry.js";
 
 /** Test hook: called before every step; throwing from it injects a failure at that step. */
 export type StepHook = (info: { operation: string; step: string; index: number }) => void | Promise<void>;
@@ -12,6 +13,17 @@ export interface SagaContext {
   logger: Logger;
   events: EventHub;
   beforeStep?: StepHook;
+  /** How long a step waits, in async retries, for a database locked by another process. */
+  storeBusyMs?: number;
+}
+
+/**
+ * What a step makes or removes outside the database, journalled before it runs (`image:<rbd>`,
+ * `target:<iqn>`, `boot:<node>`, `snapshot:<rbd>@<snap>`, `row:<id>`). reconcile() removes an
+ * object only when an operation of this database that did not finish touched it.
+ */
+export interface StepOptions {
+  resources?: string[];
 }
 
 /**
@@ -27,12 +39,13 @@ export interface Saga {
     name: string,
     action: () => Promise<T> | T,
     undo?: (result: T) => Promise<unknown> | unknown,
+    options?: StepOptions,
   ): Promise<T>;
   /**
    * A step after the point of no return (e.g. removing a temporary snapshot once the result
    * exists): its failure does not undo the operation; it is logged and journalled instead.
    */
-  cleanup(name: string, action: () => Promise<unknown> | unknown): Promise<void>;
+  cleanup(name: string, action: () => Promise<unknown> | unknown, options?: StepOptions): Promise<void>;
 }
 
 interface Completed {
@@ -55,49 +68,127 @@ export const outcomeUnknown = (error: BmiError) =>
 
 const summary = (error: BmiError) => ({ code: error.code, message: error.message });
 
+type Status =
+  | "started"
+  | "finished"
+  | "failed"
+  | "undone"
+  | "undo_failed"
+  | "compensation_skipped"
+  | "cleanup_failed";
+
+/**
+ * The one place a saga reports to: journal row, log line and event for each transition. A journal
+ * write that fails is retried once and then kept in `lostJournal` (and logged): bookkeeping never
+ * decides whether an undo runs.
+ */
+function createSink(context: SagaContext, operationId: string, operation: string, subject: object) {
+  const logger = context.logger.child({ op: operation, operationId, ...subject });
+  const lostJournal: NewJournalEntry[] = [];
+  const journal = (step: string | null, status: Status, data: Record<string, unknown> = {}) => {
+    const entry: NewJournalEntry = { operationId, operation, step, status, data: { ...subject, ...data } };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        context.store.appendJournal(entry);
+        return;
+      } catch (error) {
+        if (attempt === 1) {
+          lostJournal.push(entry);
+          logger.error({ step, status, err: summary(toBmiError(error)) }, "journal write failed");
+        }
+      }
+    }
+  };
+  return { logger, journal, lostJournal, emit: context.events.emit.bind(context.events) };
+}
+type Sink = ReturnType<typeof createSink>;
+
 export async function runSaga<T>(
   context: SagaContext,
   operation: string,
   subject: Record<string, unknown>,
   body: (saga: Saga) => Promise<T>,
 ): Promise<T> {
-  const { store, events } = context;
   const operationId = randomUUID();
-  const logger = context.logger.child({ op: operation, operationId, ...subject });
+  const sink = createSink(context, operationId, operation, subject);
   const completed: Completed[] = [];
-  let index = 0;
   const started = performance.now();
-  const journal = (step: string | null, status: string, data: Record<string, unknown> = {}) =>
-    store.appendJournal({ operationId, operation, step, status, data: { ...subject, ...data } });
+  const saga = createSaga(context, sink, operationId, operation, completed);
 
+  sink.journal(null, "started");
+  sink.logger.info("operation started");
+  sink.emit({ type: "operation:started", operationId, operation, subject });
+  try {
+    const result = await body(saga);
+    const durationMs = performance.now() - started;
+    sink.journal(null, "finished");
+    sink.logger.info({ durationMs: Math.round(durationMs) }, "operation finished");
+    sink.emit({ type: "operation:finished", operationId, operation, durationMs });
+    return result;
+  } catch (error) {
+    const bmi = toBmiError(error);
+    await undoAll(completed, sink, operationId, operation);
+    const durationMs = performance.now() - started;
+    sink.journal(null, "failed", { error: summary(bmi) });
+    sink.logger.warn(
+      { durationMs: Math.round(durationMs), err: summary(bmi) },
+      "operation failed and was undone",
+    );
+    sink.emit({ type: "operation:failed", operationId, operation, durationMs, error: summary(bmi) });
+    if (sink.lostJournal.length > 0) {
+      bmi.details.journalWritesLost = sink.lostJournal.map((e) => `${e.step ?? "operation"}: ${e.status}`);
+    }
+    throw bmi;
+  }
+}
+
+function createSaga(
+  context: SagaContext,
+  sink: Sink,
+  operationId: string,
+  operation: string,
+  completed: Completed[],
+): Saga {
+  let index = 0;
   const saga: Saga = {
     operationId,
     operation,
-    async step(name, action, undo) {
+    async step<T>(
+      name: string,
+      action: () => Promise<T> | T,
+      undo?: (result: T) => Promise<unknown> | unknown,
+      options: StepOptions = {},
+    ): Promise<T> {
       const stepStarted = performance.now();
-      events.emit({ type: "step:started", operationId, operation, step: name });
+      sink.emit({ type: "step:started", operationId, operation, step: name });
+      // Before the action, so a crash during it still leaves the proof that we touched these.
+      if (options.resources?.length) sink.journal(name, "started", { resources: options.resources });
       let ran = false;
       try {
         await context.beforeStep?.({ operation, step: name, index: index++ });
         ran = true;
-        const result = await action();
+        const result = await retryWhileStoreLocked(action, context.storeBusyMs);
+        // The undo is registered before any bookkeeping, and exactly once.
         if (undo) completed.push({ name, undo: () => undo(result) });
         const durationMs = performance.now() - stepStarted;
-        journal(name, "finished");
-        logger.info({ step: name, durationMs: Math.round(durationMs) }, "step finished");
-        events.emit({ type: "step:finished", operationId, operation, step: name, durationMs });
+        sink.journal(name, "finished");
+        sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step finished");
+        sink.emit({ type: "step:finished", operationId, operation, step: name, durationMs });
         return result;
       } catch (error) {
         const bmi = toBmiError(error);
-        const durationMs = performance.now() - stepStarted;
         // A step that may have happened is undone too, or a lost reply would leak what it made.
+        // Its undo gets no result: one that needs it does nothing (the step made nothing it can name).
         if (undo && ran && outcomeUnknown(bmi)) {
-          // An undo that needs the step's result fails here and is skipped (the step made nothing it can name).
-          completed.push({ name, undo: () => undo(undefined as never), bestEffort: true });
+          completed.push({ name, undo: () => undo(undefined as T), bestEffort: true });
         }
-        journal(name, "failed", { error: summary(bmi) });
-        logger.warn({ step: name, durationMs: Math.round(durationMs), err: summary(bmi) }, "step failed");
-        events.emit({
+        const durationMs = performance.now() - stepStarted;
+        sink.journal(name, "failed", { error: summary(bmi) });
+        sink.logger.warn(
+          { step: name, durationMs: Math.round(durationMs), err: summary(bmi) },
+          "step failed",
+        );
+        sink.emit({
           type: "step:failed",
           operationId,
           operation,
@@ -108,80 +199,42 @@ export async function runSaga<T>(
         throw bmi;
       }
     },
-    async cleanup(name, action) {
+    async cleanup(name, action, options) {
       try {
-        await saga.step(name, action);
+        await saga.step(name, action, undefined, options);
       } catch (error) {
         const bmi = toBmiError(error);
-        journal(name, "cleanup_failed", { error: summary(bmi) });
-        logger.warn({ step: name, err: summary(bmi) }, "cleanup failed; left for reconcile()");
+        sink.journal(name, "cleanup_failed", { error: summary(bmi) });
+        sink.logger.warn({ step: name, err: summary(bmi) }, "cleanup failed; left for reconcile()");
       }
     },
   };
-
-  journal(null, "started");
-  logger.info("operation started");
-  events.emit({ type: "operation:started", operationId, operation, subject });
-  try {
-    const result = await body(saga);
-    const durationMs = performance.now() - started;
-    journal(null, "finished");
-    logger.info({ durationMs: Math.round(durationMs) }, "operation finished");
-    events.emit({ type: "operation:finished", operationId, operation, durationMs });
-    return result;
-  } catch (error) {
-    const bmi = toBmiError(error);
-    await undoAll(completed, { operationId, operation, logger, events, journal });
-    const durationMs = performance.now() - started;
-    journal(null, "failed", { error: summary(bmi) });
-    logger.warn({ durationMs: Math.round(durationMs), err: summary(bmi) }, "operation failed and was undone");
-    events.emit({ type: "operation:failed", operationId, operation, durationMs, error: summary(bmi) });
-    throw bmi;
-  }
+  return saga;
 }
 
-async function undoAll(
-  completed: Completed[],
-  ctx: {
-    operationId: string;
-    operation: string;
-    logger: Logger;
-    events: EventHub;
-    journal: (step: string | null, status: string, data?: Record<string, unknown>) => unknown;
-  },
-): Promise<void> {
-  for (const { name, undo, bestEffort } of completed.reverse()) {
+async function undoAll(completed: Completed[], sink: Sink, operationId: string, operation: string) {
+  for (const { name, undo, bestEffort } of [...completed].reverse()) {
     const started = performance.now();
+    let failure: BmiError | undefined;
     try {
-      await undo();
-      const durationMs = performance.now() - started;
-      ctx.journal(name, "undone");
-      ctx.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step undone");
-      ctx.events.emit({
-        type: "step:undone",
-        operationId: ctx.operationId,
-        operation: ctx.operation,
-        step: name,
-        durationMs,
-      });
+      await retryWhileStoreLocked(undo);
     } catch (error) {
-      // Keep undoing the rest: one stuck undo must not leave the earlier steps in place too.
-      const bmi = toBmiError(error);
-      if (bestEffort) {
-        // Most often the step never happened (nothing to undo); if it did, reconcile() finds it.
-        ctx.journal(name, "compensation_skipped", { error: summary(bmi) });
-        ctx.logger.info({ step: name, err: summary(bmi) }, "compensation of a failed step did nothing");
-        continue;
-      }
-      ctx.journal(name, "undo_failed", { error: summary(bmi) });
-      ctx.logger.error({ step: name, err: summary(bmi) }, "undo failed; left for reconcile()");
-      ctx.events.emit({
-        type: "step:undo-failed",
-        operationId: ctx.operationId,
-        operation: ctx.operation,
-        step: name,
-        error: summary(bmi),
-      });
+      failure = toBmiError(error);
+    }
+    // Bookkeeping after the undo, outside its try: a journal failure can never skip an undo.
+    if (!failure) {
+      const durationMs = performance.now() - started;
+      sink.journal(name, "undone");
+      sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step undone");
+      sink.emit({ type: "step:undone", operationId, operation, step: name, durationMs });
+    } else if (bestEffort) {
+      // Most often the step never happened (nothing to undo); if it did, reconcile() finds it.
+      sink.journal(name, "compensation_skipped", { error: summary(failure) });
+      sink.logger.info({ step: name, err: summary(failure) }, "compensation of a failed step did nothing");
+    } else {
+      sink.journal(name, "undo_failed", { error: summary(failure) });
+      sink.logger.error({ step: name, err: summary(failure) }, "undo failed; left for reconcile()");
+      sink.emit({ type: "step:undo-failed", operationId, operation, step: name, error: summary(failure) });
     }
   }
 }

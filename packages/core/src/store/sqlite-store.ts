@@ -21,14 +21,23 @@ import type {
 } from "./types.js";
 
 export interface SqliteStoreOptions {
-  /** The database file (created with its directory if missing), or `":memory:"`. */
+  /** The database file, or `":memory:"`. */
   path: string;
+  /**
+   * Create the file (and its directory) if it is missing: only `bmi db init` and labs should.
+   * Default false: a mistyped `[db] path` must fail, naming the path, and never give an empty
+   * database that makes every image in the pool look like an orphan.
+   */
+  create?: boolean | undefined;
   /** `[bmi] uid`: recorded with each new image, and given to the original's rows on migration. */
   uid: string;
   /** `[bmi] snapshot` (S): recorded like `uid`. */
   snapshotName: string;
   logger?: Logger;
-  /** How long a write waits for another process's transaction (SQLite `busy_timeout`). */
+  /**
+   * How long SQLite itself waits, blocking the event loop, for another process's transaction
+   * (`busy_timeout`); default 20 ms. Longer waits are async retries by the operations.
+   */
   busyTimeoutMs?: number;
   /** This host's name for lock ownership; default `os.hostname()`. */
   hostname?: string;
@@ -46,6 +55,7 @@ const Options = z.object({
   path: z.string().min(1, { error: "must be a file path or :memory:" }),
   uid: Uid,
   snapshotName: RbdSnapshotName,
+  create: z.boolean().optional(),
   busyTimeoutMs: z.number().int().min(0).max(600_000).optional(),
   hostname: z.string().min(1).optional(),
 });
@@ -151,14 +161,22 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   const nowIso = () => new Date().toISOString();
 
   let db: Database.Database;
+  const onDisk = opts.path !== ":memory:";
+  if (onDisk && !opts.create && !existsSync(opts.path)) {
+    throw storeError(
+      "not_found",
+      `the database ${opts.path} does not exist; check [db] path, or create it with \`bmi db init\``,
+      { path: opts.path },
+    );
+  }
   try {
-    if (opts.path !== ":memory:") ensureDir(dirname(opts.path));
-    db = new Database(opts.path);
+    if (onDisk) ensureDir(dirname(opts.path));
+    db = new Database(opts.path, { fileMustExist: onDisk && !opts.create });
   } catch (error) {
     throw storeError("unavailable", `cannot open the database ${opts.path}`, { path: opts.path }, error);
   }
   try {
-    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5_000}`);
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 20}`);
     if (opts.path !== ":memory:") db.pragma("journal_mode = WAL");
     // With WAL, NORMAL syncs at checkpoints, not per commit: a commit survives a crash of the
     // process (what we need: a SIGKILLed batch leaves a consistent journal), only a power loss
@@ -270,6 +288,10 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
          acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
     ),
     unlock: db.prepare(`DELETE FROM "lock" WHERE key = ? AND owner_id = ?`),
+    renewLock: db.prepare(
+      `UPDATE "lock" SET expires_at = ? WHERE key = ? AND owner_id = ? AND expires_at > ?`,
+    ),
+    locks: db.prepare(`SELECT * FROM "lock" ORDER BY key`),
   };
 
   /** Runs `fn` in a transaction: IMMEDIATE at the top (no lock upgrade deadlock), a savepoint when nested. */
@@ -640,6 +662,29 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     unlock(key, owner) {
       tx(() => s.unlock.run(key, owner.id));
     },
+    renewLock(key, owner, leaseMs) {
+      const now = Date.now();
+      return tx(() => s.renewLock.run(now + leaseMs, key, owner.id, now).changes === 1);
+    },
+    holdsLock(key, owner) {
+      const row = s.lock.get(key) as LockRow | undefined;
+      return row !== undefined && row.owner_id === owner.id && row.expires_at > Date.now();
+    },
+    listLocks() {
+      const now = Date.now();
+      return (s.locks.all() as LockRow[]).map((row) => ({
+        key: row.key,
+        owner: { id: row.owner_id, pid: row.pid, host: row.host },
+        expiresAt: row.expires_at,
+        stale: row.expires_at <= now || (row.host === host && !isPidAlive(row.pid)),
+      }));
+    },
+    breakLock(key, ownerId) {
+      tx(() => s.unlock.run(key, ownerId));
+    },
+    imageIdHighWater() {
+      return Math.max((s.maxImageId.get() as { m: number }).m, highWater());
+    },
 
     transaction<T>(fn: () => T): T {
       return tx(fn);
@@ -669,12 +714,28 @@ function sqliteReason(error: unknown): string {
   return typeof code === "string" ? code : "unexpected error";
 }
 
+/** SQLite failures an operator can act on, with what to tell them. */
+const SQLITE_FAILURES: [string, ErrorCode, string][] = [
+  ["SQLITE_FULL", "unavailable", "the database's disk is full; free space and retry"],
+  ["SQLITE_READONLY", "permission_denied", "the database file or its directory is read-only for BMI"],
+  ["SQLITE_CORRUPT", "internal", "the database file is corrupt; restore it from a backup"],
+  ["SQLITE_NOTADB", "internal", "the database path points at a file that is not an SQLite database"],
+  ["SQLITE_IOERR", "unavailable", "the database file could not be read or written (I/O error)"],
+  ["SQLITE_CANTOPEN", "unavailable", "the database file cannot be opened"],
+];
+
 /** Maps better-sqlite3 errors to BmiErrors; anything else thrown inside a transaction passes through. */
 function mapSqliteError(error: unknown): unknown {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === "string" && code.startsWith("SQLITE_")) {
     if (code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_") || code === "SQLITE_LOCKED") {
-      return storeError("timeout", "the database stayed locked by another process", { sqlite: code }, error);
+      // Nothing was written: the caller may run it again (ops retry asynchronously).
+      return new BmiError("busy", "the database is locked by another process", {
+        subsystem: "store",
+        fault: "server",
+        details: { sqlite: code, storeLocked: true },
+        cause: error,
+      });
     }
     if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
       return storeError("already_exists", "a row with the same key already exists", { sqlite: code }, error);
@@ -690,6 +751,8 @@ function mapSqliteError(error: unknown): unknown {
     if (code.startsWith("SQLITE_CONSTRAINT")) {
       return storeError("invalid_input", "the row breaks a database constraint", { sqlite: code }, error);
     }
+    const known = SQLITE_FAILURES.find(([prefix]) => code.startsWith(prefix));
+    if (known) return storeError(known[1], known[2], { sqlite: code }, error);
     return storeError("internal", `database error ${code}`, { sqlite: code }, error);
   }
   if (error instanceof TypeError && /cannot return a promise/i.test(error.message)) {

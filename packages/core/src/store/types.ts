@@ -98,10 +98,30 @@ export interface Store {
    */
   tryLock(key: string, owner: LockOwner, leaseMs: number): boolean;
   unlock(key: string, owner: LockOwner): void;
+  /** Extends `owner`'s lease; false when the lease already ended or another owner took the lock. */
+  renewLock(key: string, owner: LockOwner, leaseMs: number): boolean;
+  /** Whether `owner` holds `key` with a lease that has not ended (the fence for its writes). */
+  holdsLock(key: string, owner: LockOwner): boolean;
+  /** Every lock row, with whether its holder is gone (lease ended, or a dead process on this host). */
+  listLocks(): LockInfo[];
+  /** Removes a lock row of `ownerId` (reconcile, for a dead holder). */
+  breakLock(key: string, ownerId: string): void;
+  /**
+   * The highest image id this database ever allocated. An RBD image `<uid>img<N>` with N above it
+   * was not made through this database (another database, or this one restored from a backup).
+   */
+  imageIdHighWater(): number;
 
   /** Runs `fn` in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;
+}
+
+export interface LockInfo {
+  key: string;
+  owner: LockOwner;
+  expiresAt: number;
+  stale: boolean;
 }
 
 export interface LockOwner {
