@@ -38,7 +38,7 @@ async function build(path: string): Promise<{ bmi: Bmi; close(): void }> {
     })),
     networks: ["prov"],
   });
-  const store = openSqliteStore({ path, uid: "1", snapshotName: "bmi_created_snapshot" });
+  const store = openSqliteStore({ create: true, path, uid: "1", snapshotName: "bmi_created_snapshot" });
   const bmi = createBmi({
     storage,
     export: createMemoryExport(),

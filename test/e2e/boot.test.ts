@@ -69,7 +69,12 @@ beforeAll(async () => {
 
   const settings = defaultSettings({ uid });
   settings.iscsi = { ...settings.iscsi, portal: "10.0.2.2", port: tgtd.port };
-  store = openSqliteStore({ path: join(scratch.path, "bmi.db"), uid, snapshotName: settings.snapshotName });
+  store = openSqliteStore({
+    create: true,
+    path: join(scratch.path, "bmi.db"),
+    uid,
+    snapshotName: settings.snapshotName,
+  });
   boot = createPxeBoot({ root: tftpRoot });
   bmi = createBmi({
     settings,

@@ -94,8 +94,8 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     if (!g.json) for (const w of warnings) stderr.write(`bmi: warning: ${w}\n`);
     return loaded;
   };
-  const wire = (g: Globals): WiredBmi => {
-    const wired = createBmiFromConfig(config(g), { logger: loggerFor(g), env });
+  const wire = (g: Globals, createStore = false): WiredBmi => {
+    const wired = createBmiFromConfig(config(g), { logger: loggerFor(g), env, createStore });
     opened.push(wired);
     return wired;
   };
@@ -401,7 +401,13 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
       }),
     );
   const deprovisionAction = action(
-    async (g, projectName: string, node: string, nic: string | undefined, o: { deleteDisk?: boolean }) => {
+    async (
+      g,
+      projectName: string,
+      node: string,
+      nic: string | undefined,
+      o: { deleteDisk?: boolean; force?: boolean },
+    ) => {
       const wired = wire(g);
       const record = wired.bmi.listProvisionings({ project: projectName }).find((p) => p.node === node);
       if (record && nic && record.nic !== nic) {
@@ -414,6 +420,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
         project: projectName,
         node,
         ...(o.deleteDisk ? { deleteDisk: true } : {}),
+        ...(o.force ? { force: true } : {}),
       });
       return {
         value: { project: projectName, node, deprovisioned: true, diskDeleted: o.deleteDisk === true },
@@ -429,6 +436,10 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<node>")
     .argument("[nic]", "accepted for compatibility; must match the provisioned NIC")
     .option("--delete-disk", "also delete the node's disk")
+    .option(
+      "--force",
+      "administrator: release a node that HIL has since given to another project (no ownership check)",
+    )
     .action(deprovisionAction);
   program
     .command("nodes")
@@ -548,7 +559,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .description("create (or migrate) the database and the admin project ([bmi] admin_project, bmi_infra)")
     .action(
       action(async (g) => {
-        const wired = wire(g);
+        const wired = wire(g, true);
         const admin = wired.settings.adminProject;
         const existing = wired.bmi.listProjects().find((p) => p.name === admin);
         const created = existing ?? (await wired.bmi.createProject({ name: admin }));
@@ -626,10 +637,17 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .description(
       "compare database, RBD images, targets and boot files; report drift (exit 4 while drift remains)",
     )
-    .option("--repair", "repair what can be repaired")
+    .option("--repair", "repair what this database proves an unfinished operation of ours left behind")
+    .option(
+      "--remove <subject...>",
+      "with --repair: also remove these `unknown` objects (images, targets, boot files) by name",
+    )
     .action(
-      action(async (g, o: { repair?: boolean }) => {
-        const report = await wire(g).bmi.reconcile({ repair: o.repair === true });
+      action(async (g, o: { repair?: boolean; remove?: string[] }) => {
+        const report = await wire(g).bmi.reconcile({
+          repair: o.repair === true,
+          ...(o.remove ? { remove: o.remove } : {}),
+        });
         const repairedKeys = new Set(report.repaired.map((d) => `${d.kind}:${d.subject}`));
         const remaining = report.drift.filter((d) => !repairedKeys.has(`${d.kind}:${d.subject}`));
         return {

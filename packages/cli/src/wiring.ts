@@ -25,6 +25,8 @@ export interface WiringOptions {
   logger?: Logger;
   /** Where `HIL_USERNAME` / `HIL_PASSWORD` come from when the config has no credentials. */
   env?: Record<string, string | undefined>;
+  /** Create the database if `[db] path` does not exist (only `bmi db init` and labs do). */
+  createStore?: boolean;
 }
 
 export interface ConfigDrivers {
@@ -89,6 +91,7 @@ export function createBmiFromConfig(config: BmiConfig, options: WiringOptions = 
     uid: settings.uid,
     snapshotName: settings.snapshotName,
     logger,
+    create: options.createStore === true,
   });
   try {
     const bmi = createBmi({ ...drivers, store, settings, logger });

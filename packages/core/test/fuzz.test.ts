@@ -38,7 +38,12 @@ let snapshotOfStore: () => unknown;
 
 beforeAll(async () => {
   const settings = defaultSettings({ provisioningNetwork: "prov" });
-  const store = openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName });
+  const store = openSqliteStore({
+    create: true,
+    path: ":memory:",
+    uid: settings.uid,
+    snapshotName: settings.snapshotName,
+  });
   const raw = {
     storage: createMemoryStorage(),
     export: createMemoryExport(),

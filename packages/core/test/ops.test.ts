@@ -378,18 +378,30 @@ describe("reconcile", () => {
       label: "x",
     });
     const report = await bmi.reconcile();
+    // Objects named like ours that no operation of this database made are `unknown`: left alone.
     expect(report.drift.map((d) => [d.kind, d.subject]).sort()).toEqual([
       ["missing_boot_files", "n1"],
       ["missing_target", "iqn.2026-11.org.bmi:1img2"],
-      ["orphan_boot_files", "stray"],
-      ["orphan_image", "1img99"],
+      ["unknown", "1img99"],
+      ["unknown", "stray"],
     ]);
     expect(report.repaired).toEqual([]);
+    // Repair refuses on a database that looks new (no admin project) or restored (ids above its own).
+    expect(await thrown(() => bmi.reconcile({ repair: true }))).toMatchObject({ code: "conflict" });
+    await bmi.createProject({ name: "bmi_infra" }); // as `bmi db init` does
+    const restored = await thrown(() => bmi.reconcile({ repair: true }));
+    expect(restored.message).toMatch(/1img99.*never allocated an id above 2/);
+    expect(await storage.exists("1img99")).toBe(true);
+    await storage.remove("1img99");
     const repaired = await bmi.reconcile({ repair: true });
     expect(repaired.failed).toEqual([]);
-    expect(repaired.repaired).toHaveLength(4);
+    expect(repaired.repaired.map((d) => d.kind).sort()).toEqual(["missing_boot_files", "missing_target"]);
+    expect(await boot.read("stray")).not.toBeNull();
+    // Named explicitly by the operator, an unknown object is removed.
+    const named = await bmi.reconcile({ repair: true, remove: ["stray"] });
+    expect(named.repaired.map((d) => d.subject)).toEqual(["stray"]);
     expect((await bmi.reconcile()).drift).toEqual([]);
-    expect(await storage.exists("1img99")).toBe(false);
+    expect(await boot.read("stray")).toBeNull();
     expect(await boot.read("n1")).not.toBeNull();
   });
 });
@@ -411,8 +423,12 @@ describe("events and journal", () => {
     const journal = store.listJournal({ operationId });
     expect(journal.map((j) => [j.step, j.status])).toEqual([
       [null, "started"],
+      // Steps that touch objects journal them before they run (reconcile's proof of what is ours).
+      ["insert image row", "started"],
       ["insert image row", "finished"],
+      ["clone", "started"],
       ["clone", "finished"],
+      ["export target", "started"],
       ["export target", "finished"],
       ["record export", "finished"],
       [null, "finished"],
@@ -432,7 +448,12 @@ describe("config changes (COR-10)", () => {
       };
       const open = (snapshotName: string) => {
         const settings = defaultSettings({ snapshotName });
-        const store = openSqliteStore({ path: join(dir, "bmi.db"), uid: settings.uid, snapshotName });
+        const store = openSqliteStore({
+          create: true,
+          path: join(dir, "bmi.db"),
+          uid: settings.uid,
+          snapshotName,
+        });
         return { bmi: createBmi({ ...drivers, store, settings }), store };
       };
       const before = open("old_snap");

@@ -79,6 +79,7 @@ function setup() {
   // in each request, the "storage" is told the Ceph key.
   const storage = createMemoryStorage();
   const store = openSqliteStore({
+    create: true,
     path: ":memory:",
     uid: settings.uid,
     snapshotName: settings.snapshotName,
@@ -133,6 +134,7 @@ describe("no secret in logs, errors, events or the redacted config", () => {
     await bmi.unmountImage({ project: "p1", image: "golden" });
     await bmi.exportImage({ project: "p1", image: "s1", rbdName: "exported" });
     await bmi.restoreTargets();
+    await bmi.createProject({ name: "bmi_infra" });
     await bmi.reconcile({ repair: true });
     bmi.listImages({ project: "p1" });
     bmi.listSnapshots({ project: "p1" });

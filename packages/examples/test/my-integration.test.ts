@@ -110,7 +110,12 @@ describe("my rack provisioning, against the HIL-compatible server", () => {
       export: createMemoryExport(),
       boot: createMemoryBoot(),
       isolation: createHilIsolation({ url: hil.url, username: "ops-bot", password: "s3cret-ops" }),
-      store: openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName }),
+      store: openSqliteStore({
+        create: true,
+        path: ":memory:",
+        uid: settings.uid,
+        snapshotName: settings.snapshotName,
+      }),
       settings,
     });
     await bmi.createProject({ name: "ops" });

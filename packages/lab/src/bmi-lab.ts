@@ -189,12 +189,24 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
     );
     const { config } = await timed("config", async () => loadConfig({ path: configPath }));
     // Wired from the config exactly as a deployment (and the bmi CLI) is.
-    const { bmi: wired, store, drivers, settings, close } = createBmiFromConfig(config, { logger, env: {} });
+    const {
+      bmi: wired,
+      store,
+      drivers,
+      settings,
+      close,
+    } = createBmiFromConfig(config, {
+      logger,
+      env: {},
+      createStore: true,
+    });
     cleanups.push(async () => close());
     const bmi = await timed("bmi", async () => {
       const created = wired;
-      if (!created.listProjects().some((p) => p.name === project))
-        await created.createProject({ name: project });
+      // As `bmi db init` does: the admin project marks the database as a deployment's own.
+      for (const name of new Set([settings.adminProject, project])) {
+        if (!created.listProjects().some((p) => p.name === name)) await created.createProject({ name });
+      }
       return created;
     });
 

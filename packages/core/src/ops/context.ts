@@ -113,6 +113,7 @@ export async function exportSteps(ctx: BmiContext, saga: Saga, image: Image): Pr
     "export target",
     () => ctx.drivers.export.export(request),
     () => ctx.drivers.export.unexport(request.target, { force: true }),
+    { resources: [`target:${request.target}`] },
   );
   const target = targetInfoFor(ctx, image);
   const { chap, ...access } = request.access;
@@ -158,6 +159,7 @@ export async function unexportSteps(
     async () => {
       if (!wasAbsent) await ctx.drivers.export.export(request);
     },
+    { resources: [`target:${request.target}`] },
   );
   if (record) {
     await saga.step(
@@ -178,6 +180,7 @@ export function insertImageStep(
     "insert image row",
     () => ctx.store.insertImage(row),
     (image) => ctx.store.deleteImage(image.id),
+    { resources: [`row:${row.projectId}/${row.name}`] },
   );
 }
 
@@ -196,6 +199,7 @@ export function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): P
         for (const child of detached)
           ctx.store.updateImage(child.id, { parentId: image.id, isSnapshot: true });
       }),
+    { resources: [`image:${image.cephName}`] },
   );
 }
 
@@ -246,6 +250,7 @@ export function cloneStep(
     name,
     () => storage.clone(parent, child),
     () => storage.remove(child),
+    { resources: [`image:${child}`] },
   );
 }
 
@@ -274,13 +279,18 @@ export function removeImageLastStep(
   cephName: string,
 ): Promise<void> {
   const { storage } = ctx.drivers;
-  return saga.step(name, async () => {
-    try {
-      await storage.remove(cephName);
-    } catch (error) {
-      if (toBmiError(error).code === "not_found") return;
-      if (outcomeUnknown(toBmiError(error)) && !(await storage.exists(cephName).catch(() => true))) return;
-      throw error;
-    }
-  });
+  return saga.step(
+    name,
+    async () => {
+      try {
+        await storage.remove(cephName);
+      } catch (error) {
+        if (toBmiError(error).code === "not_found") return;
+        if (outcomeUnknown(toBmiError(error)) && !(await storage.exists(cephName).catch(() => true))) return;
+        throw error;
+      }
+    },
+    undefined,
+    { resources: [`image:${cephName}`] },
+  );
 }

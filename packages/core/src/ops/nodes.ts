@@ -112,6 +112,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
         "write boot files",
         () => ctx.drivers.boot.write(spec),
         () => ctx.drivers.boot.remove(args.node),
+        { resources: [`boot:${args.node}`] },
       );
 
       const network = ctx.settings.provisioningNetwork;
@@ -127,6 +128,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
           "attach provisioning network",
           () => isolation.attach(attachment),
           () => isolation.detach(attachment),
+          { resources: [`attachment:${args.node}`] },
         );
       }
 
@@ -157,6 +159,11 @@ const DeprovisionInput = z.strictObject({
   node: NodeName,
   /** Also delete the node's disk (its clone, target and row). */
   deleteDisk: z.boolean().optional(),
+  /**
+   * Skip the ownership check in HIL: for an administrator releasing a node that HIL has since
+   * given to another project (or to none). The provisioning record must still be the project's.
+   */
+  force: z.boolean().optional(),
 });
 export type DeprovisionInput = z.input<typeof DeprovisionInput>;
 
@@ -175,7 +182,12 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
       throw new BmiError("forbidden", `node ${args.node} is not provisioned by project ${args.project}`);
     }
     const project = requireProject(ctx, args.project);
-    await saga.step("authorize node", () => ctx.drivers.isolation.authorize(args.project, args.node));
+    if (args.force)
+      ctx.logger.warn(
+        { node: args.node, project: args.project },
+        "deprovision forced: ownership not checked",
+      );
+    else await saga.step("authorize node", () => ctx.drivers.isolation.authorize(args.project, args.node));
     const { isolation, boot } = ctx.drivers;
     if (record.network && isolation.capabilities.networks) {
       const attachment = {
@@ -188,6 +200,7 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
         "detach provisioning network",
         () => isolation.detach(attachment),
         () => isolation.attach(attachment),
+        { resources: [`attachment:${record.node}`] },
       );
     }
     const spec = bootSpecOf(record);
@@ -195,6 +208,7 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
       "remove boot files",
       () => boot.remove(record.node),
       () => boot.write(spec),
+      { resources: [`boot:${record.node}`] },
     );
     await saga.step(
       "forget provisioning",

@@ -1,20 +1,28 @@
+import { z } from "zod";
 import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
-import { toBmiError } from "../errors/index.js";
+import { parseInput } from "../domain/validate.js";
+import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
+import type { JournalEntry } from "../store/index.js";
 import { type BmiContext, bootSpecOf, exportRequestFor } from "./context.js";
-import { withLocks } from "./locks.js";
+import { nodeLock, withLocks } from "./locks.js";
+import { assertRepairable, type Provenance, readProvenance } from "./provenance.js";
 
 export type DriftKind =
   | "missing_image" // a row whose RBD image is gone
-  | "orphan_image" // an RBD image named like ours (`<uid>img<id>`) without a row
+  | "orphan_image" // an RBD image without a row, left by an unfinished operation of this database
   | "orphan_snapshot" // a temporary snapshot left by an interrupted operation
+  | "half_made_disk" // a disk row and clone of an operation that died before it finished
   | "missing_target" // an export record whose target the server lost
-  | "orphan_target" // a target named like ours without an export record
+  | "orphan_target" // a target without an export record, left by an unfinished operation
   | "missing_boot_files" // a provisioned node without boot files
-  | "orphan_boot_files" // boot files of a node that is not provisioned
+  | "orphan_boot_files" // boot files of a node that is not provisioned, left by an unfinished operation
   | "missing_attachment" // a provisioned node whose NIC is not on the provisioning network
   | "orphan_attachment" // a node left on the provisioning network by an interrupted operation
-  | "interrupted_operation"; // a journalled operation that neither finished nor was undone
+  | "ownership_changed" // a provisioned node that HIL now gives to another project (or to none)
+  | "stale_lock" // a lock row whose holder died or whose lease ended
+  | "interrupted_operation" // a journalled operation that neither finished nor was undone
+  | "unknown"; // named like ours, but nothing in this database proves we made it: left alone
 
 export interface Drift {
   kind: DriftKind;
@@ -31,138 +39,231 @@ export interface ReconcileReport {
   failed: { drift: Drift; error: string }[];
 }
 
+const ReconcileOptions = z.strictObject({
+  repair: z.boolean().optional(),
+  /** Subjects of `unknown` drift to remove all the same: the operator's explicit word. */
+  remove: z.array(z.string().min(1).max(512)).max(10_000).optional(),
+});
+export type ReconcileOptions = z.input<typeof ReconcileOptions>;
+
 interface Fix {
   drift: Drift;
   apply?: () => Promise<unknown>;
 }
 
+/** Repairs run in this order: targets before images (an exported image has watchers). */
+const REPAIR_ORDER: DriftKind[] = [
+  "ownership_changed",
+  "orphan_target",
+  "missing_target",
+  "orphan_snapshot",
+  "half_made_disk",
+  "orphan_image",
+  "unknown",
+  "missing_image",
+  "missing_boot_files",
+  "orphan_boot_files",
+  "orphan_attachment",
+  "missing_attachment",
+  "stale_lock",
+  "interrupted_operation",
+];
+
 /**
- * Compares the store with storage, targets, boot files and HIL attachments (COR-9). Reports
- * drift; with `repair`, removes what nothing refers to and re-creates what records say must exist.
- * The only rows repair deletes are disk rows of an interrupted operation that died before making
- * their clone; any other row whose image is missing is reported for a human to decide.
+ * Compares the store with storage, targets, boot files, HIL attachments and owners (COR-9).
+ * Reports drift; with `repair`, re-creates what records say must exist and removes only what
+ * this database's journal proves an unfinished operation of ours left behind. Repair never
+ * removes a target with sessions (no force), an image with watchers, or the boot files of a node
+ * HIL says is powered on; it refuses to run at all on a database that looks new or restored.
  */
-export async function reconcile(
-  ctx: BmiContext,
-  options: { repair?: boolean } = {},
-): Promise<ReconcileReport> {
+export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {}): Promise<ReconcileReport> {
+  const args = parseInput(ReconcileOptions, options, "options");
   return withLocks(ctx.store, ["reconcile"], ctx.settings.lockLeaseMs, async () => {
-    const interrupted = openOperations(ctx);
+    const pool = new Set(await ctx.drivers.storage.list());
+    if (args.repair) assertRepairable(ctx, pool);
+    const journal = ctx.store.listJournal();
+    const proof = readProvenance(journal);
+    const interrupted = openOperations(journal);
+    const changed = await ownershipChanges(ctx);
     const fixes = [
-      ...(await imageDrift(ctx, interrupted)),
-      ...(await targetDrift(ctx)),
-      ...(await bootDrift(ctx)),
-      ...(await attachmentDrift(ctx, interrupted)),
+      ...ownershipDrift(ctx, changed),
+      ...imageDrift(ctx, pool, proof, interrupted),
+      ...(await snapshotDrift(ctx, pool, proof)),
+      ...(await targetDrift(ctx, proof)),
+      ...(await bootDrift(ctx, proof, changed)),
+      ...(await attachmentDrift(ctx, interrupted, changed)),
+      ...lockDrift(ctx),
       ...journalDrift(interrupted, ctx),
     ];
-    const report: ReconcileReport = { drift: fixes.map((f) => f.drift), repaired: [], failed: [] };
-    if (!options.repair) return report;
-    // Targets go before images: an exported image has watchers and cannot be removed.
-    const order: DriftKind[] = [
-      "orphan_target",
-      "missing_target",
-      "orphan_snapshot",
-      "orphan_image",
-      "missing_image",
-      "missing_boot_files",
-      "orphan_boot_files",
-      "orphan_attachment",
-      "missing_attachment",
-      "interrupted_operation",
-    ];
-    const sorted = fixes
-      .filter((f) => f.apply)
-      .sort((a, b) => order.indexOf(a.drift.kind) - order.indexOf(b.drift.kind));
-    for (const fix of sorted) {
-      try {
-        await fix.apply?.();
-        report.repaired.push(fix.drift);
-        ctx.logger.info({ drift: fix.drift.kind, subject: fix.drift.subject }, "drift repaired");
-      } catch (error) {
-        const message = toBmiError(error).message;
-        report.failed.push({ drift: fix.drift, error: message });
-        ctx.logger.warn(
-          { drift: fix.drift.kind, subject: fix.drift.subject, err: message },
-          "drift repair failed",
-        );
-      }
+    const named = new Set(args.remove ?? []);
+    for (const fix of fixes) {
+      if (fix.drift.kind === "unknown" && !named.has(fix.drift.subject)) delete fix.apply;
     }
+    const report: ReconcileReport = { drift: fixes.map((f) => f.drift), repaired: [], failed: [] };
+    if (args.repair) await applyFixes(ctx, fixes, report);
     return report;
   });
 }
 
-async function imageDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promise<Fix[]> {
-  const { storage } = ctx.drivers;
-  const { uid, snapshotName } = ctx.settings;
-  const rows = ctx.store.listImages();
-  const known = new Set(rows.map((r) => r.cephName));
-  const pool = new Set(await storage.list());
-  const fixes: Fix[] = [];
-  for (const row of rows) {
-    if (!pool.has(row.cephName)) {
-      // A disk row written by an operation that died before its clone: nothing else refers to it.
-      const project = ctx.store.getProjectById(row.projectId)?.name;
-      const halfMade =
-        row.kind === "disk" &&
-        !ctx.store.getProvisioningByDisk(row.id) &&
-        interrupted.some((op) => op.data.disk === row.name && op.data.project === project);
-      if (halfMade) {
-        fixes.push({
-          drift: {
-            kind: "missing_image",
-            subject: row.cephName,
-            detail: `disk row ${row.name} (id ${row.id}) of an interrupted operation has no RBD image`,
-            repair: "delete the row (and its export record)",
-          },
-          apply: async () =>
-            ctx.store.transaction(() => {
-              if (ctx.store.getExport(row.id)) ctx.store.deleteExport(row.id);
-              ctx.store.deleteImage(row.id);
-            }),
-        });
-        continue;
-      }
-      fixes.push({
-        drift: {
-          kind: "missing_image",
-          subject: row.cephName,
-          detail: `row ${row.name} (id ${row.id}) has no RBD image`,
-          repair: null,
-        },
-      });
+async function applyFixes(ctx: BmiContext, fixes: Fix[], report: ReconcileReport): Promise<void> {
+  const sorted = fixes
+    .filter((f) => f.apply)
+    .sort((a, b) => REPAIR_ORDER.indexOf(a.drift.kind) - REPAIR_ORDER.indexOf(b.drift.kind));
+  for (const fix of sorted) {
+    try {
+      await fix.apply?.();
+      report.repaired.push(fix.drift);
+      ctx.logger.info({ drift: fix.drift.kind, subject: fix.drift.subject }, "drift repaired");
+    } catch (error) {
+      const message = toBmiError(error).message;
+      report.failed.push({ drift: fix.drift, error: message });
+      ctx.logger.warn(
+        { drift: fix.drift.kind, subject: fix.drift.subject, err: message },
+        "drift repair failed",
+      );
     }
   }
-  const tempPrefix = `${snapshotName}-tmp-`;
+}
+
+/** `unknown` drift: reported, and removed only when the operator names its subject. */
+const unknownFix = (subject: string, detail: string, remove: () => Promise<unknown>): Fix => ({
+  drift: {
+    kind: "unknown",
+    subject,
+    detail: `${detail}; nothing in this database proves BMI made it`,
+    repair: "none unless named explicitly (reconcile --repair --remove <subject>)",
+  },
+  apply: remove,
+});
+
+async function removeImageAndSnapshots(ctx: BmiContext, name: string): Promise<void> {
+  const { storage } = ctx.drivers;
+  for (const snap of await storage.listSnapshots(name)) {
+    const ref = { image: name, snapshot: snap.name };
+    if (snap.protected) await storage.unprotectSnapshot(ref);
+    await storage.removeSnapshot(ref);
+  }
+  // rbd refuses while the image has watchers (a node may be using it): that failure is reported.
+  await storage.remove(name);
+}
+
+function imageDrift(
+  ctx: BmiContext,
+  pool: Set<string>,
+  proof: Provenance,
+  interrupted: OpenOperation[],
+): Fix[] {
+  const rows = ctx.store.listImages();
+  const known = new Set(rows.map((r) => r.cephName));
+  const fixes: Fix[] = [];
+  for (const row of rows) {
+    const halfMade =
+      row.kind === "disk" &&
+      !ctx.store.getProvisioningByDisk(row.id) &&
+      madeByUnfinished(ctx, row, proof, interrupted);
+    if (halfMade && pool.has(row.cephName)) fixes.push(halfMadeDiskFix(ctx, row));
+    else if (halfMade) fixes.push(halfMadeRowFix(ctx, row));
+    else if (!pool.has(row.cephName)) {
+      const detail = `row ${row.name} (id ${row.id}) has no RBD image`;
+      fixes.push({ drift: { kind: "missing_image", subject: row.cephName, detail, repair: null } });
+    }
+  }
+  const highWater = ctx.store.imageIdHighWater();
   for (const name of pool) {
-    if (!known.has(name) && imageIdFromCephName(uid, name) !== undefined) {
+    const id = imageIdFromCephName(ctx.settings.uid, name);
+    if (known.has(name) || id === undefined) continue;
+    const remove = () => removeImageAndSnapshots(ctx, name);
+    if (id <= highWater && proof.leftBehind(`image:${name}`)) {
       fixes.push({
         drift: {
           kind: "orphan_image",
           subject: name,
-          detail: "RBD image without a row",
-          repair: "remove its snapshots and the image",
+          detail: "RBD image without a row, left by an unfinished operation",
+          repair: "remove its snapshots and the image (refused while it has watchers)",
         },
-        apply: async () => {
-          for (const snap of await storage.listSnapshots(name)) {
-            const ref = { image: name, snapshot: snap.name };
-            if (snap.protected) await storage.unprotectSnapshot(ref);
-            await storage.removeSnapshot(ref);
-          }
-          await storage.remove(name);
-        },
+        apply: remove,
       });
+    } else {
+      const why =
+        id > highWater ? `id ${id} is above every id this database allocated (${highWater})` : "no row";
+      fixes.push(unknownFix(name, `RBD image named like ours (${why})`, remove));
     }
   }
-  // Temporary snapshots live on our images and on imported sources. On an image not named like
-  // ours, only a snapshot named after one of our own journalled operations is ours: another BMI
-  // sharing the pool (another uid) makes the same kind of snapshot, and its clones are not orphans.
-  const ourOperations = new Set(ctx.store.listJournal().map((e) => e.operationId.slice(0, 8)));
-  const isOurs = (image: string, snapshot: string) =>
-    known.has(image) || ourOperations.has(snapshot.slice(tempPrefix.length));
+  return fixes;
+}
+
+/** Whether the disk row was inserted by an operation of this database that never finished. */
+function madeByUnfinished(
+  ctx: BmiContext,
+  row: { name: string; projectId: number },
+  proof: Provenance,
+  interrupted: OpenOperation[],
+): boolean {
+  if (proof.leftBehind(`row:${row.projectId}/${row.name}`)) return true;
+  // Journals written before rows were journalled as resources: the interrupted operation's subject.
+  const project = ctx.store.getProjectById(row.projectId)?.name;
+  return interrupted.some(
+    (op) => op.data.disk === row.name && op.data.project === project && !op.data.resourcesJournalled,
+  );
+}
+
+function halfMadeRowFix(ctx: BmiContext, row: { id: number; name: string; cephName: string }): Fix {
+  return {
+    drift: {
+      kind: "missing_image",
+      subject: row.cephName,
+      detail: `disk row ${row.name} (id ${row.id}) of an interrupted operation has no RBD image`,
+      repair: "delete the row (and its export record)",
+    },
+    apply: async () => forgetRow(ctx, row.id),
+  };
+}
+
+function forgetRow(ctx: BmiContext, id: number): void {
+  ctx.store.transaction(() => {
+    if (ctx.store.getExport(id)) ctx.store.deleteExport(id);
+    ctx.store.deleteImage(id);
+  });
+}
+
+function halfMadeDiskFix(ctx: BmiContext, row: { id: number; name: string; cephName: string }): Fix {
+  return {
+    drift: {
+      kind: "half_made_disk",
+      subject: row.cephName,
+      detail: `disk ${row.name} (id ${row.id}) was being made by an operation that never finished`,
+      repair: "remove its target (refused with sessions), its rows and its clone",
+    },
+    apply: async () => {
+      const target = targetNameFor(row.cephName, ctx.settings.iscsi.naming);
+      await ctx.drivers.export.unexport(target, { force: false }).catch((error) => {
+        if (!isBmiError(error, "not_found")) throw error;
+      });
+      forgetRow(ctx, row.id);
+      await removeImageAndSnapshots(ctx, row.cephName);
+    },
+  };
+}
+
+/**
+ * Temporary snapshots live on our images and on imported sources. On an image not named like
+ * ours, only a snapshot named after one of our own journalled operations is ours: another BMI
+ * sharing the pool (another uid) makes the same kind of snapshot, and its clones are not orphans.
+ */
+async function snapshotDrift(ctx: BmiContext, pool: Set<string>, proof: Provenance): Promise<Fix[]> {
+  const { storage } = ctx.drivers;
+  const tempPrefix = `${ctx.settings.snapshotName}-tmp-`;
+  const known = new Set(ctx.store.listImages().map((r) => r.cephName));
+  const fixes: Fix[] = [];
   for (const name of pool) {
-    if (!(known.has(name) || imageIdFromCephName(uid, name) === undefined)) continue;
+    if (!(known.has(name) || imageIdFromCephName(ctx.settings.uid, name) === undefined)) continue;
     const snaps = await storage.listSnapshots(name).catch(() => []);
-    for (const snap of snaps.filter((s) => s.name.startsWith(tempPrefix) && isOurs(name, s.name))) {
+    for (const snap of snaps) {
+      if (
+        !snap.name.startsWith(tempPrefix) ||
+        !proof.operationPrefixes.has(snap.name.slice(tempPrefix.length))
+      )
+        continue;
       const ref = { image: name, snapshot: snap.name };
       // A disk snapshot whose clones are all recorded images awaits flattenPending(): a state, not drift.
       const children = known.has(name) ? await storage.children(ref).catch(() => []) : [];
@@ -175,10 +276,10 @@ async function imageDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promis
           repair: "remove the clones made from it that no row knows, then the snapshot",
         },
         apply: async () => {
-          const children = await storage.children(ref);
-          if (children.some((c) => known.has(c)))
+          const clones = await storage.children(ref);
+          if (clones.some((c) => known.has(c)))
             throw new Error(`${name}@${snap.name} still has recorded clones`);
-          for (const child of children) await storage.remove(child);
+          for (const clone of clones) await storage.remove(clone);
           if (snap.protected) await storage.unprotectSnapshot(ref);
           await storage.removeSnapshot(ref);
         },
@@ -188,7 +289,7 @@ async function imageDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promis
   return fixes;
 }
 
-async function targetDrift(ctx: BmiContext): Promise<Fix[]> {
+async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   const { uid, iscsi } = ctx.settings;
   const live = await ctx.drivers.export.list();
   const liveNames = new Set(live.map((t) => t.target));
@@ -199,43 +300,102 @@ async function targetDrift(ctx: BmiContext): Promise<Fix[]> {
     if (!image) continue;
     const request = exportRequestFor(ctx, image);
     recorded.add(request.target);
-    if (!liveNames.has(request.target)) {
-      fixes.push({
-        drift: {
-          kind: "missing_target",
-          subject: request.target,
-          detail: `target of ${image.name} is not on the server`,
-          repair: "export it again",
-        },
-        apply: () => ctx.drivers.export.restore([request]),
-      });
-    }
+    if (liveNames.has(request.target)) continue;
+    fixes.push({
+      drift: {
+        kind: "missing_target",
+        subject: request.target,
+        detail: `target of ${image.name} is not on the server`,
+        repair: "export it again",
+      },
+      apply: () => ctx.drivers.export.restore([request]),
+    });
   }
   for (const target of live) {
     if (recorded.has(target.target)) continue;
     const rbd = target.target.slice(target.target.lastIndexOf(":") + 1);
     if (imageIdFromCephName(uid, rbd) === undefined || target.target !== targetNameFor(rbd, iscsi.naming))
       continue;
+    // Never forced: tgt refuses to remove a target with logged-in initiators, and so do we.
+    const remove = () => ctx.drivers.export.unexport(target.target, { force: false });
+    if (!proof.leftBehind(`target:${target.target}`)) {
+      fixes.push(
+        unknownFix(
+          target.target,
+          `target named like ours without an export record (${target.sessions} sessions)`,
+          remove,
+        ),
+      );
+      continue;
+    }
     fixes.push({
       drift: {
         kind: "orphan_target",
         subject: target.target,
-        detail: "target without an export record",
-        repair: "remove the target",
+        detail: `target without an export record, left by an unfinished operation (${target.sessions} sessions)`,
+        repair: "remove the target (refused while initiators are logged in)",
       },
-      apply: () => ctx.drivers.export.unexport(target.target, { force: true }),
+      apply: remove,
     });
   }
   return fixes;
 }
 
-async function bootDrift(ctx: BmiContext): Promise<Fix[]> {
+/** Provisioned nodes whose owner in HIL is no longer the provisioning project (null: no owner). */
+async function ownershipChanges(ctx: BmiContext): Promise<Map<string, string | null>> {
+  const changed = new Map<string, string | null>();
+  for (const p of ctx.store.listProvisionings()) {
+    try {
+      const owner = (await ctx.drivers.isolation.node(p.node)).project;
+      if (owner !== p.project) changed.set(p.node, owner);
+    } catch (error) {
+      if (!isBmiError(error, "not_found")) throw error;
+      changed.set(p.node, null);
+    }
+  }
+  return changed;
+}
+
+/**
+ * A node moved to another project must stop booting the old tenant's disk: repair deprovisions
+ * it (detach, boot files removed, record deleted) and keeps the disk for its own project.
+ */
+function ownershipDrift(ctx: BmiContext, changed: Map<string, string | null>): Fix[] {
+  return [...changed].map(([node, owner]) => {
+    const record = ctx.store.getProvisioning(node);
+    const now = owner === null ? "no project (or is gone from HIL)" : `project ${owner}`;
+    return {
+      drift: {
+        kind: "ownership_changed" as const,
+        subject: node,
+        detail: `node ${node} was provisioned by ${record?.project} with disk ${record?.disk}, but HIL gives it to ${now}`,
+        repair:
+          "deprovision it (detach, remove boot files, forget the record); the disk stays in its project",
+      },
+      apply: () =>
+        withLocks(ctx.store, [nodeLock(node)], ctx.settings.lockLeaseMs, async () => {
+          const current = ctx.store.getProvisioning(node);
+          if (!current) return;
+          const { isolation } = ctx.drivers;
+          if (current.network && isolation.capabilities.networks) {
+            const channel = ctx.settings.provisioningChannel;
+            await isolation.detach({ node, nic: current.nic, network: current.network, channel });
+          }
+          await ctx.drivers.boot.remove(node);
+          ctx.store.deleteProvisioning(node);
+        }),
+    };
+  });
+}
+
+async function bootDrift(ctx: BmiContext, proof: Provenance, changed: Map<string, unknown>): Promise<Fix[]> {
   const entries = await ctx.drivers.boot.list();
   const withFiles = new Set(entries.map((e) => e.node));
   const provisioned = ctx.store.listProvisionings();
   const fixes: Fix[] = [];
   for (const p of provisioned) {
-    if (withFiles.has(p.node)) continue;
+    // A node HIL gave to someone else must never be given boot files for the old tenant's disk.
+    if (withFiles.has(p.node) || changed.has(p.node)) continue;
     const spec = bootSpecOf(p);
     fixes.push({
       drift: {
@@ -248,19 +408,43 @@ async function bootDrift(ctx: BmiContext): Promise<Fix[]> {
     });
   }
   const nodes = new Set(provisioned.map((p) => p.node));
-  for (const entry of entries) {
-    if (nodes.has(entry.node)) continue;
+  for (const { node } of entries) {
+    if (nodes.has(node)) continue;
+    const remove = () => removeBootFilesUnlessPowered(ctx, node);
+    if (!proof.leftBehind(`boot:${node}`)) {
+      fixes.push(unknownFix(node, `boot files of unprovisioned node ${node}`, remove));
+      continue;
+    }
     fixes.push({
       drift: {
         kind: "orphan_boot_files",
-        subject: entry.node,
-        detail: `boot files of unprovisioned node ${entry.node}`,
-        repair: "remove them",
+        subject: node,
+        detail: `boot files of unprovisioned node ${node}, left by an unfinished operation`,
+        repair: "remove them (not while HIL says the node is powered on)",
       },
-      apply: () => ctx.drivers.boot.remove(entry.node),
+      apply: remove,
     });
   }
   return fixes;
+}
+
+async function removeBootFilesUnlessPowered(ctx: BmiContext, node: string): Promise<void> {
+  // A node HIL does not know has no BMC that could say it is on.
+  const state = await ctx.drivers.isolation.powerState?.(node).catch((error) => {
+    if (isBmiError(error, "not_found")) return "off" as const;
+    throw error;
+  });
+  if (state === "on" || state === "unknown") {
+    throw new BmiError(
+      "busy",
+      `node ${node} is ${state === "on" ? "powered on" : "in an unknown power state"} (HIL); its boot files stay`,
+      {
+        subsystem: "isolation",
+        details: { node, power: state },
+      },
+    );
+  }
+  await ctx.drivers.boot.remove(node);
 }
 
 interface OpenOperation {
@@ -271,27 +455,35 @@ interface OpenOperation {
 }
 
 /** Operations journalled as started that never finished, failed nor were reconciled (the process died). */
-function openOperations(ctx: BmiContext): OpenOperation[] {
+function openOperations(journal: JournalEntry[]): OpenOperation[] {
   const open = new Map<string, OpenOperation>();
-  for (const entry of ctx.store.listJournal()) {
+  const withResources = new Set<string>();
+  for (const entry of journal) {
+    if (Array.isArray(entry.data.resources)) withResources.add(entry.operationId);
     if (entry.step !== null) continue;
     if (entry.status === "started")
       open.set(entry.operationId, { id: entry.operationId, operation: entry.operation, data: entry.data });
     else open.delete(entry.operationId);
   }
-  return [...open.values()];
+  return [...open.values()].map((op) =>
+    withResources.has(op.id) ? { ...op, data: { ...op.data, resourcesJournalled: true } } : op,
+  );
 }
 
 /**
  * HIL attachments of the nodes BMI touched: a provisioned node must be on the provisioning network;
  * a node that an interrupted provision or deprovision left there without a record must not.
  */
-async function attachmentDrift(ctx: BmiContext, interrupted: OpenOperation[]): Promise<Fix[]> {
+async function attachmentDrift(
+  ctx: BmiContext,
+  interrupted: OpenOperation[],
+  changed: Map<string, unknown>,
+): Promise<Fix[]> {
   const network = ctx.settings.provisioningNetwork;
   const { isolation } = ctx.drivers;
   if (!network || !isolation.capabilities.networks) return [];
   const provisioned = new Map(ctx.store.listProvisionings().map((p) => [p.node, p]));
-  const nodes = new Set(provisioned.keys());
+  const nodes = new Set([...provisioned.keys()].filter((node) => !changed.has(node)));
   for (const op of interrupted) if (typeof op.data.node === "string") nodes.add(op.data.node);
   const channel = ctx.settings.provisioningChannel;
   const fixes: Fix[] = [];
@@ -325,6 +517,22 @@ async function attachmentDrift(ctx: BmiContext, interrupted: OpenOperation[]): P
     }
   }
   return fixes;
+}
+
+/** Lock rows of dead processes or ended leases (the reconcile lock we hold is live, so never listed). */
+function lockDrift(ctx: BmiContext): Fix[] {
+  return ctx.store
+    .listLocks()
+    .filter((lock) => lock.stale)
+    .map((lock) => ({
+      drift: {
+        kind: "stale_lock" as const,
+        subject: lock.key,
+        detail: `lock ${lock.key} of process ${lock.owner.pid} on ${lock.owner.host}, which is gone or whose lease ended`,
+        repair: "remove the lock row",
+      },
+      apply: async () => ctx.store.breakLock(lock.key, lock.owner.id),
+    }));
 }
 
 function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
