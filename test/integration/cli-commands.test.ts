@@ -93,10 +93,10 @@ describe("bmi CLI against the lab", () => {
     expect(missing.stderr).toMatch(/missing required argument/);
   });
 
-  it("db init creates the admin project once", async () => {
+  it("db init keeps the one admin project the lab created", async () => {
     const first = await bmi("db", "init", "--json");
     expect(first.code).toBe(EXIT.ok);
-    expect(first.json).toMatchObject({ created: true, adminProject: { name: "bmi_infra" } });
+    expect(first.json).toMatchObject({ created: false, adminProject: { name: "bmi_infra" } });
     const second = await bmi("db", "init");
     expect(second.code).toBe(EXIT.ok);
     expect(second.stdout).toMatch(/admin project bmi_infra \(id \d+\) already existed/);
@@ -264,7 +264,7 @@ describe("bmi CLI against the lab", () => {
     expect((await bmi("disk", "delete", "demo", "c1")).code).toBe(EXIT.ok);
   });
 
-  it("reconcile reports drift with exit 4 and repairs it with --repair", async () => {
+  it("reconcile reports boot files it did not make as unknown, and removes them only when named", async () => {
     expect((await bmi("reconcile")).stdout).toBe("no drift\n");
     await lab.drivers.boot.write({
       node: "node-02",
@@ -275,12 +275,13 @@ describe("bmi CLI against the lab", () => {
     });
     const found = await bmi("reconcile", "--json");
     expect(found.code).toBe(EXIT.conflict);
-    expect(found.json.drift).toEqual([
-      expect.objectContaining({ kind: "orphan_boot_files", subject: "node-02" }),
-    ]);
-    const repaired = await bmi("reconcile", "--repair");
+    expect(found.json.drift).toEqual([expect.objectContaining({ kind: "unknown", subject: "node-02" })]);
+    const unnamed = await bmi("reconcile", "--repair");
+    expect(unnamed.code).toBe(EXIT.conflict);
+    expect(await lab.drivers.boot.read("node-02")).not.toBeNull();
+    const repaired = await bmi("reconcile", "--repair", "--remove", "node-02");
     expect(repaired.code).toBe(EXIT.ok);
-    expect(repaired.stdout).toMatch(/^repaired\torphan_boot_files\tnode-02/m);
+    expect(repaired.stdout).toMatch(/^repaired\tunknown\tnode-02/m);
     expect(await lab.drivers.boot.read("node-02")).toBeNull();
   });
 
