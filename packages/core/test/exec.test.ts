@@ -31,6 +31,14 @@ describe("createExecaRunner", () => {
     expect(String((error as Error).message)).toContain("sleep 5");
   });
 
+  it("does not call a command that finished a timeout because the event loop was blocked (issue 22.6)", async () => {
+    const pending = run("true", [], { timeoutMs: 200 });
+    // A synchronous wait (as better-sqlite3's busy wait was) holds the loop well past the
+    // timeout while the child exits; the exit is collected before the timer may kill it.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+    expect((await pending).exitCode).toBe(0);
+  });
+
   it("says clearly when the program is missing", async () => {
     const error = await run("no-such-program-bmi", []).catch((e: unknown) => e);
     expect(isBmiError(error, "unavailable")).toBe(true);

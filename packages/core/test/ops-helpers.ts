@@ -1,11 +1,16 @@
-import type { BmiSettings, StepHook } from "../src/index.js";
+import type { BmiSettings, SqliteStore, StepHook } from "../src/index.js";
 import { createMemoryBmi } from "../src/testing/index.js";
 
 export const MIB = 1024 * 1024;
 
 /** A BMI on in-memory drivers and an in-memory SQLite store, with project p1 owning n1 and n2. */
 export async function setup(
-  options: { settings?: Partial<BmiSettings>; beforeStep?: StepHook; golden?: boolean } = {},
+  options: {
+    settings?: Partial<BmiSettings>;
+    beforeStep?: StepHook;
+    golden?: boolean;
+    store?: SqliteStore;
+  } = {},
 ) {
   const memory = createMemoryBmi({
     isolation: {
@@ -26,6 +31,7 @@ export async function setup(
     },
     settings: { provisioningNetwork: "prov", ...options.settings },
     beforeStep: options.beforeStep,
+    ...(options.store ? { store: options.store } : {}),
   });
   const { bmi, storage } = memory;
   await bmi.createProject({ name: "p1" });

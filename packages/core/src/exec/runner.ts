@@ -50,27 +50,29 @@ export function createExecaRunner(defaults: ExecaRunnerOptions = {}): CommandRun
     const command = redact([file, ...args].join(" "), secrets);
     const timeoutMs = options.timeoutMs ?? defaults.timeoutMs;
     const started = performance.now();
-    const result = await execa(file, [...args], {
+    const deadline = watchDeadline(timeoutMs, options.signal);
+    const subprocess = execa(file, [...args], {
       reject: false,
       shell: false,
       stripFinalNewline: false,
-      timeout: timeoutMs,
-      cancelSignal: options.signal,
+      cancelSignal: deadline.signal,
       input: options.input,
       env: options.env,
       extendEnv: true,
       encoding: "utf8",
       forceKillAfterDelay: 2000,
     });
+    deadline.watch(subprocess);
+    const result = await subprocess.finally(deadline.clear);
     const durationMs = performance.now() - started;
-    if (result.isCanceled) {
-      throw new BmiError("cancelled", `cancelled: ${command}`, { subsystem, details: { command } });
-    }
-    if (result.timedOut) {
+    if (result.isCanceled && deadline.timedOut()) {
       throw new BmiError("timeout", `timed out after ${timeoutMs} ms: ${command}`, {
         subsystem,
         details: { command, timeoutMs },
       });
+    }
+    if (result.isCanceled) {
+      throw new BmiError("cancelled", `cancelled: ${command}`, { subsystem, details: { command } });
     }
     if (result.exitCode === undefined) {
       const code = (result.cause as NodeJS.ErrnoException | undefined)?.code;
@@ -87,6 +89,39 @@ export function createExecaRunner(defaults: ExecaRunnerOptions = {}): CommandRun
       stderr: redact(String(result.stderr ?? ""), secrets),
       durationMs,
     };
+  };
+}
+
+/**
+ * A timeout for a child process that a blocked event loop cannot fake: when the timer fires, the
+ * loop first gets one turn to collect an exit that is already waiting (a command that finished in
+ * 20 ms while a synchronous wait held the loop for seconds is not a timeout), then the process is
+ * cancelled through the same signal as a caller's abort.
+ */
+function watchDeadline(timeoutMs: number | undefined, callerSignal: AbortSignal | undefined) {
+  const controller = new AbortController();
+  let expired = false;
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => controller.abort(callerSignal?.reason);
+  if (callerSignal?.aborted) onAbort();
+  else callerSignal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    watch(child: { exitCode: number | null; signalCode: string | null }) {
+      if (timeoutMs === undefined) return;
+      timer = setTimeout(() => {
+        setImmediate(() => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          expired = true;
+          controller.abort(new Error("timeout"));
+        });
+      }, timeoutMs);
+    },
+    timedOut: () => expired,
+    clear: () => {
+      clearTimeout(timer);
+      callerSignal?.removeEventListener("abort", onAbort);
+    },
   };
 }
 

@@ -37,14 +37,7 @@ export async function withLocks<T>(
   try {
     for (const key of [...new Set(keys)].sort()) {
       if (!(await retryWhileStoreLocked(() => store.tryLock(key, owner, leaseMs)))) {
-        const [kind, name] = splitKey(key);
-        throw new BmiError(
-          "conflict",
-          `${kind} ${name} is being changed by another operation; try again later`,
-          {
-            details: { lock: key },
-          },
-        );
+        throw new BmiError("conflict", `${describeLock(key)}; try again later`, { details: { lock: key } });
       }
       held.push(key);
     }
@@ -69,9 +62,11 @@ function renewAll(store: Store, keys: string[], owner: LockOwner, leaseMs: numbe
   }
 }
 
-function splitKey(key: string): [string, string] {
+/** `node:n1` → "node n1 is being changed by another operation"; `reconcile` → "reconcile is running elsewhere". */
+function describeLock(key: string): string {
   const at = key.indexOf(":");
-  return [key.slice(0, at), key.slice(at + 1)];
+  if (at < 0) return `${key} is already running in another operation`;
+  return `${key.slice(0, at)} ${key.slice(at + 1)} is being changed by another operation`;
 }
 
 /** The Store methods that change operational data; the journal and the locks stay writable. */
@@ -110,10 +105,9 @@ export function fenceStore(store: Store): Store {
 }
 
 function lockLost(key: string): BmiError {
-  const [kind, name] = splitKey(key);
   return new BmiError(
     "conflict",
-    `the lock on ${kind} ${name} was lost (its lease ended and another operation may hold it); nothing more was written`,
+    `the lock ${key} was lost (its lease ended and another operation may hold it); nothing more was written`,
     { subsystem: "store", retryable: false, details: { lock: key } },
   );
 }

@@ -79,24 +79,21 @@ type Status =
 
 /**
  * The one place a saga reports to: journal row, log line and event for each transition. A journal
- * write that fails is retried once and then kept in `lostJournal` (and logged): bookkeeping never
- * decides whether an undo runs.
+ * write waits (asynchronously) while another process holds the database, is retried once after
+ * any other failure, and is then kept in `lostJournal` (and logged): bookkeeping never decides
+ * whether an undo runs.
  */
 function createSink(context: SagaContext, operationId: string, operation: string, subject: object) {
   const logger = context.logger.child({ op: operation, operationId, ...subject });
   const lostJournal: NewJournalEntry[] = [];
-  const journal = (step: string | null, status: Status, data: Record<string, unknown> = {}) => {
+  const journal = async (step: string | null, status: Status, data: Record<string, unknown> = {}) => {
     const entry: NewJournalEntry = { operationId, operation, step, status, data: { ...subject, ...data } };
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        context.store.appendJournal(entry);
-        return;
-      } catch (error) {
-        if (attempt === 1) {
-          lostJournal.push(entry);
-          logger.error({ step, status, err: summary(toBmiError(error)) }, "journal write failed");
-        }
-      }
+    const write = () => retryWhileStoreLocked(() => context.store.appendJournal(entry), context.storeBusyMs);
+    try {
+      await write().catch(write);
+    } catch (error) {
+      lostJournal.push(entry);
+      logger.error({ step, status, err: summary(toBmiError(error)) }, "journal write failed");
     }
   };
   return { logger, journal, lostJournal, emit: context.events.emit.bind(context.events) };
@@ -115,13 +112,13 @@ export async function runSaga<T>(
   const started = performance.now();
   const saga = createSaga(context, sink, operationId, operation, completed);
 
-  sink.journal(null, "started");
+  await sink.journal(null, "started");
   sink.logger.info("operation started");
   sink.emit({ type: "operation:started", operationId, operation, subject });
   try {
     const result = await body(saga);
     const durationMs = performance.now() - started;
-    sink.journal(null, "finished");
+    await sink.journal(null, "finished");
     sink.logger.info({ durationMs: Math.round(durationMs) }, "operation finished");
     sink.emit({ type: "operation:finished", operationId, operation, durationMs });
     return result;
@@ -129,7 +126,7 @@ export async function runSaga<T>(
     const bmi = toBmiError(error);
     await undoAll(completed, sink, operationId, operation);
     const durationMs = performance.now() - started;
-    sink.journal(null, "failed", { error: summary(bmi) });
+    await sink.journal(null, "failed", { error: summary(bmi) });
     sink.logger.warn(
       { durationMs: Math.round(durationMs), err: summary(bmi) },
       "operation failed and was undone",
@@ -162,7 +159,7 @@ function createSaga(
       const stepStarted = performance.now();
       sink.emit({ type: "step:started", operationId, operation, step: name });
       // Before the action, so a crash during it still leaves the proof that we touched these.
-      if (options.resources?.length) sink.journal(name, "started", { resources: options.resources });
+      if (options.resources?.length) await sink.journal(name, "started", { resources: options.resources });
       let ran = false;
       try {
         await context.beforeStep?.({ operation, step: name, index: index++ });
@@ -171,7 +168,7 @@ function createSaga(
         // The undo is registered before any bookkeeping, and exactly once.
         if (undo) completed.push({ name, undo: () => undo(result) });
         const durationMs = performance.now() - stepStarted;
-        sink.journal(name, "finished");
+        await sink.journal(name, "finished");
         sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step finished");
         sink.emit({ type: "step:finished", operationId, operation, step: name, durationMs });
         return result;
@@ -183,7 +180,7 @@ function createSaga(
           completed.push({ name, undo: () => undo(undefined as T), bestEffort: true });
         }
         const durationMs = performance.now() - stepStarted;
-        sink.journal(name, "failed", { error: summary(bmi) });
+        await sink.journal(name, "failed", { error: summary(bmi) });
         sink.logger.warn(
           { step: name, durationMs: Math.round(durationMs), err: summary(bmi) },
           "step failed",
@@ -204,7 +201,7 @@ function createSaga(
         await saga.step(name, action, undefined, options);
       } catch (error) {
         const bmi = toBmiError(error);
-        sink.journal(name, "cleanup_failed", { error: summary(bmi) });
+        await sink.journal(name, "cleanup_failed", { error: summary(bmi) });
         sink.logger.warn({ step: name, err: summary(bmi) }, "cleanup failed; left for reconcile()");
       }
     },
@@ -224,15 +221,15 @@ async function undoAll(completed: Completed[], sink: Sink, operationId: string, 
     // Bookkeeping after the undo, outside its try: a journal failure can never skip an undo.
     if (!failure) {
       const durationMs = performance.now() - started;
-      sink.journal(name, "undone");
+      await sink.journal(name, "undone");
       sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step undone");
       sink.emit({ type: "step:undone", operationId, operation, step: name, durationMs });
     } else if (bestEffort) {
       // Most often the step never happened (nothing to undo); if it did, reconcile() finds it.
-      sink.journal(name, "compensation_skipped", { error: summary(failure) });
+      await sink.journal(name, "compensation_skipped", { error: summary(failure) });
       sink.logger.info({ step: name, err: summary(failure) }, "compensation of a failed step did nothing");
     } else {
-      sink.journal(name, "undo_failed", { error: summary(failure) });
+      await sink.journal(name, "undo_failed", { error: summary(failure) });
       sink.logger.error({ step: name, err: summary(failure) }, "undo failed; left for reconcile()");
       sink.emit({ type: "step:undo-failed", operationId, operation, step: name, error: summary(failure) });
     }

@@ -21,6 +21,8 @@ export interface MemoryBmiOptions {
   logger?: Logger;
   /** Run before every saga step; throw from it to inject a failure. Changeable later with `setBeforeStep`. */
   beforeStep?: StepHook;
+  /** The store (default: a new in-memory SQLite store); pass one to share it or to wrap it. */
+  store?: SqliteStore;
 }
 
 export interface MemoryBmi {
@@ -29,7 +31,7 @@ export interface MemoryBmi {
   export: MemoryExportDriver;
   boot: MemoryBoot;
   isolation: MemoryIsolation;
-  /** An in-memory SQLite store (the real store, on `:memory:`). */
+  /** The store: by default an in-memory SQLite store (the real store, on `:memory:`). */
   store: SqliteStore;
   /** Everything the operations can change, for "nothing left behind" assertions. */
   state(): Promise<CapturedState>;
@@ -46,7 +48,9 @@ export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
   const boot = createMemoryBoot();
   const isolation = createMemoryIsolation(options.isolation);
   const settings = defaultSettings(options.settings);
-  const store = openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName });
+  const store =
+    options.store ??
+    openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName });
   let hook = options.beforeStep;
   const bmi = createBmi({
     storage,
