@@ -10,6 +10,10 @@ export default defineConfig({
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
   resolve: {
     alias: [
+      {
+        find: /^@bmi\/([a-z-]+)\/testing\/contracts$/,
+        replacement: src("$1/src/testing/contracts/index.ts"),
+      },
       { find: /^@bmi\/([a-z-]+)\/testing$/, replacement: src("$1/src/testing/index.ts") },
       { find: /^@bmi\/examples\/([a-z-]+)$/, replacement: src("examples/src/$1.ts") },
       { find: /^@bmi\/([a-z-]+)$/, replacement: src("$1/src/index.ts") },

@@ -2,7 +2,7 @@
 // never a hang. Uses its own throwaway lab (the shared one must stay up for other files).
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { expectBmiError } from "@bmi/core/testing";
+import { expectBmiError } from "@bmi/core/testing/contracts";
 import { createCephStorage } from "@bmi/driver-ceph";
 import { type CephLab, freePort, makeTempDir, startCephLab, stopPid } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";

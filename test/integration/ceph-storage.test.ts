@@ -1,6 +1,6 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { expectBmiError, testStorageDriver } from "@bmi/core/testing";
+import { expectBmiError, testStorageDriver } from "@bmi/core/testing/contracts";
 import { type CephStorageOptions, createCephStorage } from "@bmi/driver-ceph";
 import { makeTempDir } from "@bmi/lab";
 import { execa } from "execa";

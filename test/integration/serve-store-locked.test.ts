@@ -86,7 +86,10 @@ it("answers /health while another process holds the database, and the waiting wr
     }),
   );
   await locked;
-  const write = fetch(`${base}/create_disk`, form({ project: lab.project, disk_name: "waited", img: "golden" }));
+  const write = fetch(
+    `${base}/create_disk`,
+    form({ project: lab.project, disk_name: "waited", img: "golden" }),
+  );
   const health = await fetch(`${base}/health`);
   // Answered while the other process still held the lock: the loop was not blocked by the wait.
   const releasedBeforeHealth = said.includes("released");

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ExportedTarget } from "@bmi/core";
-import type { ExportProbeInitiator } from "@bmi/core/testing";
+import type { ExportProbeInitiator } from "@bmi/core/testing/contracts";
 import { stopPid, type TgtdHandle, waitFor } from "@bmi/lab";
 import { execa } from "execa";
 

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BmiError } from "@bmi/core";
-import { testExportDriver } from "@bmi/core/testing";
+import { testExportDriver } from "@bmi/core/testing/contracts";
 import { createTgtExport, type TgtExportDriver } from "@bmi/driver-tgt";
 import { makeTempDir, startTgtd, type TgtdHandle } from "@bmi/lab";
 import { execa } from "execa";

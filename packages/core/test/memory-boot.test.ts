@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BmiError } from "../src/index.js";
-import { createMemoryBoot, testBootDriver } from "../src/testing/index.js";
+import { testBootDriver } from "../src/testing/contracts/index.js";
+import { createMemoryBoot } from "../src/testing/index.js";
 
 const spec = {
   node: "node-07",

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BmiError } from "../src/errors/index.js";
-import { createMemoryExport, testExportDriver } from "../src/testing/index.js";
+import { testExportDriver } from "../src/testing/contracts/index.js";
+import { createMemoryExport } from "../src/testing/index.js";
 
 testExportDriver({
   name: "memory",

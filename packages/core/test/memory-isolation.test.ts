@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BmiError } from "../src/index.js";
-import { createMemoryIsolation, type IsolationFixture, testIsolationDriver } from "../src/testing/index.js";
+import { type IsolationFixture, testIsolationDriver } from "../src/testing/contracts/index.js";
+import { createMemoryIsolation } from "../src/testing/index.js";
 
 const fixture: IsolationFixture = {
   project: "proj1",

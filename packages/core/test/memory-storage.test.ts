@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BmiError } from "../src/index.js";
-import { createMemoryStorage, expectBmiError, testStorageDriver } from "../src/testing/index.js";
+import { expectBmiError, testStorageDriver } from "../src/testing/contracts/index.js";
+import { createMemoryStorage } from "../src/testing/index.js";
 
 testStorageDriver({
   name: "memory (clone v1)",

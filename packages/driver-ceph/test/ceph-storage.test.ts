@@ -1,5 +1,6 @@
 import { BmiError, container, TOKENS } from "@bmi/core";
-import { createRecordingRunner, expectBmiError, type ScriptedReply } from "@bmi/core/testing";
+import { createRecordingRunner, type ScriptedReply } from "@bmi/core/testing";
+import { expectBmiError } from "@bmi/core/testing/contracts";
 import { describe, expect, it } from "vitest";
 import { classifyRbdFailure, createCephStorage, rbdReason, registerCephStorage } from "../src/index.js";
 

@@ -1,4 +1,4 @@
-import { testIsolationDriver } from "@bmi/core/testing";
+import { testIsolationDriver } from "@bmi/core/testing/contracts";
 import { expect, it } from "vitest";
 import { createHilIsolation } from "../src/index.js";
 import { startHilServer } from "../src/testing/index.js";

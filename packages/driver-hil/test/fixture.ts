@@ -1,4 +1,4 @@
-import type { IsolationFixture } from "@bmi/core/testing";
+import type { IsolationFixture } from "@bmi/core/testing/contracts";
 import type { HilFixture } from "../src/testing/index.js";
 
 export const ADMIN = { username: "admin", password: "admin-secret-pw" };

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BmiError, container, TOKENS } from "@bmi/core";
-import { testBootDriver } from "@bmi/core/testing";
+import { testBootDriver } from "@bmi/core/testing/contracts";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   createPxeBoot,

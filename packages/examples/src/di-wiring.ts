@@ -45,7 +45,7 @@ export interface AuditRecord {
 
 /**
  * A custom BootDriver: delegates to another one and keeps an audit trail. Any object with the
- * port's methods and capabilities is a driver; run `testBootDriver` from @bmi/core/testing on it.
+ * port's methods and capabilities is a driver; run `testBootDriver` from @bmi/core/testing/contracts on it.
  */
 export function createAuditedBoot(inner: BootDriver, audit: AuditRecord[]): BootDriver {
   const record = (action: AuditRecord["action"], node: string) =>

@@ -7,8 +7,8 @@ import {
   createMemoryBoot,
   createMemoryExport,
   createMemoryStorage,
-  testBootDriver,
 } from "@bmi/core/testing";
+import { testBootDriver } from "@bmi/core/testing/contracts";
 import { createHilIsolation } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import { afterEach, describe, expect, it } from "vitest";

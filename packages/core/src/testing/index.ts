@@ -1,9 +1,6 @@
-// @bmi/core/testing: in-memory drivers, the contract suites every driver must pass, and helpers
-// for users' own tests.
-export * from "./contracts/boot.js";
-export * from "./contracts/export.js";
-export * from "./contracts/isolation.js";
-export * from "./contracts/storage.js";
+// @bmi/core/testing: in-memory drivers, a whole in-memory BMI and helpers for users' own tests,
+// in any test runner (nothing here imports vitest). The drivers' contract suites are on
+// @bmi/core/testing/contracts.
 export * from "./fault-injector.js";
 export * from "./memory/boot.js";
 export * from "./memory/export.js";
