@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { type Bmi, isBmiError } from "../src/index.js";
+import { type Bmi, createBmi, isBmiError } from "../src/index.js";
+import { createMemoryExport } from "../src/testing/index.js";
 import { setup } from "./ops-helpers.js";
 
 /** The facade methods that do work (every one but the synchronous listings and `on`). */
@@ -35,5 +36,19 @@ describe("the facade (issue 20.3)", () => {
     expect(settled[0]?.status).toBe("rejected");
     const reason = settled[0]?.status === "rejected" ? settled[0].reason : undefined;
     expect(isBmiError(reason, "invalid_input"), String(reason)).toBe(true);
+  });
+});
+
+describe("where a target is (issue 20.6)", () => {
+  it("is what the export driver answered, recorded once and written into the boot files", async () => {
+    const env = await setup();
+    // A daemon that listens elsewhere than the settings' default portal.
+    const exporter = createMemoryExport({ portal: "10.20.30.40", port: 3261 });
+    const { storage, boot, isolation, store, settings } = env;
+    const bmi = createBmi({ storage, export: exporter, boot, isolation, store, settings });
+    const record = await bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
+    expect(record.target).toMatchObject({ portal: "10.20.30.40", port: 3261, lun: 1 });
+    expect(bmi.listDisks({ project: "p1" })[0]?.target).toEqual(record.target);
+    expect((await env.boot.read("n1"))?.target).toEqual(record.target);
   });
 });

@@ -109,13 +109,19 @@ export async function exportSteps(ctx: BmiContext, saga: Saga, image: Image): Pr
       "target open to ALL initiators (set [iscsi] initiators to restrict)",
     );
   }
-  await saga.step(
+  const exported = await saga.step(
     "export target",
     () => ctx.drivers.export.export(request),
     () => ctx.drivers.export.unexport(request.target, { force: true }),
     { resources: [`target:${request.target}`] },
   );
-  const target = targetInfoFor(ctx, image);
+  // Where the daemon says the target is (one truth), not a second guess from the settings.
+  const target: TargetInfo = {
+    name: exported.target,
+    portal: exported.portal,
+    port: exported.port,
+    lun: exported.lun,
+  };
   const { chap, ...access } = request.access;
   const record: ExportRecord = {
     imageId: image.id,
