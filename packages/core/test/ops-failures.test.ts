@@ -1,58 +1,71 @@
 import { describe, expect, it } from "vitest";
-import { BmiError, createBmi } from "../src/index.js";
+import { BmiError, createBmi, type OperationOptions } from "../src/index.js";
 import { createFaultInjector, MUTATING_METHODS } from "../src/testing/index.js";
 import { type Env, setup, thrown } from "./ops-helpers.js";
 
 interface Scenario {
   name: string;
   prepare?: (env: Env) => Promise<unknown>;
-  run: (env: Env) => Promise<unknown>;
+  run: (env: Env, options?: OperationOptions) => Promise<unknown>;
 }
 
-const provisioned = async (env: Env) =>
-  env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
+const provisioned = async (env: Env, options?: OperationOptions) =>
+  env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" }, options);
 
 /** Every multi-step operation, from a state where it would succeed. */
 const scenarios: Scenario[] = [
-  { name: "create project", run: (e) => e.bmi.createProject({ name: "p9" }) },
-  { name: "import image", run: (e) => e.bmi.importImage({ project: "p2", source: "centos7" }) },
+  { name: "create project", run: (e, o) => e.bmi.createProject({ name: "p9" }, o) },
+  { name: "import image", run: (e, o) => e.bmi.importImage({ project: "p2", source: "centos7" }, o) },
   {
     name: "import image from a snapshot",
     prepare: (e) => e.storage.createSnapshot({ image: "centos7", snapshot: "v1" }),
-    run: (e) => e.bmi.importImage({ project: "p2", source: "centos7", snapshot: "v1", protect: true }),
+    run: (e, o) => e.bmi.importImage({ project: "p2", source: "centos7", snapshot: "v1", protect: true }, o),
   },
-  { name: "create disk", run: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }) },
+  { name: "create disk", run: (e, o) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }, o) },
   {
     name: "delete disk",
     prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e) => e.bmi.deleteDisk({ project: "p1", disk: "d1" }),
+    run: (e, o) => e.bmi.deleteDisk({ project: "p1", disk: "d1" }, o),
   },
   { name: "provision from image", run: provisioned },
   {
     name: "provision an existing disk",
     prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e) => e.bmi.provision({ project: "p1", node: "n1", disk: "d1" }),
+    run: (e, o) => e.bmi.provision({ project: "p1", node: "n1", disk: "d1" }, o),
   },
-  { name: "deprovision", prepare: provisioned, run: (e) => e.bmi.deprovision({ project: "p1", node: "n1" }) },
+  {
+    name: "deprovision",
+    prepare: provisioned,
+    run: (e, o) => e.bmi.deprovision({ project: "p1", node: "n1" }, o),
+  },
   {
     name: "deprovision and delete the disk",
     prepare: provisioned,
-    run: (e) => e.bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true }),
+    run: (e, o) => e.bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true }, o),
   },
   {
     name: "snapshot disk",
     prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e) => e.bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }),
+    run: (e, o) => e.bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }, o),
   },
-  { name: "copy image", run: (e) => e.bmi.copyImage({ project: "p1", image: "golden", destProject: "p2" }) },
-  { name: "move image", run: (e) => e.bmi.moveImage({ project: "p1", image: "golden", destProject: "p2" }) },
-  { name: "export image", run: (e) => e.bmi.exportImage({ project: "p1", image: "golden", rbdName: "out" }) },
-  { name: "remove image", run: (e) => e.bmi.removeImage({ project: "p1", image: "golden" }) },
-  { name: "mount image", run: (e) => e.bmi.mountImage({ project: "p1", image: "golden" }) },
+  {
+    name: "copy image",
+    run: (e, o) => e.bmi.copyImage({ project: "p1", image: "golden", destProject: "p2" }, o),
+  },
+  {
+    name: "move image",
+    run: (e, o) => e.bmi.moveImage({ project: "p1", image: "golden", destProject: "p2" }, o),
+  },
+  {
+    name: "export image",
+    run: (e, o) => e.bmi.exportImage({ project: "p1", image: "golden", rbdName: "out" }, o),
+  },
+  { name: "remove image", run: (e, o) => e.bmi.removeImage({ project: "p1", image: "golden" }, o) },
+  { name: "mount image", run: (e, o) => e.bmi.mountImage({ project: "p1", image: "golden" }, o) },
   {
     name: "unmount image",
     prepare: (e) => e.bmi.mountImage({ project: "p1", image: "golden" }),
-    run: (e) => e.bmi.unmountImage({ project: "p1", image: "golden" }),
+    run: (e, o) => e.bmi.unmountImage({ project: "p1", image: "golden" }, o),
   },
 ];
 
@@ -105,6 +118,43 @@ describe("a failure injected at each step leaves drivers and DB exactly as befor
         injected++;
       }
       expect(injected).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe("an abort at each step (issue 20.2) ends cancelled with everything undone", () => {
+  for (const scenario of scenarios) {
+    it(scenario.name, async () => {
+      const steps = await stepsOf(scenario);
+      let cancelled = 0;
+      // at = -1: aborted before the call (nothing may start); else while step `at` runs: its
+      // driver call sees the signal and the next step never starts.
+      for (let at = -1; at < steps.length; at++) {
+        const env = await setup();
+        await scenario.prepare?.(env);
+        const before = await env.state();
+        const controller = new AbortController();
+        if (at === -1) controller.abort();
+        env.setHook(({ index }) => {
+          if (index === at) controller.abort();
+        });
+        const outcome = await scenario.run(env, { signal: controller.signal }).then(
+          () => "succeeded",
+          (error: unknown) => error,
+        );
+        env.setHook(undefined);
+        const step = steps[at] ?? "(before the call)";
+        if (outcome === "succeeded") {
+          // An abort during the last step, or a cleanup past the point of no return: done, and tidy.
+          expect(at === steps.length - 1 || FINAL_STEPS.has(step), `abort at "${step}" ignored`).toBe(true);
+          expect((await env.bmi.reconcile()).drift, `after an abort at "${step}"`).toEqual([]);
+          continue;
+        }
+        expect(outcome, `abort at "${step}"`).toMatchObject({ code: "cancelled" });
+        expect(await env.state(), `after an abort at step ${at} (${step})`).toEqual(before);
+        cancelled++;
+      }
+      expect(cancelled).toBeGreaterThan(0);
     });
   }
 });

@@ -4,6 +4,7 @@ import type { Disk, Image, Project, Provisioning, TargetInfo } from "../domain/m
 import { BmiError } from "../errors/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { Store } from "../store/index.js";
+import { bindCallContext, type OperationOptions, withCallContext } from "./call-context.js";
 import type { BmiContext, Drivers } from "./context.js";
 import * as disks from "./disks.js";
 import { type BmiEventListener, createEventHub } from "./events.js";
@@ -34,41 +35,50 @@ export interface Bmi {
   /** Subscribe to progress events; returns the unsubscribe function. */
   on(listener: BmiEventListener): () => void;
 
-  createProject(input: projects.CreateProjectInput): Promise<Project>;
+  createProject(input: projects.CreateProjectInput, options?: OperationOptions): Promise<Project>;
   listProjects(): Project[];
-  deleteProject(input: { name: string }): Promise<void>;
+  deleteProject(input: { name: string }, options?: OperationOptions): Promise<void>;
 
-  importImage(input: images.ImportImageInput): Promise<Image>;
+  importImage(input: images.ImportImageInput, options?: OperationOptions): Promise<Image>;
   listImages(input: { project: string }): Image[];
   listAllImages(): Image[];
-  removeImage(input: { project: string; image: string }): Promise<void>;
-  copyImage(input: images.CopyImageInput): Promise<Image>;
-  moveImage(input: images.CopyImageInput): Promise<Image>;
-  exportImage(input: { project: string; image: string; rbdName: string }): Promise<void>;
+  removeImage(input: { project: string; image: string }, options?: OperationOptions): Promise<void>;
+  copyImage(input: images.CopyImageInput, options?: OperationOptions): Promise<Image>;
+  moveImage(input: images.CopyImageInput, options?: OperationOptions): Promise<Image>;
+  exportImage(
+    input: { project: string; image: string; rbdName: string },
+    options?: OperationOptions,
+  ): Promise<void>;
 
-  createDisk(input: disks.CreateDiskInput): Promise<Disk>;
-  deleteDisk(input: disks.DeleteDiskInput): Promise<void>;
+  createDisk(input: disks.CreateDiskInput, options?: OperationOptions): Promise<Disk>;
+  deleteDisk(input: disks.DeleteDiskInput, options?: OperationOptions): Promise<void>;
   listDisks(input: { project: string }): Disk[];
 
-  provision(input: nodes.ProvisionInput): Promise<Provisioning>;
+  provision(input: nodes.ProvisionInput, options?: OperationOptions): Promise<Provisioning>;
   provisionMany(
     inputs: nodes.ProvisionInput[],
-    options?: { concurrency?: number },
+    options?: { concurrency?: number } & OperationOptions,
   ): Promise<nodes.BatchResult<Provisioning>[]>;
-  deprovision(input: nodes.DeprovisionInput): Promise<void>;
+  deprovision(input: nodes.DeprovisionInput, options?: OperationOptions): Promise<void>;
   listProvisionings(input?: { project?: string }): Provisioning[];
 
-  snapshotDisk(input: snapshots.SnapshotDiskInput): Promise<Image>;
+  snapshotDisk(input: snapshots.SnapshotDiskInput, options?: OperationOptions): Promise<Image>;
   listSnapshots(input: { project: string }): { image: Image; parent: string | null }[];
   /** Flattens the snapshot images `snapshotDisk` left sharing data with their disks; returns how many. */
-  flattenPending(): Promise<number>;
+  flattenPending(options?: OperationOptions): Promise<number>;
 
-  mountImage(input: { project: string; image: string }): Promise<TargetInfo>;
-  unmountImage(input: { project: string; image: string; force?: boolean }): Promise<void>;
+  mountImage(input: { project: string; image: string }, options?: OperationOptions): Promise<TargetInfo>;
+  unmountImage(
+    input: { project: string; image: string; force?: boolean },
+    options?: OperationOptions,
+  ): Promise<void>;
   listMounts(input: { project: string }): { image: string; target: TargetInfo }[];
-  restoreTargets(): Promise<string[]>;
+  restoreTargets(options?: OperationOptions): Promise<string[]>;
 
-  reconcile(options?: reconcileOps.ReconcileOptions): Promise<reconcileOps.ReconcileReport>;
+  reconcile(
+    options?: reconcileOps.ReconcileOptions,
+    call?: OperationOptions,
+  ): Promise<reconcileOps.ReconcileReport>;
 }
 
 /** Builds the facade from driver objects (no container needed). Checks capabilities once, here. */
@@ -77,12 +87,13 @@ export function createBmi(options: CreateBmiOptions): Bmi {
   checkCapabilities(options, settings);
   const events = createEventHub();
   const ctx: BmiContext = {
-    drivers: {
+    // Every driver call carries the running operation's signal (see call-context.ts).
+    drivers: bindCallContext({
       storage: options.storage,
       export: options.export,
       boot: options.boot,
       isolation: options.isolation,
-    },
+    }),
     // Data writes inside an operation are fenced by its locks (a lost lease refuses them).
     store: fenceStore(options.store),
     settings,
@@ -90,36 +101,42 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     events,
     beforeStep: options.beforeStep,
   };
-  // `async` wrappers: bad input rejects the returned promise instead of throwing synchronously,
-  // so `.catch()` and `Promise.allSettled(inputs.map(...))` see every failure.
+  // `async`: bad input rejects the returned promise instead of throwing synchronously, so
+  // `.catch()` and `Promise.allSettled(inputs.map(...))` see every failure; the caller's signal
+  // reaches every step and driver call of the operation.
+  const call =
+    <I, R>(op: (ctx: BmiContext, input: I) => Promise<R>) =>
+    async (input: I, options?: OperationOptions): Promise<R> =>
+      withCallContext(options, () => op(ctx, input));
   return {
     settings,
     on: (listener) => events.on(listener),
-    createProject: async (input) => projects.createProject(ctx, input),
+    createProject: call(projects.createProject),
     listProjects: () => projects.listProjects(ctx),
-    deleteProject: async (input) => projects.deleteProject(ctx, input),
-    importImage: async (input) => images.importImage(ctx, input),
+    deleteProject: call(projects.deleteProject),
+    importImage: call(images.importImage),
     listImages: (input) => images.listImages(ctx, input),
     listAllImages: () => images.listAllImages(ctx),
-    removeImage: async (input) => images.removeImage(ctx, input),
-    copyImage: async (input) => images.copyImage(ctx, input),
-    moveImage: async (input) => images.moveImage(ctx, input),
-    exportImage: async (input) => images.exportImage(ctx, input),
-    createDisk: async (input) => disks.createDisk(ctx, input),
-    deleteDisk: async (input) => disks.deleteDisk(ctx, input),
+    removeImage: call(images.removeImage),
+    copyImage: call(images.copyImage),
+    moveImage: call(images.moveImage),
+    exportImage: call(images.exportImage),
+    createDisk: call(disks.createDisk),
+    deleteDisk: call(disks.deleteDisk),
     listDisks: (input) => disks.listDisks(ctx, input),
-    provision: async (input) => nodes.provision(ctx, input),
-    provisionMany: async (inputs, opts) => nodes.provisionMany(ctx, inputs, opts),
-    deprovision: async (input) => nodes.deprovision(ctx, input),
+    provision: call(nodes.provision),
+    provisionMany: async (inputs, opts) =>
+      withCallContext(opts, () => nodes.provisionMany(ctx, inputs, opts)),
+    deprovision: call(nodes.deprovision),
     listProvisionings: (input) => nodes.listProvisionings(ctx, input),
-    snapshotDisk: async (input) => snapshots.snapshotDisk(ctx, input),
+    snapshotDisk: call(snapshots.snapshotDisk),
     listSnapshots: (input) => snapshots.listSnapshots(ctx, input),
-    flattenPending: async () => snapshots.flattenPending(ctx),
-    mountImage: async (input) => mounts.mountImage(ctx, input),
-    unmountImage: async (input) => mounts.unmountImage(ctx, input),
+    flattenPending: (options) => call(snapshots.flattenPending)(undefined, options),
+    mountImage: call(mounts.mountImage),
+    unmountImage: call(mounts.unmountImage),
     listMounts: (input) => mounts.listMounts(ctx, input),
-    restoreTargets: async () => mounts.restoreTargets(ctx),
-    reconcile: async (opts) => reconcileOps.reconcile(ctx, opts),
+    restoreTargets: (options) => call(mounts.restoreTargets)(undefined, options),
+    reconcile: async (opts, call) => withCallContext(call, () => reconcileOps.reconcile(ctx, opts)),
   };
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type BmiError, toBmiError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { NewJournalEntry, Store } from "../store/index.js";
+import { throwIfCancelled, withoutCallContext } from "./call-context.js";
 import type { EventHub } from "./events.js";
 import { retryWhileStoreLocked } from "./store-retry.js";
 
@@ -124,7 +125,8 @@ export async function runSaga<T>(
     return result;
   } catch (error) {
     const bmi = toBmiError(error);
-    await undoAll(completed, sink, operationId, operation);
+    // Outside the caller's signal: after an abort, the compensations must still run to the end.
+    await withoutCallContext(() => undoAll(completed, sink, operationId, operation));
     const durationMs = performance.now() - started;
     await sink.journal(null, "failed", { error: summary(bmi) });
     sink.logger.warn(
@@ -162,6 +164,8 @@ function createSaga(
       if (options.resources?.length) await sink.journal(name, "started", { resources: options.resources });
       let ran = false;
       try {
+        // An abort between steps stops here; what was done is undone below.
+        throwIfCancelled();
         await context.beforeStep?.({ operation, step: name, index: index++ });
         ran = true;
         const result = await retryWhileStoreLocked(action, context.storeBusyMs);
@@ -198,7 +202,8 @@ function createSaga(
     },
     async cleanup(name, action, options) {
       try {
-        await saga.step(name, action, undefined, options);
+        // Past the point of no return the result exists: finish tidying even if the caller aborts.
+        await withoutCallContext(() => saga.step(name, action, undefined, options));
       } catch (error) {
         const bmi = toBmiError(error);
         await sink.journal(name, "cleanup_failed", { error: summary(bmi) });
