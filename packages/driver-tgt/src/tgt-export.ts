@@ -34,6 +34,10 @@ const subsystem = "export" as const;
 /** BMI serves the disk as LUN 1; LUN 0 is tgt's controller. */
 const LUN = 1;
 
+/** tgtadm's words when tgtd is not there to answer (not running, crashed, restarting). */
+const DAEMON_UNREACHABLE =
+  /can't send (the )?request|failed to send request|Transport endpoint|Connection refused|No such file or directory/i;
+
 export interface TgtExportOptions {
   /** The address initiators connect to (reported in results and written into boot scripts). */
   portal: string;
@@ -195,11 +199,7 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     const reason = lastErrorLine(result.stderr).replace(/^tgtadm:\s*/, "");
     const cause = new Error(`${result.command}: exit ${result.exitCode}: ${reason}`);
     const all = { ...details, exitCode: result.exitCode, reason };
-    if (
-      /can't send request|failed to send request|Transport endpoint|Connection refused|No such file or directory/i.test(
-        reason,
-      )
-    ) {
+    if (DAEMON_UNREACHABLE.test(reason)) {
       return new BmiError(
         "unavailable",
         `cannot reach tgtd (control port ${config.controlPort ?? 0}) to ${what}`,
@@ -430,6 +430,10 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
         { signal },
       );
       if (lun.exitCode !== 0) {
+        // tgtd gone (crashed, restarted) is not a backing-store problem: say so, retryably.
+        if (DAEMON_UNREACHABLE.test(lastErrorLine(lun.stderr))) {
+          throw failure(`add LUN 1 to ${request.target}`, lun, { target: request.target });
+        }
         const where =
           request.backing.kind === "file" ? request.backing.path : `${request.backing.kind} image`;
         const reason = lastErrorLine(lun.stderr).replace(/^tgtadm:\s*/, "");

@@ -267,6 +267,23 @@ describe("export: the tgtadm calls", () => {
     expect(runner.calls.some((c) => c.args.includes("delete"))).toBe(false);
   });
 
+  it("says tgtd is unreachable, not that the backing store failed, when tgtd dies during the export (issue 22.11)", async () => {
+    const runner = scripted((args) => {
+      if (isShow(args)) return { stdout: "" };
+      if (args.includes("logicalunit"))
+        return {
+          exitCode: 107,
+          stderr: "tgtadm: can't send the request to the tgt daemon, Transport endpoint is not connected\n",
+        };
+      return undefined;
+    });
+    const driver = createTgtExport({ ...base, runner });
+    const error = await failureOf(driver.export(fileRequest()));
+    expect(error.code).toBe("unavailable");
+    expect(error.message).toMatch(/cannot reach tgtd .* to add LUN 1 to iqn\.2026-11\.org\.bmi:1img9/);
+    expect(error.message).not.toMatch(/backing store/);
+  });
+
   it("removes the half-made target when the LUN cannot be created, and says why in its own words", async () => {
     const runner = scripted((args) => {
       if (isShow(args)) return { stdout: "" };
