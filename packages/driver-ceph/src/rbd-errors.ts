@@ -112,7 +112,14 @@ export function classifyRbdFailure(exitCode: number, stderr: string): RbdFailure
     case 110:
       return { code: "timeout", reason: "op_timeout", text: "the Ceph cluster did not answer in time" };
     case 22:
-      return { code: "invalid_input", reason: "invalid", text: "rbd rejected the request as invalid" };
+      // Names and sizes were validated before the call, so an EINVAL left is the cluster's state
+      // changing under the request (a concurrent operation), not the caller's input.
+      return {
+        code: "conflict",
+        reason: "invalid",
+        text: "rbd refused the request (EINVAL): the image or snapshot changed under it; try again",
+        retryable: true,
+      };
     case 4:
     case 11:
     case 107:

@@ -258,6 +258,14 @@ const CASES: Array<[string, number, string, string, string]> = [
     "timeout",
     "op_timeout",
   ],
+  [
+    // Inputs are validated before rbd runs: EINVAL is the cluster changing under us (issue 22.11).
+    "EINVAL from a race",
+    22,
+    "rbd: delete error: (22) Invalid argument",
+    "conflict",
+    "invalid",
+  ],
   ["something new", 95, "rbd: frobnicate failed: (95) Operation not supported", "internal", "unknown"],
 ];
 
