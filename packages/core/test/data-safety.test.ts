@@ -88,7 +88,7 @@ describe("22.1 repair destroys only what this database proves it made", () => {
     const [target] = await env.exporter.list();
     expect(target).toBeDefined();
     env.exporter.setSessions(target?.target ?? "", 1);
-    env.isolation.setPower("n1", "on");
+    env.power.setPower("n1", "on");
 
     const held = await env.bmi.reconcile({ repair: true });
     expect(held.failed.map((f) => f.drift.kind).sort()).toEqual(["orphan_boot_files", "orphan_target"]);
@@ -96,7 +96,7 @@ describe("22.1 repair destroys only what this database proves it made", () => {
     expect(await env.boot.read("n1")).not.toBeNull();
 
     env.exporter.setSessions(target?.target ?? "", 0);
-    env.isolation.setPower("n1", "off");
+    env.power.setPower("n1", "off");
     const repaired = await env.bmi.reconcile({ repair: true });
     expect(repaired.failed).toEqual([]);
     expect((await env.bmi.reconcile()).drift).toEqual([]);

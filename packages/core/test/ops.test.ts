@@ -323,12 +323,23 @@ describe("snapshots", () => {
     expect((await storage.info(d2.cephName)).parent?.image).toBe(snap.cephName);
   });
 
-  it("refuses to snapshot a disk in use unless forced", async () => {
-    const { bmi } = await setup();
+  it("snapshots a provisioned disk while its node is off, refuses while it runs unless forced (issue 16.5)", async () => {
+    const { bmi, power } = await setup();
     await bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
-    expect((await thrown(() => bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }))).code).toBe(
-      "busy",
+    await bmi.power({ project: "p1", node: "n1", action: "on" });
+    const running = await thrown(() => bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }));
+    expect(running.code).toBe("busy");
+    expect(running.message).toBe(
+      "disk d1 boots node n1 and it is powered on: power the node off first (bmi power off), or pass force if you know its disk is quiet",
     );
+    await bmi.power({ project: "p1", node: "n1", action: "off" });
+    await expect(bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s0" })).resolves.toMatchObject({
+      name: "s0",
+    });
+    power.setPower("n1", "unknown");
+    expect(
+      (await thrown(() => bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }))).message,
+    ).toMatch(/its BMC does not say it is off/);
     await expect(
       bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1", force: true }),
     ).resolves.toMatchObject({ name: "s1" });

@@ -2,7 +2,7 @@
 export type Fault = "client" | "server";
 
 /** The part of BMI a failure comes from. */
-export type Subsystem = "storage" | "export" | "boot" | "isolation" | "store" | "config" | "core";
+export type Subsystem = "storage" | "export" | "boot" | "isolation" | "power" | "store" | "config" | "core";
 
 /**
  * Stable, machine-readable error codes. Callers switch on these, never on messages.

@@ -3,6 +3,7 @@ import { defaultSettings } from "../config/settings.js";
 import type { Disk, Image, Project, Provisioning, TargetInfo } from "../domain/model.js";
 import { BmiError } from "../errors/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
+import type { PowerState } from "../ports/index.js";
 import type { Store } from "../store/index.js";
 import { bindCallContext, type OperationOptions, withCallContext } from "./call-context.js";
 import type { BmiContext, Drivers } from "./context.js";
@@ -12,6 +13,7 @@ import * as images from "./images.js";
 import { fenceStore } from "./locks.js";
 import * as mounts from "./mounts.js";
 import * as nodes from "./nodes.js";
+import * as power from "./power.js";
 import * as projects from "./projects.js";
 import * as reconcileOps from "./reconcile.js";
 import type { StepHook } from "./saga.js";
@@ -75,6 +77,10 @@ export interface Bmi {
   listMounts(input: { project: string }): { image: string; target: TargetInfo }[];
   restoreTargets(options?: OperationOptions): Promise<string[]>;
 
+  /** Powers a node the project owns through its BMC (needs a power driver); resolves with its state. */
+  power(input: power.PowerInput, options?: OperationOptions): Promise<PowerState>;
+  powerStatus(input: { project: string; node: string }, options?: OperationOptions): Promise<PowerState>;
+
   reconcile(
     options?: reconcileOps.ReconcileOptions,
     call?: OperationOptions,
@@ -93,6 +99,7 @@ export function createBmi(options: CreateBmiOptions): Bmi {
       export: options.export,
       boot: options.boot,
       isolation: options.isolation,
+      ...(options.power ? { power: options.power } : {}),
     }),
     // Data writes inside an operation are fenced by its locks (a lost lease refuses them).
     store: fenceStore(options.store),
@@ -136,6 +143,8 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     unmountImage: call(mounts.unmountImage),
     listMounts: (input) => mounts.listMounts(ctx, input),
     restoreTargets: (options) => call(mounts.restoreTargets)(undefined, options),
+    power: call(power.powerNode),
+    powerStatus: call(power.powerStatus),
     reconcile: async (opts, call) => withCallContext(call, () => reconcileOps.reconcile(ctx, opts)),
   };
 }

@@ -36,7 +36,7 @@ export function throwIfCancelled(): void {
 }
 
 /** How many positional arguments come before `options` in each port method. */
-const OPTIONS_AT: { [K in keyof Drivers]: Record<string, number> } = {
+const OPTIONS_AT: { [K in keyof Drivers]-?: Record<string, number> } = {
   storage: {
     exists: 1,
     list: 0,
@@ -57,7 +57,8 @@ const OPTIONS_AT: { [K in keyof Drivers]: Record<string, number> } = {
   },
   export: { export: 1, unexport: 1, list: 0, restore: 1 },
   boot: { write: 1, remove: 1, read: 1, list: 0 },
-  isolation: { node: 1, authorize: 2, attach: 1, detach: 1, attachments: 1, powerState: 1 },
+  isolation: { node: 1, authorize: 2, attach: 1, detach: 1, attachments: 1 },
+  power: { powerOn: 1, powerOff: 1, powerCycle: 1, setBootDevice: 2, powerState: 1 },
 };
 
 /**
@@ -85,5 +86,6 @@ export function bindCallContext(drivers: Drivers): Drivers {
     export: bind(drivers.export, OPTIONS_AT.export),
     boot: bind(drivers.boot, OPTIONS_AT.boot),
     isolation: bind(drivers.isolation, OPTIONS_AT.isolation),
+    ...(drivers.power ? { power: bind(drivers.power, OPTIONS_AT.power) } : {}),
   };
 }

@@ -9,6 +9,7 @@ import type {
   ExportDriver,
   ExportRequest,
   IsolationDriver,
+  PowerDriver,
   StorageDriver,
 } from "../ports/index.js";
 import type { ExportRecord, Store } from "../store/index.js";
@@ -21,6 +22,8 @@ export interface Drivers {
   export: ExportDriver;
   boot: BootDriver;
   isolation: IsolationDriver;
+  /** Optional: nodes' power through their BMCs (HIL's OBM). Without it BMI never powers a node. */
+  power?: PowerDriver;
 }
 
 /** Everything an operation needs; built once by `createBmi`. */

@@ -6,6 +6,7 @@ export * from "./events.js";
 export type { CopyImageInput, ImportImageInput } from "./images.js";
 export { imageLock, nodeLock, withLocks } from "./locks.js";
 export type { BatchResult, DeprovisionInput, ProvisionInput } from "./nodes.js";
+export type { PowerInput } from "./power.js";
 export type { CreateProjectInput } from "./projects.js";
 export type { Drift, DriftKind, ReconcileOptions, ReconcileReport } from "./reconcile.js";
 export type { Saga, SagaContext, StepHook } from "./saga.js";

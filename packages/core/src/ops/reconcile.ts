@@ -429,17 +429,18 @@ async function bootDrift(ctx: BmiContext, proof: Provenance, changed: Map<string
 }
 
 async function removeBootFilesUnlessPowered(ctx: BmiContext, node: string): Promise<void> {
-  // A node HIL does not know has no BMC that could say it is on.
-  const state = await ctx.drivers.isolation.powerState?.(node).catch((error) => {
+  // A node without a BMC (not_found) cannot be running from them; without a power driver BMI
+  // cannot tell, and the journal's proof that the files are ours decides alone.
+  const state = await ctx.drivers.power?.powerState(node).catch((error: unknown) => {
     if (isBmiError(error, "not_found")) return "off" as const;
     throw error;
   });
   if (state === "on" || state === "unknown") {
     throw new BmiError(
       "busy",
-      `node ${node} is ${state === "on" ? "powered on" : "in an unknown power state"} (HIL); its boot files stay`,
+      `node ${node} is ${state === "on" ? "powered on" : "in an unknown power state"} (its BMC says so); its boot files stay`,
       {
-        subsystem: "isolation",
+        subsystem: "power",
         details: { node, power: state },
       },
     );

@@ -53,16 +53,7 @@ export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise
       const disk = requireImage(ctx, project, args.disk, "disk");
       requireKind(disk, ["disk"], project, "snapshot disk");
       const user = ctx.store.getProvisioningByDisk(disk.id);
-      if (user && !args.force) {
-        throw new BmiError(
-          "busy",
-          `disk ${disk.name} boots node ${user.node}; power the node off and pass force, or deprovision it`,
-          {
-            subsystem: "storage",
-            details: { node: user.node },
-          },
-        );
-      }
+      if (user && !args.force) await requirePoweredOff(ctx, disk.name, user.node);
       if (ctx.store.getImage(project.id, args.snapshot)) {
         throw new BmiError(
           "already_exists",
@@ -126,6 +117,27 @@ async function pendingOf(ctx: BmiContext, disk: Image) {
  * of its temporary snapshots, then drop them, so the disk can be removed. Clones no row knows are
  * left alone (reconcile reports them) and keep the snapshot. The caller holds the disk's lock.
  */
+/**
+ * A disk that boots a node is consistent only while the node is off (the original's documented
+ * flow: power off, then snapshot). With a power driver BMI asks the BMC; without one, `force`
+ * is the operator's word that the node is off.
+ */
+async function requirePoweredOff(ctx: BmiContext, disk: string, node: string): Promise<void> {
+  const state = ctx.drivers.power ? await ctx.drivers.power.powerState(node) : undefined;
+  if (state === "off") return;
+  const why =
+    state === undefined
+      ? "BMI has no power driver to check that it is off"
+      : state === "on"
+        ? "it is powered on"
+        : "its BMC does not say it is off";
+  throw new BmiError(
+    "busy",
+    `disk ${disk} boots node ${node} and ${why}: power the node off first (bmi power off), or pass force if you know its disk is quiet`,
+    { subsystem: "storage", details: { node, power: state ?? null } },
+  );
+}
+
 export async function settleDiskSnapshotsSteps(ctx: BmiContext, saga: Saga, disk: Image): Promise<number> {
   const { storage } = ctx.drivers;
   const known = new Set(ctx.store.listImages().map((i) => i.cephName));

@@ -6,8 +6,6 @@ export interface IsolationCapabilities {
   networks: boolean;
 }
 
-export type PowerState = "on" | "off" | "unknown";
-
 export interface NetworkAttachment {
   node: string;
   nic: string;
@@ -35,9 +33,4 @@ export interface IsolationDriver {
   detach(attachment: NetworkAttachment, options?: CallOptions): Promise<void>;
   /** Current attachments of a node's NICs. */
   attachments(node: string, options?: CallOptions): Promise<NetworkAttachment[]>;
-  /**
-   * The node's power state as its BMC reports it, where the service can tell (HIL's OBM).
-   * reconcile() never removes the boot files of a node that is `on` (or `unknown`).
-   */
-  powerState?(node: string, options?: CallOptions): Promise<PowerState>;
 }

@@ -5,6 +5,7 @@ export * from "./fault-injector.js";
 export * from "./memory/boot.js";
 export * from "./memory/export.js";
 export * from "./memory/isolation.js";
+export * from "./memory/power.js";
 export * from "./memory/storage.js";
 export * from "./memory-bmi.js";
 export * from "./recording-runner.js";

@@ -11,6 +11,7 @@ import {
   type MemoryIsolation,
   type MemoryIsolationOptions,
 } from "./memory/isolation.js";
+import { createMemoryPower, type MemoryPower } from "./memory/power.js";
 import { createMemoryStorage, type MemoryStorage } from "./memory/storage.js";
 import { type CapturedState, captureState } from "./state.js";
 
@@ -31,6 +32,8 @@ export interface MemoryBmi {
   export: MemoryExportDriver;
   boot: MemoryBoot;
   isolation: MemoryIsolation;
+  /** A BMC for every node of the isolation service, all powered off at first. */
+  power: MemoryPower;
   /** The store: by default an in-memory SQLite store (the real store, on `:memory:`). */
   store: SqliteStore;
   /** Everything the operations can change, for "nothing left behind" assertions. */
@@ -47,6 +50,7 @@ export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
   const exporter = createMemoryExport();
   const boot = createMemoryBoot();
   const isolation = createMemoryIsolation(options.isolation);
+  const power = createMemoryPower({ nodes: options.isolation.nodes.map((n) => n.name) });
   const settings = defaultSettings(options.settings);
   const store =
     options.store ??
@@ -57,6 +61,7 @@ export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
     export: exporter,
     boot,
     isolation,
+    power,
     store,
     settings,
     logger: options.logger,
@@ -69,6 +74,7 @@ export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
     export: exporter,
     boot,
     isolation,
+    power,
     store,
     state: () => captureState({ storage, export: exporter, boot, isolation, nodes, store }),
     setBeforeStep: (h) => {

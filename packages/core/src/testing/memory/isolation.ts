@@ -4,7 +4,7 @@ import { MacAddress, NetworkName, NicLabel, NodeName, ProjectName } from "../../
 import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
-import type { IsolationDriver, NetworkAttachment, PowerState } from "../../ports/isolation.js";
+import type { IsolationDriver, NetworkAttachment } from "../../ports/isolation.js";
 
 const DEFAULT_CHANNEL = "vlan/native";
 
@@ -33,13 +33,7 @@ export interface MemoryIsolationOptions {
 }
 
 /** Which driver method a failure is injected into. */
-export type MemoryIsolationOperation =
-  | "node"
-  | "authorize"
-  | "attach"
-  | "detach"
-  | "attachments"
-  | "powerState";
+export type MemoryIsolationOperation = "node" | "authorize" | "attach" | "detach" | "attachments";
 
 export interface MemoryIsolation extends IsolationDriver {
   /**
@@ -49,8 +43,6 @@ export interface MemoryIsolation extends IsolationDriver {
   failNext(operation: MemoryIsolationOperation, error?: BmiError, times?: number): void;
   /** Moves a node to a project (HIL `connect_node`) or frees it (null), for tests. */
   setOwner(node: string, project: string | null): void;
-  /** Sets what `powerState(node)` answers (default `off`), as the node's BMC would report it. */
-  setPower(node: string, state: PowerState): void;
   /** Every attachment, for assertions. */
   readonly allAttachments: readonly NetworkAttachment[];
 }
@@ -104,7 +96,6 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
           parsed.networks.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])),
         );
   const attachments: NetworkAttachment[] = [];
-  const power = new Map<string, PowerState>();
   const injected = new Map<MemoryIsolationOperation, { error: BmiError; left: number }>();
 
   const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) => {
@@ -217,18 +208,6 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       enter("attachments", callOptions);
       lookup(valid);
       return attachments.filter((x) => x.node === valid).map((x) => ({ ...x }));
-    },
-
-    async powerState(name, callOptions) {
-      const valid = parseInput(NodeName, name, "node", "isolation");
-      enter("powerState", callOptions);
-      lookup(valid);
-      return power.get(valid) ?? "off";
-    },
-
-    setPower(name, state) {
-      lookup(name);
-      power.set(name, state);
     },
 
     failNext(operation, error, times = 1) {
