@@ -585,6 +585,22 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       return out;
     },
 
+    async sessions(targetName: string, call: CallOptions = {}) {
+      throwIfAborted(call.signal);
+      const name = parseInput(TargetName, targetName, "target", subsystem);
+      const target = (await show(call.signal)).find((t) => t.name === name);
+      if (!target) {
+        throw new BmiError("not_found", `target ${name} does not exist`, {
+          subsystem,
+          details: { target: name },
+        });
+      }
+      // tgt numbers I_T nexuses in login order, so ids tell the firmware's session from the OS's.
+      return target.sessions
+        .map((s) => ({ id: s.nexus, initiator: s.initiator, addresses: [...s.addresses] }))
+        .sort((a, b) => a.id - b.id);
+    },
+
     async restore(requests: ExportRequest[], call: CallOptions = {}) {
       throwIfAborted(call.signal);
       const valid = requests.map(validate);

@@ -55,7 +55,7 @@ const OPTIONS_AT: { [K in keyof Drivers]-?: Record<string, number> } = {
     importFile: 2,
     exportFile: 2,
   },
-  export: { export: 1, unexport: 1, list: 0, restore: 1 },
+  export: { export: 1, unexport: 1, list: 0, restore: 1, sessions: 1 },
   boot: { write: 1, remove: 1, read: 1, list: 0 },
   isolation: { node: 1, authorize: 2, attach: 1, detach: 1, attachments: 1 },
   power: { powerOn: 1, powerOff: 1, powerCycle: 1, setBootDevice: 2, powerState: 1 },

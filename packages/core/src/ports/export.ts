@@ -9,6 +9,14 @@ export interface ExportCapabilities {
   chap: boolean;
 }
 
+/** One initiator logged in to a target (tgt's I_T nexus). Ids grow with each new login. */
+export interface InitiatorSession {
+  id: number;
+  /** The initiator's IQN: iPXE's, then the OS's (the same one, from the iBFT, in a new session). */
+  initiator: string;
+  addresses: string[];
+}
+
 /**
  * Who may log in. BMI opened every target to ALL; we keep that possible, but only as an explicit
  * choice (SEC-6), which the core logs.
@@ -57,4 +65,9 @@ export interface ExportDriver {
    * exist. Returns the targets it created.
    */
   restore(requests: ExportRequest[], options?: CallOptions): Promise<string[]>;
+  /**
+   * The initiators logged in to a target, oldest first (`not_found` if it does not exist). Lets
+   * BMI watch a node boot with no agent on it: the firmware's login, then the OS's.
+   */
+  sessions?(target: string, options?: CallOptions): Promise<InitiatorSession[]>;
 }

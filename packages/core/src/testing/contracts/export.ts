@@ -260,6 +260,32 @@ export function testExportDriver(options: TestExportDriverOptions): void {
       );
     });
 
+    describe("initiator sessions", () => {
+      it.skipIf(skip.sessions)(
+        "lists who is logged in to a target, oldest first (when the driver can)",
+        async () => {
+          const { sessions } = driver;
+          if (!sessions) return; // optional method: drivers without it are never asked
+          if (!harness.openSession)
+            throw new Error("the harness must provide openSession (or skip.sessions with a reason)");
+          const req = await request(iqn("who"));
+          await driver.export(req);
+          expect(await sessions.call(driver, req.target)).toEqual([]);
+          const close = await harness.openSession(req.target);
+          try {
+            const seen = await sessions.call(driver, req.target);
+            expect(seen.length).toBeGreaterThanOrEqual(1);
+            expect(seen[0]?.initiator).toMatch(/^iqn\./);
+            expect(seen.map((s) => s.id)).toEqual([...seen.map((s) => s.id)].sort((a, b) => a - b));
+          } finally {
+            await close();
+          }
+          await expectBmiError(sessions.call(driver, iqn("absent")), "not_found");
+          await driver.unexport(req.target, { force: true });
+        },
+      );
+    });
+
     describe("restore", () => {
       it.skipIf(skip.restart)("re-creates every target the daemon lost, and only those", async () => {
         if (!harness.restartDaemon)

@@ -9,6 +9,7 @@ import type {
   ExportDriver,
   ExportedTarget,
   ExportRequest,
+  InitiatorSession,
 } from "../../ports/export.js";
 import type { Backing, BackingKind } from "../../ports/storage.js";
 
@@ -24,13 +25,17 @@ export interface MemoryExportOptions {
 /** What the in-memory target server holds for one target. */
 interface MemoryTarget {
   request: ExportRequest;
-  sessions: number;
+  sessions: InitiatorSession[];
 }
 
 /** The in-memory ExportDriver plus the knobs unit tests turn. */
 export interface MemoryExportDriver extends ExportDriver {
   /** Pretends `count` initiators are logged in to `target` (throws `not_found` if absent). */
   setSessions(target: string, count: number): void;
+  /** An initiator logs in to `target` (a new session, with the next id); returns the session id. */
+  login(target: string, initiator: string, address?: string): number;
+  /** Ends one session (or every session of the target when `id` is absent). */
+  logout(target: string, id?: number): void;
   /** Whether an initiator would be let in, by the target's ACL and CHAP rules. */
   canLogin(
     target: string,
@@ -131,6 +136,7 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
     chap: options.capabilities?.chap ?? true,
   };
   const targets = new Map<string, MemoryTarget>();
+  let lastSession = 0;
   const failures = new Map<MemoryExportOperation, { error: Error; times: number }>();
 
   const maybeFail = (operation: MemoryExportOperation) => {
@@ -147,7 +153,7 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
     port,
     lun: 1,
     backing: structuredClone(target.request.backing),
-    sessions: target.sessions,
+    sessions: target.sessions.length,
   });
 
   const mustGet = (target: string): MemoryTarget => {
@@ -177,7 +183,7 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
           },
         );
       }
-      const created: MemoryTarget = { request: structuredClone(valid), sessions: 0 };
+      const created: MemoryTarget = { request: structuredClone(valid), sessions: [] };
       targets.set(valid.target, created);
       return view(created);
     },
@@ -187,11 +193,15 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
       const name = parseInput(TargetName, target, "target", subsystem);
       maybeFail("unexport");
       const found = mustGet(name);
-      if (found.sessions > 0 && !call.force) {
-        throw new BmiError("busy", `target ${name} has ${found.sessions} initiator session(s) logged in`, {
-          subsystem,
-          details: { target: name, sessions: found.sessions },
-        });
+      if (found.sessions.length > 0 && !call.force) {
+        throw new BmiError(
+          "busy",
+          `target ${name} has ${found.sessions.length} initiator session(s) logged in`,
+          {
+            subsystem,
+            details: { target: name, sessions: found.sessions.length },
+          },
+        );
       }
       targets.delete(name);
     },
@@ -209,14 +219,33 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
       const created: string[] = [];
       for (const request of valid) {
         if (targets.has(request.target)) continue;
-        targets.set(request.target, { request: structuredClone(request), sessions: 0 });
+        targets.set(request.target, { request: structuredClone(request), sessions: [] });
         created.push(request.target);
       }
       return created;
     },
 
+    async sessions(target, call: CallOptions = {}) {
+      throwIfAborted(call.signal);
+      return mustGet(target).sessions.map((session) => ({ ...session, addresses: [...session.addresses] }));
+    },
+
     setSessions(target, count) {
-      mustGet(target).sessions = count;
+      const found = mustGet(target);
+      found.sessions = [];
+      for (let i = 0; i < count; i++)
+        found.sessions.push({ id: ++lastSession, initiator: `iqn.test:${i}`, addresses: [] });
+    },
+
+    login(target, initiator, address) {
+      const id = ++lastSession;
+      mustGet(target).sessions.push({ id, initiator, addresses: address ? [address] : [] });
+      return id;
+    },
+
+    logout(target, id) {
+      const found = mustGet(target);
+      found.sessions = id === undefined ? [] : found.sessions.filter((s) => s.id !== id);
     },
 
     canLogin(target, initiator) {
