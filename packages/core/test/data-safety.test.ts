@@ -141,20 +141,24 @@ describe("22.3 a node HIL gave to another project", () => {
 describe("22.4 lock leases", () => {
   it("are renewed while an operation outlives its lease, so a second provision of the node is refused", async () => {
     let release: () => void = () => {};
-    const env = await setup({ settings: { lockLeaseMs: 60 } });
+    // Long enough that a busy shared machine does not starve the renewal timer; five leases pass.
+    const lease = 500;
+    const env = await setup({ settings: { lockLeaseMs: lease } });
+    let held = false;
     env.setHook(async ({ operation, step }) => {
-      if (operation === "provision" && step === "write boot files")
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
+      if (operation !== "provision" || step !== "write boot files" || held) return;
+      held = true; // only the first provision waits here; a second one that got through fails the test
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
     });
     const first = env.bmi.provision(PROVISION);
-    while (env.store.listLocks().length === 0) await sleep(5);
-    await sleep(300); // five leases
+    while (!held) await sleep(5);
+    await sleep(5 * lease);
     const second = await thrown(() => env.bmi.provision({ ...PROVISION, disk: "d2" }));
+    release();
     expect(second.code).toBe("conflict");
     expect(second.message).toMatch(/node n1 is being changed by another operation/);
-    release();
     expect((await first).disk).toBe("d1");
     expect(env.bmi.listProvisionings().map((p) => p.disk)).toEqual(["d1"]);
   });
