@@ -430,7 +430,8 @@ describe("events and journal", () => {
       .filter((e) => e.type === "step:finished")
       .map((e) => (e.type === "step:finished" ? e.step : ""));
     expect(steps).toEqual(["insert image row", "clone", "export target", "record export"]);
-    const operationId = events[0]?.operationId ?? "";
+    const first = events[0];
+    const operationId = first && "operationId" in first ? first.operationId : "";
     const journal = store.listJournal({ operationId });
     expect(journal.map((j) => [j.step, j.status])).toEqual([
       [null, "started"],

@@ -5,6 +5,7 @@ import { BmiError } from "../errors/index.js";
 import { type Logger, silentLogger } from "../log/index.js";
 import type { PowerState } from "../ports/index.js";
 import type { Store } from "../store/index.js";
+import * as bootWait from "./boot-wait.js";
 import { bindCallContext, type OperationOptions, withCallContext } from "./call-context.js";
 import type { BmiContext, Drivers } from "./context.js";
 import * as disks from "./disks.js";
@@ -80,6 +81,14 @@ export interface Bmi {
   /** Powers a node the project owns through its BMC (needs a power driver); resolves with its state. */
   power(input: power.PowerInput, options?: OperationOptions): Promise<PowerState>;
   powerStatus(input: { project: string; node: string }, options?: OperationOptions): Promise<PowerState>;
+  /**
+   * Waits until a provisioned node has booted from its disk (stages: powered on, firmware login,
+   * OS login), with no agent on the node. Resolves with SUCCESS, FAILURE, TIMEOUT or ABORTED.
+   */
+  waitForBoot(
+    input: bootWait.WaitForBootInput,
+    options?: bootWait.WaitForBootOptions,
+  ): Promise<bootWait.BootWaitResult>;
 
   reconcile(
     options?: reconcileOps.ReconcileOptions,
@@ -145,6 +154,8 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     restoreTargets: (options) => call(mounts.restoreTargets)(undefined, options),
     power: call(power.powerNode),
     powerStatus: call(power.powerStatus),
+    waitForBoot: async (input, options) =>
+      withCallContext(options, () => bootWait.waitForBoot(ctx, input, options)),
     reconcile: async (opts, call) => withCallContext(call, () => reconcileOps.reconcile(ctx, opts)),
   };
 }

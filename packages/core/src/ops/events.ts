@@ -1,4 +1,5 @@
 import type { ErrorCode } from "../errors/index.js";
+import type { BootStage } from "./boot-wait.js";
 
 /** Progress events, so a CLI or UI can draw progress without parsing logs. They also feed the journal. */
 export type BmiEvent =
@@ -28,7 +29,9 @@ export type BmiEvent =
       operation: string;
       step: string;
       error: { code: ErrorCode; message: string };
-    };
+    }
+  /** A stage of a node's boot that `waitForBoot` saw, `atMs` after the wait began. */
+  | { type: "boot:stage"; node: string; stage: BootStage; atMs: number };
 
 export type BmiEventType = BmiEvent["type"];
 export type BmiEventListener = (event: BmiEvent) => void;

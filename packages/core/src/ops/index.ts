@@ -1,4 +1,5 @@
 export * from "./bmi.js";
+export type { BootStage, BootWaitResult, WaitForBootInput, WaitForBootOptions } from "./boot-wait.js";
 export type { OperationOptions } from "./call-context.js";
 export * from "./di.js";
 export type { CreateDiskInput, DeleteDiskInput } from "./disks.js";

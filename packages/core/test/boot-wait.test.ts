@@ -1,0 +1,74 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import type { BmiEvent } from "../src/index.js";
+import { setup, thrown } from "./ops-helpers.js";
+
+const FAST = { minDelayMs: 5, maxDelayMs: 20 };
+
+async function provisioned() {
+  const env = await setup();
+  const record = await env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
+  return { ...env, target: record.target.name };
+}
+
+describe("waitForBoot (issue 16.3)", () => {
+  it("reports powered on, firmware login and OS login in order, as events too", async () => {
+    const env = await provisioned();
+    const events: BmiEvent[] = [];
+    env.bmi.on((e) => events.push(e));
+    const waiting = env.bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 30_000 });
+    await env.bmi.power({ project: "p1", node: "n1", action: "cycle", bootDevice: "pxe" });
+    await sleep(30);
+    const ipxe = env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
+    await sleep(30);
+    env.exporter.logout(env.target, ipxe); // sanboot hands over to the OS...
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15"); // ...which logs in again
+    const result = await waiting;
+    expect(result.state).toBe("SUCCESS");
+    expect(result.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login", "os_login"]);
+    const times = result.stages.map((s) => s.atMs);
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(
+      events.filter((e) => e.type === "boot:stage").map((e) => e.type === "boot:stage" && e.stage),
+    ).toEqual(["powered_on", "firmware_login", "os_login"]);
+  });
+
+  it("ignores sessions of an earlier boot and times out naming the stage it stopped at", async () => {
+    const env = await provisioned();
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1"); // from before the wait
+    await env.bmi.power({ project: "p1", node: "n1", action: "on" });
+    const result = await env.bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 200 });
+    expect(result.state).toBe("TIMEOUT");
+    expect(result.stages.map((s) => s.stage)).toEqual(["powered_on"]);
+    expect(result.reason).toMatch(
+      /^node n1 did not reach firmware_login: stopped after powered_on \(\d+ ms there\)$/,
+    );
+  });
+
+  it("fails when the node powers off while booting, and ends ABORTED when the caller aborts", async () => {
+    const env = await provisioned();
+    await env.bmi.power({ project: "p1", node: "n1", action: "on" });
+    const failing = env.bmi.waitForBoot({ project: "p1", node: "n1" }, FAST);
+    await sleep(30);
+    env.power.setPower("n1", "off");
+    expect(await failing).toMatchObject({ state: "FAILURE", reason: "node n1 powered off while booting" });
+
+    const controller = new AbortController();
+    const aborted = env.bmi.waitForBoot(
+      { project: "p1", node: "n1" },
+      { ...FAST, signal: controller.signal },
+    );
+    await sleep(30);
+    controller.abort();
+    expect(await aborted).toMatchObject({ state: "ABORTED", reason: "cancelled by the caller" });
+  });
+
+  it("refuses a node that is not provisioned, or not by this project, and bad options", async () => {
+    const env = await provisioned();
+    expect((await thrown(() => env.bmi.waitForBoot({ project: "p1", node: "n2" }))).code).toBe("not_found");
+    expect((await thrown(() => env.bmi.waitForBoot({ project: "p2", node: "n1" }))).code).toBe("forbidden");
+    const bad = await thrown(() => env.bmi.waitForBoot({ project: "p1", node: "n1" }, { timeoutMs: -1 }));
+    expect(bad.code).toBe("invalid_input");
+    expect(bad.message).toMatch(/timeoutMs/);
+  });
+});
