@@ -72,3 +72,95 @@ describe("waitForBoot (issue 16.3)", () => {
     expect(bad.message).toMatch(/timeoutMs/);
   });
 });
+
+describe("provision with power and wait (issue 16.4)", () => {
+  /** Plays the node's part: once BMI powers it, iPXE logs in, then the OS. */
+  function bootsWhenPowered(env: Awaited<ReturnType<typeof setup>>) {
+    env.bmi.on((event) => {
+      if (event.type !== "operation:finished" || event.operation !== "power") return;
+      const target = (node: string) =>
+        env.bmi.listProvisionings().find((p) => p.node === node)?.target.name ?? "";
+      for (const { node } of env.bmi.listProvisionings()) {
+        if (env.power.boots(node) === 0) continue;
+        setTimeout(() => env.exporter.login(target(node), `iqn.2010-04.org.ipxe:${node}`), 20);
+        setTimeout(() => env.exporter.login(target(node), `iqn.2010-04.org.ipxe:${node}`), 40);
+      }
+    });
+  }
+
+  it("sets PXE, power cycles and resolves once the OS has logged in", async () => {
+    const env = await setup();
+    bootsWhenPowered(env);
+    const record = await env.bmi.provision({
+      project: "p1",
+      node: "n1",
+      disk: "d1",
+      image: "golden",
+      power: "cycle",
+      wait: true,
+      timeoutMs: 30_000,
+    });
+    expect(record.boot?.state).toBe("SUCCESS");
+    expect(record.boot?.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login", "os_login"]);
+    expect(env.power.bootDevice("n1")).toBe("pxe");
+    expect(env.power.boots("n1")).toBe(1);
+  });
+
+  it("provisions many nodes, each powered and waited for", async () => {
+    const env = await setup();
+    bootsWhenPowered(env);
+    const results = await env.bmi.provisionMany(
+      ["n1", "n2"].map((node) => ({
+        project: "p1",
+        node,
+        disk: `${node}-disk`,
+        image: "golden",
+        power: "cycle" as const,
+        wait: true,
+      })),
+      { concurrency: 2 },
+    );
+    expect(results.map((r) => r.ok && r.value.boot?.state)).toEqual(["SUCCESS", "SUCCESS"]);
+  });
+
+  it("a boot that does not happen rejects with timeout and its stages, and keeps the provisioning", async () => {
+    const env = await setup();
+    const error = await thrown(() =>
+      env.bmi.provision({
+        project: "p1",
+        node: "n1",
+        disk: "d1",
+        image: "golden",
+        power: "on",
+        wait: true,
+        timeoutMs: 150,
+      }),
+    );
+    expect(error.code).toBe("timeout");
+    expect(error.message).toMatch(
+      /^node n1 is provisioned, but node n1 did not reach firmware_login: stopped after powered_on/,
+    );
+    expect(error.details.boot).toMatchObject({ state: "TIMEOUT", stages: [{ stage: "powered_on" }] });
+    expect(env.bmi.listProvisionings().map((p) => p.node)).toEqual(["n1"]);
+  });
+
+  it("rejects wait without power before anything runs", async () => {
+    const env = await setup();
+    const before = await env.state();
+    const error = await thrown(() =>
+      env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden", wait: true }),
+    );
+    expect(error.code).toBe("invalid_input");
+    expect(error.message).toMatch(/input\.wait needs input\.power/);
+    expect(await env.state()).toEqual(before);
+  });
+
+  it("deprovision can power the node off first", async () => {
+    const env = await setup();
+    await env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden", power: "on" });
+    expect(await env.bmi.powerStatus({ project: "p1", node: "n1" })).toBe("on");
+    await env.bmi.deprovision({ project: "p1", node: "n1", powerOff: true });
+    expect(await env.bmi.powerStatus({ project: "p1", node: "n1" })).toBe("off");
+    expect(env.bmi.listProvisionings()).toEqual([]);
+  });
+});

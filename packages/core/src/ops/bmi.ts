@@ -16,6 +16,7 @@ import * as mounts from "./mounts.js";
 import * as nodes from "./nodes.js";
 import * as power from "./power.js";
 import * as projects from "./projects.js";
+import * as provisionBoot from "./provision-boot.js";
 import * as reconcileOps from "./reconcile.js";
 import type { StepHook } from "./saga.js";
 import * as snapshots from "./snapshots.js";
@@ -57,12 +58,19 @@ export interface Bmi {
   deleteDisk(input: disks.DeleteDiskInput, options?: OperationOptions): Promise<void>;
   listDisks(input: { project: string }): Disk[];
 
-  provision(input: nodes.ProvisionInput, options?: OperationOptions): Promise<Provisioning>;
+  /**
+   * Makes a node boot from a disk; with `power` (and `wait`) also powers it through its BMC and
+   * waits until it has booted (the result's `boot` lists the stages seen).
+   */
+  provision(
+    input: provisionBoot.ProvisionBootInput,
+    options?: OperationOptions,
+  ): Promise<provisionBoot.ProvisionResult>;
   provisionMany(
-    inputs: nodes.ProvisionInput[],
+    inputs: provisionBoot.ProvisionBootInput[],
     options?: { concurrency?: number } & OperationOptions,
-  ): Promise<nodes.BatchResult<Provisioning>[]>;
-  deprovision(input: nodes.DeprovisionInput, options?: OperationOptions): Promise<void>;
+  ): Promise<nodes.BatchResult<provisionBoot.ProvisionResult>[]>;
+  deprovision(input: provisionBoot.DeprovisionPowerInput, options?: OperationOptions): Promise<void>;
   listProvisionings(input?: { project?: string }): Provisioning[];
 
   snapshotDisk(input: snapshots.SnapshotDiskInput, options?: OperationOptions): Promise<Image>;
@@ -140,10 +148,11 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     createDisk: call(disks.createDisk),
     deleteDisk: call(disks.deleteDisk),
     listDisks: (input) => disks.listDisks(ctx, input),
-    provision: call(nodes.provision),
+    provision: async (input, options) =>
+      withCallContext(options, () => provisionBoot.provisionAndBoot(ctx, input, options)),
     provisionMany: async (inputs, opts) =>
-      withCallContext(opts, () => nodes.provisionMany(ctx, inputs, opts)),
-    deprovision: call(nodes.deprovision),
+      withCallContext(opts, () => provisionBoot.provisionManyAndBoot(ctx, inputs, opts)),
+    deprovision: call(provisionBoot.deprovisionAndPowerOff),
     listProvisionings: (input) => nodes.listProvisionings(ctx, input),
     snapshotDisk: call(snapshots.snapshotDisk),
     listSnapshots: (input) => snapshots.listSnapshots(ctx, input),

@@ -54,13 +54,38 @@ export async function waitForBoot(
   input: WaitForBootInput,
   options: WaitForBootOptions = {},
 ): Promise<BootWaitResult> {
+  return (await prepareBootWait(ctx, input, options)).wait();
+}
+
+/**
+ * Checks everything and takes the baseline of sessions now; `wait()` then watches. Lets
+ * `provision({ power, wait })` power the node between the two, so no stage can be missed.
+ */
+export async function prepareBootWait(
+  ctx: BmiContext,
+  input: WaitForBootInput,
+  options: WaitForBootOptions = {},
+): Promise<{ wait: () => Promise<BootWaitResult> }> {
   const args = parseInput(WaitInput, input, "input");
   const opts = parseInput(WaitOptions, options, "options");
   const record = requireProvisioned(ctx, args.project, args.node);
   const sessionsOf = requireSessions(ctx.drivers.export);
   await ctx.drivers.isolation.authorize(args.project, args.node, { signal: opts.signal });
-  const watch = createWatch(ctx, record, args.until ?? "os_login");
   const baseline = maxId(await sessionsOf(record.target.name));
+  return {
+    wait: () => watchBoot(ctx, record, args.until ?? "os_login", baseline, sessionsOf, opts),
+  };
+}
+
+async function watchBoot(
+  ctx: BmiContext,
+  record: Provisioning,
+  until: BootStage,
+  baseline: number,
+  sessionsOf: SessionsOf,
+  opts: z.output<typeof WaitOptions>,
+): Promise<BootWaitResult> {
+  const watch = createWatch(ctx, record, until);
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const minDelay = opts.minDelayMs ?? 250;
   const maxDelay = Math.max(minDelay, opts.maxDelayMs ?? 5_000);

@@ -9,6 +9,7 @@ export { imageLock, nodeLock, withLocks } from "./locks.js";
 export type { BatchResult, DeprovisionInput, ProvisionInput } from "./nodes.js";
 export type { PowerInput } from "./power.js";
 export type { CreateProjectInput } from "./projects.js";
+export type { ProvisionBootInput, ProvisionResult } from "./provision-boot.js";
 export type { Drift, DriftKind, ReconcileOptions, ReconcileReport } from "./reconcile.js";
 export type { Saga, SagaContext, StepHook } from "./saga.js";
 export type { SnapshotDiskInput } from "./snapshots.js";

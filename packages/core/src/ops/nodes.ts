@@ -1,9 +1,8 @@
-import pLimit from "p-limit";
 import { z } from "zod";
 import type { Disk, Provisioning } from "../domain/model.js";
 import { DiskName, ImageName, NicLabel, NodeName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
-import { BmiError, toBmiError } from "../errors/index.js";
+import { BmiError } from "../errors/index.js";
 import type { BootSpec } from "../ports/boot.js";
 import {
   type BmiContext,
@@ -227,36 +226,3 @@ export function listProvisionings(ctx: BmiContext, input: { project?: string } =
 export type BatchResult<T> =
   | { ok: true; node: string; value: T }
   | { ok: false; node: string; error: BmiError };
-
-/**
- * Provisions many nodes with at most `concurrency` at once. Each node succeeds or fails on its
- * own (a failed one is fully undone); the result lists every node in input order.
- */
-export async function provisionMany(
-  ctx: BmiContext,
-  inputs: ProvisionInput[],
-  options: { concurrency?: number } = {},
-): Promise<BatchResult<Provisioning>[]> {
-  const concurrency = parseInput(
-    z.number().int().min(1).max(256),
-    options.concurrency ?? 4,
-    "options.concurrency",
-  );
-  parseInput(z.array(z.unknown()), inputs, "inputs");
-  const limit = pLimit(concurrency);
-  return Promise.all(
-    inputs.map((input) =>
-      limit(async (): Promise<BatchResult<Provisioning>> => {
-        try {
-          // Provision first: it rejects a malformed item (even null) as invalid_input before `.node` is read.
-          const value = await provision(ctx, input);
-          return { ok: true, node: value.node, value };
-        } catch (error) {
-          // The node as given, if it is a string at all (a bad item may hold anything, even null).
-          const node = typeof input?.node === "string" ? input.node : "(invalid)";
-          return { ok: false, node, error: toBmiError(error) };
-        }
-      }),
-    ),
-  );
-}
