@@ -690,8 +690,17 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .description("print the loaded configuration with secrets redacted")
     .action(
       action((g) => {
-        const shown = redactedConfig(config(g));
-        return { value: shown, human: [JSON.stringify(shown, null, 2)] };
+        const loaded = loadConfig({ ...(g.config ? { path: g.config } : {}), env });
+        if (!g.json) for (const w of loaded.warnings) stderr.write(`bmi: warning: ${w}\n`);
+        // The effective values, and which of the original's older names were read as which.
+        const shown = { ...redactedConfig(loaded.config), mapped: loaded.mapped };
+        return {
+          value: shown,
+          human: [
+            JSON.stringify(redactedConfig(loaded.config), null, 2),
+            ...loaded.mapped.map((m) => `# ${m}`),
+          ],
+        };
       }),
     );
 

@@ -345,6 +345,7 @@ export function hilOptionsFromConfig(
   return {
     url: section.url,
     timeoutMs: section.timeout_ms,
+    actionTimeoutMs: section.action_timeout_ms,
     channel: section.channel,
     ...(username ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
