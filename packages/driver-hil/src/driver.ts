@@ -22,7 +22,7 @@ import {
   type HilClient,
   type HilClientOptions,
 } from "./client.js";
-import type { NodeDetails } from "./schemas.js";
+import type { NetworkAttachments, NodeDetails } from "./schemas.js";
 
 export interface HilIsolationOptions extends HilClientOptions {
   /** Channel for attachments that name none; default: HIL's own default (`vlan/native`). */
@@ -54,12 +54,19 @@ const driverOptionsSchema = z.object({
 
 function toNodeInfo(details: NodeDetails): NodeInfo {
   const nics: NodeInfo["nics"] = [];
+  const unusable: string[] = [];
   for (const nic of details.nics) {
     // HIL never validates macaddr; a NIC without a usable MAC cannot get boot files, so it is left out.
     const mac = MacAddress.safeParse(nic.macaddr);
     if (mac.success) nics.push({ label: nic.label, mac: mac.data });
+    else unusable.push(nic.label);
   }
-  return { name: details.name, project: details.project, nics };
+  return {
+    name: details.name,
+    project: details.project,
+    nics,
+    ...(unusable.length > 0 ? { unusableNics: unusable } : {}),
+  };
 }
 
 function attachedChannel(details: NodeDetails, nic: string, network: string): string | undefined {
@@ -296,6 +303,31 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       check(o, "detach");
       requireNetworks();
       await serialized(a, () => detachNow(a, o));
+    },
+
+    async networkAttachments(network, o) {
+      const valid = parseInput(NetworkName, network, "network", "isolation");
+      check(o, "networkAttachments");
+      requireNetworks();
+      const list = (found: NetworkAttachments): NetworkAttachment[] =>
+        Object.entries(found).map(([node, a]) => ({ node, nic: a.nic, network: valid, channel: a.channel }));
+      try {
+        return list(await client.listNetworkAttachments(valid, { signal: o?.signal }));
+      } catch (error) {
+        if (!(error instanceof BmiError && error.code === "forbidden" && o?.projects)) throw error;
+      }
+      // Not the network's owner (an admin-owned provisioning network, a non-admin account): HIL
+      // lists it per project the account can act for and the network is open to (spec §5.3).
+      const out: NetworkAttachment[] = [];
+      for (const project of o.projects) {
+        try {
+          out.push(...list(await client.listNetworkAttachments(valid, { project, signal: o?.signal })));
+        } catch (error) {
+          if (!(error instanceof BmiError && (error.code === "forbidden" || error.code === "not_found")))
+            throw error;
+        }
+      }
+      return out;
     },
 
     async attachments(name, o) {

@@ -39,6 +39,7 @@ export type MemoryIsolationOperation =
   | "attach"
   | "detach"
   | "attachments"
+  | "networkAttachments"
   | "powerState";
 
 export interface MemoryIsolation extends IsolationDriver {
@@ -217,6 +218,13 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       enter("attachments", callOptions);
       lookup(valid);
       return attachments.filter((x) => x.node === valid).map((x) => ({ ...x }));
+    },
+
+    async networkAttachments(network, callOptions) {
+      const valid = parseInput(NetworkName, network, "network", "isolation");
+      enter("networkAttachments", callOptions);
+      checkNetwork(valid);
+      return attachments.filter((x) => x.network === valid).map((x) => ({ ...x }));
     },
 
     async powerState(name, callOptions) {
