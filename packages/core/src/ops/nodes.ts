@@ -52,7 +52,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
           const node = await saga.step("authorize node", () =>
             ctx.drivers.isolation.authorize(args.project, args.node),
           );
-          const nic = bootNic(node, args.node, args.nic);
+          const nic = bootNic(node, args.node, args.nic ?? existing.nic);
           if (nic.label !== existing.nic) {
             throw new BmiError(
               "conflict",
