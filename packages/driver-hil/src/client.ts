@@ -23,7 +23,10 @@ export interface HilClientOptions {
   password?: string;
   /** Per-attempt timeout; default 10 s. */
   timeoutMs?: number;
-  /** Extra attempts for retryable failures (busy, unavailable, timeout); default 3. */
+  /**
+   * Extra attempts for retryable failures (busy, unavailable, timeout); default 3. A POST is
+   * repeated only when HIL certainly did not apply it (see `repeatable` and the README).
+   */
   retries?: number;
   /** First backoff delay; doubled per attempt, with jitter; default 100 ms. */
   retryBaseMs?: number;
