@@ -71,6 +71,14 @@ export interface HilServer {
 }
 
 const ACTION_PATH = /^\/v0\/node\/([^/]+)\/nic\/([^/]+)\/(?:connect|detach)_network$/;
+/** A path segment decoded, or "" when its escapes are malformed (the router answers 404 then). */
+function decoded(segment: string | undefined): string {
+  try {
+    return decodeURIComponent(segment ?? "");
+  } catch {
+    return "";
+  }
+}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CONTENT_TYPE = "text/html; charset=utf-8";
@@ -240,9 +248,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
   /** Without the NIC lock, a connect/detach checks the NIC as it was on arrival. */
   const viewOnArrival = (method: string, pathname: string): ((nic: NicState) => NicView) => {
     const match = method === "POST" && !knobs.nicLock ? ACTION_PATH.exec(pathname) : null;
-    const nic =
-      match &&
-      state.nodes.get(decodeURIComponent(match[1] ?? ""))?.nics.get(decodeURIComponent(match[2] ?? ""));
+    const nic = match && state.nodes.get(decoded(match[1]))?.nics.get(decoded(match[2]));
     const snapshot = nic ? snapshotView(nic) : undefined;
     return (live) => (snapshot && live === nic ? snapshot : liveView(live));
   };
