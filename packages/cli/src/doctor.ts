@@ -1,7 +1,15 @@
 import { constants } from "node:fs";
 import { access, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { type BmiConfig, loadConfig, openSqliteStore, settingsFromConfig, toBmiError } from "@bmi/core";
+import { dirname, join } from "node:path";
+import {
+  type BmiConfig,
+  isBmiError,
+  loadConfig,
+  openSqliteStore,
+  settingsFromConfig,
+  toBmiError,
+} from "@bmi/core";
+import type { HilClient } from "@bmi/driver-hil";
 import { type ConfigDrivers, createDriversFromConfig } from "./wiring.js";
 
 export interface DoctorCheck {
@@ -93,14 +101,12 @@ export async function runDoctor(options: {
         driver("boot");
         const root = config.tftp.ipxe_path;
         const dirs = [...new Set([root, config.tftp.pxelinux_path])];
+        const later: string[] = [];
         for (const dir of dirs) {
-          const s = await stat(dir).catch(() => null);
-          if (!s?.isDirectory()) throw new Error(`${dir} is not a directory`);
-          const probe = join(dir, `.bmi-doctor-${process.pid}`);
-          await writeFile(probe, "").catch(() => {
-            throw new Error(`${dir} is not writable`);
-          });
-          await rm(probe, { force: true });
+          // A fresh root has no pxelinux.cfg/ yet: the boot driver creates it on the first provision.
+          const exists = (await stat(dir).catch(() => null)) !== null;
+          if (!exists && dir !== root && (await isDirectory(dirname(dir)))) later.push(dir);
+          await writableDirectory(exists || dir === root ? dir : dirname(dir));
         }
         const wanted = [
           ...LOADERS[config.tftp.firmware],
@@ -111,22 +117,58 @@ export async function runDoctor(options: {
           await access(join(root, file), constants.R_OK).catch(() => missing.push(file));
         }
         if (missing.length > 0) throw new Error(`${root} lacks ${missing.join(", ")}`);
-        return `${root} is writable and has ${wanted.join(", ")}`;
+        const note = later.length > 0 ? `; ${later.join(", ")} will be created by the first provision` : "";
+        return `${root} is writable and has ${wanted.join(", ")}${note}`;
       },
     ),
   );
   checks.push(
     await check(
       "hil",
-      `check [net_isolator] url and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD)`,
+      "check [net_isolator] url and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD), and that [net_isolator] provisioning_network exists in HIL with [net_isolator] channel",
       async () => {
         const { client } = driver("isolation");
         const free = await client.listNodes("free");
-        return `HIL at ${client.url} answers: ${free.length} free node(s)`;
+        const answers = `HIL at ${client.url} answers: ${free.length} free node(s)`;
+        return `${answers}; ${await provisioningNetworkCheck(config, client)}`;
       },
     ),
   );
   return checks;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isDirectory() === true;
+}
+
+async function writableDirectory(dir: string): Promise<void> {
+  if (!(await isDirectory(dir))) throw new Error(`${dir} is not a directory`);
+  const probe = join(dir, `.bmi-doctor-${process.pid}`);
+  await writeFile(probe, "").catch(() => {
+    throw new Error(`${dir} is not writable`);
+  });
+  await rm(probe, { force: true });
+}
+
+/**
+ * The provisioning network must exist in HIL and carry the configured channel, or the first
+ * provision fails at its last step, after clone, export and boot files.
+ */
+async function provisioningNetworkCheck(config: BmiConfig, client: HilClient): Promise<string> {
+  const { provisioning_network: network, channel } = config.net_isolator;
+  if (network === null) return "no [net_isolator] provisioning_network: BMI leaves networks alone";
+  const shown = await client.showNetwork(network).catch((error: unknown) => {
+    if (!isBmiError(error, "not_found")) throw error;
+    throw new Error(
+      `the provisioning network ${network} does not exist in HIL: create it (PUT /v0/network/${network}) or correct [net_isolator] provisioning_network`,
+    );
+  });
+  if (!shown.channels.includes(channel)) {
+    throw new Error(
+      `the provisioning network ${network} has channels ${shown.channels.join(", ")}, not [net_isolator] channel ${channel}`,
+    );
+  }
+  return `provisioning network ${network} exists with channel ${channel}`;
 }
 
 async function check(

@@ -3,13 +3,14 @@ import type { Writable } from "node:stream";
 import {
   type BmiConfig,
   BmiError,
+  type ConfigLogger,
   createLogger,
   type Image,
   type Logger,
   loadConfig,
+  loggerFromConfig,
   type Provisioning,
   redactedConfig,
-  silentLogger,
   toBmiError,
 } from "@bmi/core";
 import { Command, CommanderError, Option } from "commander";
@@ -87,15 +88,21 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     });
 
   const globals = (command: Command): Globals => command.optsWithGlobals<Globals>();
-  const loggerFor = (g: Globals): Logger =>
-    g.verbose ? createLogger({ level: "debug" }, { write: (s: string) => stderr.write(s) }) : silentLogger;
+  const logFiles: ConfigLogger[] = [];
+  /** `[logs]` (file `<path>ims.log`, level, console echo); `--verbose` adds debug lines on stderr. */
+  const loggerFor = (g: Globals, loaded: BmiConfig): Logger => {
+    const configured = loggerFromConfig(loaded.logs, { console: stderr, forceConsole: g.verbose === true });
+    logFiles.push(configured);
+    return configured.logger;
+  };
   const config = (g: Globals): BmiConfig => {
     const { config: loaded, warnings } = loadConfig({ ...(g.config ? { path: g.config } : {}), env });
     if (!g.json) for (const w of warnings) stderr.write(`bmi: warning: ${w}\n`);
     return loaded;
   };
   const wire = (g: Globals, createStore = false): WiredBmi => {
-    const wired = createBmiFromConfig(config(g), { logger: loggerFor(g), env, createStore });
+    const loaded = config(g);
+    const wired = createBmiFromConfig(loaded, { logger: loggerFor(g, loaded), env, createStore });
     opened.push(wired);
     return wired;
   };
@@ -690,8 +697,17 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .description("print the loaded configuration with secrets redacted")
     .action(
       action((g) => {
-        const shown = redactedConfig(config(g));
-        return { value: shown, human: [JSON.stringify(shown, null, 2)] };
+        const loaded = loadConfig({ ...(g.config ? { path: g.config } : {}), env });
+        if (!g.json) for (const w of loaded.warnings) stderr.write(`bmi: warning: ${w}\n`);
+        // The effective values, and which of the original's older names were read as which.
+        const shown = { ...redactedConfig(loaded.config), mapped: loaded.mapped };
+        return {
+          value: shown,
+          human: [
+            JSON.stringify(redactedConfig(loaded.config), null, 2),
+            ...loaded.mapped.map((m) => `# ${m}`),
+          ],
+        };
       }),
     );
 
@@ -746,6 +762,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     }
   } finally {
     for (const wired of opened) wired.close();
+    for (const log of logFiles) log.close();
   }
   return exitCode;
 }

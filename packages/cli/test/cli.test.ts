@@ -96,3 +96,23 @@ describe("run() without a deployment", () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ error: { code: "invalid_input", subsystem: "config" } });
   });
 });
+
+describe("bmi config (issue 19 point 6)", () => {
+  const sample = (name: string) => new URL(`../../../docs/samples/${name}`, import.meta.url).pathname;
+  it("prints the effective values with secrets redacted, and which of the original's old names it mapped", async () => {
+    const template = await bmi("--config", sample("bmi_config.cfg"), "config", "--json");
+    expect(template.code).toBe(EXIT.ok);
+    const shown = JSON.parse(template.stdout);
+    expect(shown.net_isolator.password).toBe("[REDACTED]");
+    expect(template.stdout).not.toContain("hil-secret-9");
+    expect(shown.mapped).toEqual([]);
+
+    const readme = await bmi("--config", sample("bmi_config.readme.cfg"), "config");
+    expect(readme.code).toBe(EXIT.ok);
+    expect(readme.stdout).toContain('"path": "/home/user/bmi.db"');
+    expect(readme.stdout).toMatch(/^# \[db\] url read as \[db\] path$/m);
+    expect(readme.stdout).toMatch(/^# \[haas\] read as \[net_isolator\]$/m);
+    expect(readme.stderr).toMatch(/warning: \[rpc\] is obsolete/);
+    expect(readme.stdout + readme.stderr).not.toContain("not-needed-sudo-password");
+  });
+});

@@ -11,7 +11,8 @@ import {
   targetNameFor,
 } from "../src/index.js";
 
-const SAMPLE_PATH = new URL("./fixtures/bmi_config.cfg", import.meta.url).pathname;
+const SAMPLE_PATH = new URL("../../../docs/samples/bmi_config.cfg", import.meta.url).pathname;
+const README_SAMPLE_PATH = new URL("../../../docs/samples/bmi_config.readme.cfg", import.meta.url).pathname;
 const SAMPLE = readFileSync(SAMPLE_PATH, "utf8");
 const SUDO_PASSWORD = "sudo-secret-7";
 const HIL_PASSWORD = "hil-secret-9";
@@ -84,7 +85,7 @@ describe("loadConfig: the sample bmi_config.cfg", () => {
       username: "bmi",
       provisioning_network: "bmi_provision",
       channel: "vlan/native",
-      api_version: "v0",
+      action_timeout_ms: 60_000,
     });
     // %(tftp_root)s comes from [DEFAULT], as in Python's ConfigParser.
     expect(config.tftp).toMatchObject({
@@ -211,7 +212,7 @@ describe("loadConfig: Python SafeConfigParser compatibility", () => {
       loadConfig({ text: withValue("iscsi", "bare_target_names", "TRUE") }).config.iscsi.bare_target_names,
     ).toBe(true);
     const e = configError(withValue("iscsi", "bare_target_names", "yes"));
-    expect(e.message).toBe('invalid [iscsi] bare_target_names: must be true or false (any case) (got "yes")');
+    expect(e.message).toBe("invalid [iscsi] bare_target_names: must be true or false (any case)");
   });
 
   it("accepts the old section names [ceph], [haas] and [http] with a warning", () => {
@@ -224,8 +225,14 @@ describe("loadConfig: Python SafeConfigParser compatibility", () => {
     expect(config.fs.pool).toBe("rbd");
     expect(config.net_isolator.url).toBe("http://127.0.0.1:7000");
     expect(config.rest_api).toEqual({ ip: "127.0.0.2", port: 8000 });
-    expect(warnings).toContain("[haas] is the old name of [net_isolator]; read as [net_isolator]");
-    expect(configError(`${SAMPLE}\n[ceph]\npool = other\n`).message).toContain("both [fs] and [ceph]");
+    expect(warnings).toContain(
+      "old names read as new ones: [ceph] read as [fs]; [haas] read as [net_isolator]; [http] read as [rest_api]; [http] bind_ip read as [rest_api] ip",
+    );
+    // Both names at once: the same value is fine, a different one names both places.
+    expect(loadConfig({ text: `${SAMPLE}\n[ceph]\npool = rbd\n` }).config.fs.pool).toBe("rbd");
+    expect(configError(`${SAMPLE}\n[ceph]\npool = other\n`).message).toBe(
+      "[fs] pool and [ceph] pool are the same setting with different values; keep one",
+    );
   });
 
   it("defaults every key the original hard-coded to the original's value", () => {
@@ -261,7 +268,7 @@ describe("loadConfig: Python SafeConfigParser compatibility", () => {
     expect(config.net_isolator).toMatchObject({
       channel: "vlan/native",
       timeout_ms: 10_000,
-      api_version: "v0",
+      action_timeout_ms: 60_000,
     });
     expect(config.bmi.admin_project).toBe("bmi_infra");
     expect(config.rest_api).toBeNull();
@@ -325,7 +332,7 @@ describe("loadConfig: broken configs name the section and key", () => {
     [
       "an unknown driver",
       withValue("driver", "iscsi", "iet"),
-      /^invalid \[driver\] iscsi: unknown driver "iet"/,
+      /^invalid \[driver\] iscsi: not a driver this BMI has; it supports only tgt/,
     ],
     [
       "a bad firmware",
@@ -443,7 +450,7 @@ describe("loadConfig: broken configs name the section and key", () => {
       boot: "pxe",
     });
     expect(configError(withValue("driver", "net_isolator", "openstack")).message).toMatch(
-      /^invalid \[driver\] net_isolator: unknown driver "openstack"; this BMI supports only hil/,
+      /^invalid \[driver\] net_isolator: not a driver this BMI has; it supports only hil/,
     );
   });
 
@@ -451,5 +458,132 @@ describe("loadConfig: broken configs name the section and key", () => {
     const { warnings } = loadConfig({ text: `${withValue("iscsi", "colour", "blue")}\n[extras]\nx = 1\n` });
     expect(warnings).toContain("unknown key [iscsi] colour ignored");
     expect(warnings).toContain("unknown section [extras] ignored");
+  });
+});
+
+describe("loadConfig: both layouts of the original (issue 19 point 6)", () => {
+  const README_SAMPLE = readFileSync(README_SAMPLE_PATH, "utf8");
+
+  it("loads the original README's older layout with the same meaning as the newer names", () => {
+    const { config, warnings, mapped } = loadConfig({ text: README_SAMPLE, baseDir: temp });
+    expect(config.bmi).toMatchObject({ uid: "5", snapshot: "bmi_created_snapshot" });
+    expect(config.db.path).toBe("/home/user/bmi.db");
+    expect(config.fs).toMatchObject({
+      id: "bmi",
+      pool: "bmi",
+      conf_file: "/etc/ceph/ceph.conf",
+      keyring: "/etc/ceph/bmi.key",
+    });
+    expect(config.net_isolator.url).toBe("http://localhost:3241/");
+    expect(config.iscsi.ip).toBe("10.0.0.5");
+    expect(config.tftp).toMatchObject({
+      pxelinux_path: "/var/lib/tftpboot/pxelinux.cfg/",
+      ipxe_path: "/var/lib/tftpboot/",
+    });
+    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000 });
+    expect(config.logs).toEqual({ path: "/home/bmi/logs/", debug: false, verbose: false });
+    expect(mapped).toEqual([
+      "[ceph] read as [fs]",
+      "[haas] read as [net_isolator]",
+      "[http] read as [rest_api]",
+      "[db] url read as [db] path",
+      "[tftp] pxelinux_url read as [tftp] pxelinux_path",
+      "[tftp] ipxe_url read as [tftp] ipxe_path",
+      "[http] bind_ip read as [rest_api] ip",
+      "[http] bind_port read as [rest_api] port",
+      "[logs] url read as [logs] path",
+    ]);
+    // Obsolete settings are accepted with a warning each, and the sudo password is never shown.
+    for (const obsolete of ["[filesystem] is obsolete", "[rpc] is obsolete", "[bmi] service is obsolete"]) {
+      expect(warnings.some((w) => w.startsWith(obsolete))).toBe(true);
+    }
+    expect(warnings.some((w) => w.startsWith("[iscsi] password is obsolete"))).toBe(true);
+    expect(JSON.stringify({ config, warnings })).not.toContain("not-needed-sudo-password");
+  });
+
+  it("loads the newer template, and both name sets in any mix", () => {
+    const template = loadConfig({ text: SAMPLE }).config;
+    let mixed = SAMPLE.replace("[fs]", "[ceph]").replace("[net_isolator]", "[haas]");
+    mixed = withValue("db", "path", null, mixed);
+    mixed = withValue("db", "url", "/var/lib/bmi/bmi.db", mixed);
+    mixed = withValue("tftp", "ipxe_path", null, mixed);
+    mixed = withValue("tftp", "ipxe_url", "%(tftp_root)s/", mixed);
+    const { config } = loadConfig({ text: mixed });
+    expect({ ...config, file: null }).toEqual({ ...template, file: null });
+  });
+
+  it("a setting given both ways with different values is an error naming both; the same value is fine", () => {
+    const same = withValue("db", "url", "/var/lib/bmi/bmi.db");
+    expect(loadConfig({ text: same }).config.db.path).toBe("/var/lib/bmi/bmi.db");
+    expect(configError(withValue("db", "url", "/tmp/other.db")).message).toBe(
+      "[db] url and [db] path are the same setting with different values; keep one",
+    );
+    const error = configError(withValue("tftp", "pxelinux_url", "/srv/secret-path/"));
+    expect(error.message).toBe(
+      "[tftp] pxelinux_url and [tftp] pxelinux_path are the same setting with different values; keep one",
+    );
+  });
+
+  it("defaults a missing [bmi] snapshot to the original's bmi_created_snapshot", () => {
+    expect(loadConfig({ text: withValue("bmi", "snapshot", null) }).config.bmi.snapshot).toBe(
+      "bmi_created_snapshot",
+    );
+  });
+
+  it("drops [net_isolator] api_version with a warning (HIL has only /v0) and reads action_timeout_ms", () => {
+    const { config, warnings } = loadConfig({ text: withValue("net_isolator", "api_version", "v1") });
+    expect(warnings).toContain(
+      "[net_isolator] api_version is obsolete and ignored: HIL has one API version, /v0, which the client always uses",
+    );
+    expect(config.net_isolator.action_timeout_ms).toBe(60_000);
+    const short = withValue("net_isolator", "action_timeout_ms", "5000");
+    expect(loadConfig({ text: short }).config.net_isolator.action_timeout_ms).toBe(5_000);
+  });
+});
+
+describe("loadConfig: errors quote the key and the rule, never a value (issue 22 point 10)", () => {
+  it("a password typed into username, a Ceph key pasted into [fs] id, a secret in a number", () => {
+    const cephKey = "AQBvaBFZAAAAABAAq1JbUQpNfqV4ELoV0hXPNw==";
+    const cases: [string, string, string, RegExp][] = [
+      [
+        "net_isolator",
+        "username",
+        "bmi:hunter2-pass",
+        /^invalid \[net_isolator\] username: must not contain ':'/,
+      ],
+      ["fs", "id", cephKey, /^invalid \[fs\] id: a Ceph client id may only contain/],
+      ["iscsi", "port", "s3cr3t-value", /^invalid \[iscsi\] port: must be an integer$/],
+      ["tftp", "boot_nic", "p@ssw0rd", /^invalid \[tftp\] boot_nic: must be any, or an iPXE interface name/],
+      ["driver", "fs", "top-secret-driver", /^invalid \[driver\] fs: not a driver this BMI has/],
+    ];
+    for (const [section, key, value, rule] of cases) {
+      const error = configError(withValue(section, key, value));
+      expect(error.message).toMatch(rule);
+      const everything = JSON.stringify({ message: error.message, json: error.toJSON() });
+      for (const piece of [value, "hunter2", "AQBvaBFZ"]) expect(everything).not.toContain(piece);
+    }
+  });
+});
+
+describe("loadConfig: repeated sections and keys are warned about (issue 22 point 11)", () => {
+  it("warns naming the lines, never the values; the later key wins and sections merge, as in Python 2", () => {
+    const text = `${withValue("iscsi", "port", "3260")}\n[iscsi]\nport = 3261\n`;
+    const { config, warnings } = loadConfig({ text });
+    expect(config.iscsi.port).toBe(3261);
+    expect(config.iscsi.ip).toBe("127.0.0.1");
+    const lines = text.split("\n");
+    const first = lines.indexOf("[iscsi]") + 1;
+    const second = lines.lastIndexOf("[iscsi]") + 1;
+    expect(warnings).toContain(
+      `[iscsi] appears twice in config text (lines ${first} and ${second}); read as one section`,
+    );
+    expect(
+      warnings.some((w) =>
+        /^\[iscsi\] port is set twice in config text \(lines \d+ and \d+\); the later one is used$/.test(w),
+      ),
+    ).toBe(true);
+    const twice = loadConfig({ text: `${SAMPLE}\n[net_isolator]\npassword = other-secret-1\n` });
+    expect(twice.warnings.join("\n")).not.toContain("other-secret-1");
+    expect(twice.warnings.join("\n")).not.toContain(HIL_PASSWORD);
   });
 });

@@ -23,7 +23,10 @@ export interface HilClientOptions {
   password?: string;
   /** Per-attempt timeout; default 10 s. */
   timeoutMs?: number;
-  /** Extra attempts for retryable failures (busy, unavailable, timeout); default 3. */
+  /**
+   * Extra attempts for retryable failures (busy, unavailable, timeout); default 3. A POST is
+   * repeated only when HIL certainly did not apply it (see `repeatable` and the README).
+   */
   retries?: number;
   /** First backoff delay; doubled per attempt, with jitter; default 100 ms. */
   retryBaseMs?: number;
@@ -114,6 +117,23 @@ function sleep(ms: number, signal: AbortSignal | undefined, what: string): Promi
   });
 }
 
+/** Transport errors raised before a request left this machine: repeating them cannot duplicate it. */
+const NOT_SENT = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/** The errno of a fetch failure (undici puts it on `cause`). */
+function errnoOf(error: unknown): string | undefined {
+  const cause = error instanceof Error ? (error.cause ?? error) : error;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
 /** The first delay between polls of a networking action (then doubling, with jitter). */
 export const DEFAULT_FIRST_POLL_MS = 25;
 
@@ -137,6 +157,8 @@ export function createHilClient(options: HilClientOptions) {
   const doFetch: FetchLike = fetchOption ?? ((input, init) => fetch(input, init));
   const logger = loggerOption ?? silentLogger;
   const base = config.url.replace(/\/+$/, "");
+  /** Transport failures that certainly happened before sending (see `repeatable`). */
+  const notSent = new WeakSet<BmiError>();
   const authorization =
     config.username === undefined
       ? undefined
@@ -174,7 +196,7 @@ export function createHilClient(options: HilClientOptions) {
       }
       const reason =
         error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : "";
-      throw new BmiError(
+      const failure = new BmiError(
         "unavailable",
         `HIL ${method} ${path}: cannot reach the service (${reason || "network error"})`,
         {
@@ -182,7 +204,33 @@ export function createHilClient(options: HilClientOptions) {
           details: { ...details },
         },
       );
+      if (NOT_SENT.has(errnoOf(error) ?? "")) notSent.add(failure);
+      throw failure;
     }
+  }
+
+  /**
+   * Whether a failed attempt may be repeated. Reads and PUTs (idempotent) are repeated on any
+   * retryable failure. A POST (connect/detach network, connect/detach node) is repeated only
+   * when HIL certainly did not apply it: the connection was never made, HIL answered 409 busy
+   * (it refused the action), or 500/503 (its transaction was rolled back). After a timeout, a
+   * reset or a 502/504 the POST may have been applied, and a second one is how real HIL ends
+   * up with duplicate attachment rows: the outcome is unknown and the caller must look.
+   */
+  function repeatable(method: string, error: BmiError, status: number | undefined): boolean {
+    if (!error.retryable) return false;
+    if (method !== "POST") return true;
+    if (status === undefined) return notSent.has(error);
+    return status === 409 || status === 500 || status === 503;
+  }
+
+  /** A POST that may have reached HIL: never repeated, marked so callers look before acting. */
+  function unknownOutcome(error: BmiError, what: string): BmiError {
+    return new BmiError(
+      error.code,
+      `${error.message}; HIL may have applied ${what} anyway, so it was not repeated`,
+      { subsystem: "isolation", retryable: false, details: { ...error.details, outcome: "unknown" } },
+    );
   }
 
   /** One call with bounded retries; `schema` undefined = the body must be empty. */
@@ -195,15 +243,19 @@ export function createHilClient(options: HilClientOptions) {
     for (let tries = 0; ; tries++) {
       if (init.signal?.aborted) throw cancelled(what);
       let error: BmiError;
+      let status: number | undefined;
       try {
-        const { status, text } = await attempt(method, path, init.body, init.signal);
+        const response = await attempt(method, path, init.body, init.signal);
+        status = response.status;
         logger.debug({ hil: { method, path, status, attempt: tries + 1 } }, "hil request");
         if (
           status >= 200 &&
           status < 300 &&
           (init.expectStatus === undefined || status === init.expectStatus)
         ) {
-          return parseBody(what, status, text, init.schema) as S extends z.ZodType ? z.output<S> : undefined;
+          return parseBody(what, status, response.text, init.schema) as S extends z.ZodType
+            ? z.output<S>
+            : undefined;
         }
         error =
           status >= 200 && status < 300
@@ -211,7 +263,7 @@ export function createHilClient(options: HilClientOptions) {
                 subsystem: "isolation",
                 details: { method, path, status },
               })
-            : errorFromResponse(status, text, {
+            : errorFromResponse(status, response.text, {
                 method,
                 path,
                 ...(config.username ? { username: config.username } : {}),
@@ -221,7 +273,15 @@ export function createHilClient(options: HilClientOptions) {
         error = thrown;
       }
       error.details.attempts = tries + 1;
-      if (!error.retryable || error.code === "cancelled" || tries >= config.retries) {
+      const again = repeatable(method, error, status);
+      if (!again && method === "POST" && error.retryable && error.code !== "cancelled") {
+        logger.warn(
+          { hil: { method, path, code: error.code, attempts: tries + 1 } },
+          "hil POST outcome unknown",
+        );
+        throw unknownOutcome(error, what);
+      }
+      if (!again || error.code === "cancelled" || tries >= config.retries) {
         logger.debug({ hil: { method, path, code: error.code, attempts: tries + 1 } }, "hil request failed");
         throw error;
       }

@@ -16,7 +16,8 @@ import {
 } from "@bmi/core";
 import { z } from "zod";
 import { createHilClient, DEFAULT_FIRST_POLL_MS, type HilClient, type HilClientOptions } from "./client.js";
-import type { NodeDetails } from "./schemas.js";
+import { cancelledError, createNicActions } from "./nic-actions.js";
+import type { NetworkAttachments, NodeDetails } from "./schemas.js";
 
 export interface HilIsolationOptions extends HilClientOptions {
   /** Channel for attachments that name none; default: HIL's own default (`vlan/native`). */
@@ -48,27 +49,20 @@ const driverOptionsSchema = z.object({
 
 function toNodeInfo(details: NodeDetails): NodeInfo {
   const nics: NodeInfo["nics"] = [];
+  const unusable: string[] = [];
   for (const nic of details.nics) {
     // HIL never validates macaddr; a NIC without a usable MAC cannot get boot files, so it is left out.
     const mac = MacAddress.safeParse(nic.macaddr);
     if (mac.success) nics.push({ label: nic.label, mac: mac.data });
+    else unusable.push(nic.label);
   }
-  return { name: details.name, project: details.project, nics };
+  return {
+    name: details.name,
+    project: details.project,
+    nics,
+    ...(unusable.length > 0 ? { unusableNics: unusable } : {}),
+  };
 }
-
-function attachedChannel(details: NodeDetails, nic: string, network: string): string | undefined {
-  const found = details.nics.find((n) => n.label === nic);
-  if (!found) {
-    throw new BmiError("not_found", `NIC ${nic} on node ${details.name} does not exist`, {
-      subsystem: "isolation",
-      details: { node: details.name, nic },
-    });
-  }
-  return Object.entries(found.networks).find(([, name]) => name === network)?.[0];
-}
-
-const cancelledError = (what: string) =>
-  new BmiError("cancelled", `isolation ${what} was cancelled`, { subsystem: "isolation" });
 
 /**
  * The IsolationDriver over HIL's REST API (v0.3+). `authorize` requires the node to be owned by
@@ -90,35 +84,12 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
     if (o?.signal?.aborted) throw cancelledError(what);
   };
 
-  async function waitFor(
-    statusId: string,
-    a: { node: string; nic: string; network: string },
-    attached: boolean,
-    o: CallOptions | undefined,
-  ): Promise<void> {
-    const verb = attached ? "attach" : "detach";
-    const result = await client.waitForNetworkingAction(statusId, {
-      maxWaitMs,
-      minDelayMs,
-      maxDelayMs: Math.max(minDelayMs, 1_000),
-      ...(o?.signal ? { signal: o.signal } : {}),
-      expect: { ...a, attached },
-    });
-    const what = `${verb} ${a.node}/${a.nic} ${attached ? "to" : "from"} ${a.network}`;
-    const details = { ...a, statusId, reason: result.reason };
-    if (result.state === "SUCCESS") return;
-    if (result.state === "ABORTED") throw cancelledError(what);
-    if (result.state === "TIMEOUT") {
-      throw new BmiError("timeout", `HIL did not finish ${what} within ${maxWaitMs} ms`, {
-        subsystem: "isolation",
-        details,
-      });
-    }
-    throw new BmiError("unavailable", `HIL could not ${what}: ${result.reason ?? "the action failed"}`, {
-      subsystem: "isolation",
-      details,
-    });
-  }
+  const actions = createNicActions({
+    client,
+    maxWaitMs,
+    minDelayMs,
+    ...(driverOptions.channel === undefined ? {} : { defaultChannel: driverOptions.channel }),
+  });
 
   return {
     name: "hil",
@@ -152,45 +123,39 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
       check(o, "attach");
       requireNetworks();
-      const wanted = a.channel ?? driverOptions.channel;
-      let statusId: string;
-      try {
-        // No show_node first: HIL's own 409 ("already attached", a pending action, a retried POST
-        // whose first try got through) is when we look, so a fresh attach costs one request.
-        statusId = await client.connectNetwork(a.node, a.nic, a.network, {
-          ...(wanted === undefined ? {} : { channel: wanted }),
-          signal: o?.signal,
-        });
-      } catch (error) {
-        if (!(error instanceof BmiError && (error.code === "conflict" || error.code === "busy"))) throw error;
-        const details = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);
-        const current = details && attachedChannel(details, a.nic, a.network);
-        if (current === undefined) throw error;
-        if (wanted === undefined || wanted === current) return;
-        throw new BmiError("conflict", `network ${a.network} is already attached to ${a.nic} on ${current}`, {
-          subsystem: "isolation",
-          retryable: false,
-          details: { ...a, channel: current },
-        });
-      }
-      await waitFor(statusId, a, true, o);
+      await actions.attach(a, o);
     },
 
     async detach(attachment, o) {
       const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
       check(o, "detach");
       requireNetworks();
-      let statusId: string;
+      await actions.detach(a, o);
+    },
+
+    async networkAttachments(network, o) {
+      const valid = parseInput(NetworkName, network, "network", "isolation");
+      check(o, "networkAttachments");
+      requireNetworks();
+      const list = (found: NetworkAttachments): NetworkAttachment[] =>
+        Object.entries(found).map(([node, a]) => ({ node, nic: a.nic, network: valid, channel: a.channel }));
       try {
-        // No show_node first: HIL checks node, NIC and network (404) before "not attached" (400).
-        statusId = await client.detachNetwork(a.node, a.nic, a.network, { signal: o?.signal });
+        return list(await client.listNetworkAttachments(valid, { signal: o?.signal }));
       } catch (error) {
-        // "The network is not attached to the nic." (400): nothing to detach, or done meanwhile.
-        if (error instanceof BmiError && error.code === "invalid_input" && /not attached/.test(error.message))
-          return;
-        throw error;
+        if (!(error instanceof BmiError && error.code === "forbidden" && o?.projects)) throw error;
       }
-      await waitFor(statusId, a, false, o);
+      // Not the network's owner (an admin-owned provisioning network, a non-admin account): HIL
+      // lists it per project the account can act for and the network is open to (spec §5.3).
+      const out: NetworkAttachment[] = [];
+      for (const project of o.projects) {
+        try {
+          out.push(...list(await client.listNetworkAttachments(valid, { project, signal: o?.signal })));
+        } catch (error) {
+          if (!(error instanceof BmiError && (error.code === "forbidden" || error.code === "not_found")))
+            throw error;
+        }
+      }
+      return out;
     },
 
     async attachments(name, o) {
@@ -240,6 +205,7 @@ export function hilOptionsFromConfig(
   return {
     url: section.url,
     timeoutMs: section.timeout_ms,
+    actionTimeoutMs: section.action_timeout_ms,
     channel: section.channel,
     ...(username ? { username } : {}),
     ...(password !== undefined ? { password } : {}),

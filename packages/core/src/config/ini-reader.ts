@@ -16,6 +16,12 @@ export interface IniDocument {
   /** Raw (uninterpolated) values by section, then by lower-cased key, in file order. */
   sections: Map<string, Map<string, string>>;
   defaults: Map<string, string>;
+  /**
+   * A warning per repeated section or key, naming lines, never values. Python 2's parser took
+   * them silently (a repeated section merges, the last key wins), and so do we, so configs that
+   * loaded under the original still load; a typo that shadows a setting is visible.
+   */
+  duplicates: string[];
 }
 
 export const DEFAULT_SECTION = "DEFAULT";
@@ -53,6 +59,9 @@ export function readIni(text: string, source: string): IniDocument {
   const normalised: string[] = [];
   let section: string | null = null;
   let lastKey: string | null = null;
+  const duplicates: string[] = [];
+  const sectionLines = new Map<string, number>();
+  const keyLines = new Map<string, number>();
 
   lines.forEach((line, index) => {
     const lineNo = index + 1;
@@ -75,6 +84,12 @@ export function readIni(text: string, source: string): IniDocument {
     if (header) {
       section = (header[1] ?? "").trim();
       lastKey = null;
+      const seen = sectionLines.get(section);
+      if (seen !== undefined) {
+        duplicates.push(
+          `[${section}] appears twice in ${source} (lines ${seen} and ${lineNo}); read as one section`,
+        );
+      } else sectionLines.set(section, lineNo);
       // Escape dots so `ini` keeps `[a.b]` one flat section, as Python does.
       normalised.push(`[${section.replace(/[.;#]/g, (c) => `\\${c}`)}]`);
       return;
@@ -99,6 +114,13 @@ export function readIni(text: string, source: string): IniDocument {
       });
     }
     lastKey = key;
+    const seenKey = keyLines.get(`${section}\0${key}`);
+    if (seenKey !== undefined) {
+      duplicates.push(
+        `[${section}] ${key} is set twice in ${source} (lines ${seenKey} and ${lineNo}); the later one is used`,
+      );
+    }
+    keyLines.set(`${section}\0${key}`, lineNo);
     normalised.push(`${key.replace(/[\\;#]/g, (c) => `\\${c}`)} = ${literalValue(option[2] ?? "")}`);
   });
 
@@ -116,7 +138,7 @@ export function readIni(text: string, source: string): IniDocument {
     if (name === DEFAULT_SECTION) defaults = values;
     else sections.set(name, values);
   }
-  return { sections, defaults };
+  return { sections, defaults, duplicates };
 }
 
 /** The raw value of an option: the section's own, else `[DEFAULT]`'s (Python's lookup order). */

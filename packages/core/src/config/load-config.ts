@@ -69,7 +69,8 @@ export interface BmiConfig {
     username: string | null;
     password: string | null;
     timeout_ms: number;
-    api_version: string;
+    /** How long attach/detach wait for HIL's networking daemon (`[net_isolator] action_timeout_ms`). */
+    action_timeout_ms: number;
     provisioning_network: string | null;
     channel: string;
   };
@@ -105,6 +106,8 @@ export interface LoadedConfig {
   config: BmiConfig;
   /** Obsolete, unknown or defaulted-insecure settings, one sentence each; never a value. */
   warnings: string[];
+  /** Old section and key names read as new ones, e.g. `[ceph] read as [fs]`, `[db] url read as [db] path`. */
+  mapped: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +191,8 @@ function sectionSchemas(baseDir: string) {
   return {
     bmi: z.object({
       uid: Uid,
-      snapshot: RbdSnapshotName,
+      // The original README's older layout has no snapshot key; this was its name then.
+      snapshot: RbdSnapshotName.default("bmi_created_snapshot"),
       admin_project: ProjectName.default("bmi_infra"),
       concurrency: int(1, 1024).default(8),
       lock_lease_ms: int(1_000, 7 * 24 * 3_600_000).default(10 * 60_000),
@@ -228,10 +232,8 @@ function sectionSchemas(baseDir: string) {
         .default(null),
       password: nonEmpty.nullable().default(null),
       timeout_ms: int(100, 3_600_000).default(10_000),
-      api_version: z
-        .string()
-        .regex(/^v\d+$/, { error: "must look like v0" })
-        .default("v0"),
+      /** How long attach/detach wait for HIL's networking daemon to apply an action. */
+      action_timeout_ms: int(1_000, 3_600_000).default(60_000),
       provisioning_network: NetworkName.nullable().default(null),
       channel: z
         .string()
@@ -263,28 +265,28 @@ function sectionSchemas(baseDir: string) {
 type Schemas = ReturnType<typeof sectionSchemas>;
 type SectionName = keyof Schemas;
 
-/** Sections we need, and the older names the original (or its forks) used for them. */
+/** Sections we need, and the older names the original README (or its forks) used for them. */
 const SECTION_ALIASES: Record<string, SectionName> = { ceph: "fs", haas: "net_isolator", http: "rest_api" };
 const REQUIRED_SECTIONS: readonly SectionName[] = ["bmi", "db", "fs", "iscsi", "net_isolator", "tftp"];
 /** Keys read from the file but never as values: obsolete (warned about) or secret-and-ignored. */
 const OBSOLETE_KEYS: Record<string, Record<string, string>> = {
   bmi: { service: "it ran remake_mappings at start, which the tgt driver never implemented" },
   iscsi: { password: "it was a plaintext sudo password; BMI never needs one (SEC-4)" },
+  net_isolator: { api_version: "HIL has one API version, /v0, which the client always uses" },
 };
-/** Key renames in the old sections: `[http] bind_ip` is `[rest_api] ip`. */
+/** Older key names (the original README's layout), in the old or the new section name. */
 const KEY_ALIASES: Partial<Record<SectionName, Record<string, string>>> = {
+  db: { url: "path" },
+  tftp: { pxelinux_url: "pxelinux_path", ipxe_url: "ipxe_path" },
   rest_api: { bind_ip: "ip", bind_port: "port" },
+  logs: { url: "path" },
 };
 const OBSOLETE_SECTIONS: Record<string, string> = {
   rpc: "the Pyro RPC layer is gone",
+  filesystem: "it chose the storage back end, and Ceph is the only one",
   tests: "it only served the original's own tests",
   test: "it only served the original's own tests",
 };
-const SECRET_KEYS = new Set(["password", "chap_secret", "secret", "url"]);
-
-/** Whether an error may quote a value: not a secret, no URL (may hold credentials), no reference (may expand one). */
-const isShowable = (key: string, raw: string | undefined): boolean =>
-  !SECRET_KEYS.has(key) && raw !== undefined && !raw.includes("%");
 
 /** Driver names accepted for each `[driver]` key, including the original's module paths. */
 const DRIVER_NAMES: Record<keyof BmiConfig["driver"], { value: string; accepted: readonly string[] }> = {
@@ -340,28 +342,74 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   return parseConfig(readIni(text, file ?? "config text"), file, baseDir);
 }
 
+/**
+ * The values of one of our sections, gathered from every file section that feeds it, under new
+ * or old key names in any mix. The same setting given twice with different values is an error
+ * naming both places (never the values); given twice alike, it is accepted.
+ */
+function readSection(
+  doc: IniDocument,
+  section: SectionName,
+  sources: string[],
+  schema: z.ZodObject,
+  warnings: string[],
+  mapped: string[],
+  file: string | null,
+): { input: Record<string, string>; origin: Map<string, { section: string; key: string }> } {
+  const known = new Set(Object.keys(schema.shape));
+  const aliases: Record<string, string> = KEY_ALIASES[section] ?? {};
+  const obsolete: Record<string, string> = OBSOLETE_KEYS[section] ?? {};
+  const input: Record<string, string> = {};
+  const origin = new Map<string, { section: string; key: string }>();
+  const take = (source: string, fileKey: string, key: string) => {
+    const value = interpolate(doc, source, fileKey);
+    if (CONTROL_CHARS.test(value)) {
+      throw configError(
+        `invalid [${source}] ${fileKey}: must not contain a newline or other control characters`,
+        { section: source, key: fileKey, file },
+      );
+    }
+    const first = origin.get(key);
+    if (first !== undefined && input[key] !== value) {
+      throw configError(
+        `[${first.section}] ${first.key} and [${source}] ${fileKey} are the same setting with different values; keep one`,
+        { section: source, key: fileKey, file, other: `[${first.section}] ${first.key}` },
+      );
+    }
+    input[key] = value;
+    if (first === undefined) origin.set(key, { section: source, key: fileKey });
+  };
+  for (const source of sources) {
+    for (const fileKey of doc.sections.get(source)?.keys() ?? []) {
+      if (known.has(fileKey)) take(source, fileKey, fileKey);
+      else if (aliases[fileKey] !== undefined) {
+        take(source, fileKey, aliases[fileKey]);
+        mapped.push(`[${source}] ${fileKey} read as [${section}] ${aliases[fileKey]}`);
+      } else if (obsolete[fileKey] !== undefined)
+        warnings.push(`[${source}] ${fileKey} is obsolete and ignored: ${obsolete[fileKey]}`);
+      else warnings.push(`unknown key [${source}] ${fileKey} ignored`);
+    }
+  }
+  // [DEFAULT] options apply to every section, as in Python; only keys this section knows.
+  const primary = sources[0] ?? section;
+  for (const key of doc.defaults.keys())
+    if (known.has(key) && input[key] === undefined) take(primary, key, key);
+  return { input, origin };
+}
+
 function parseConfig(doc: IniDocument, file: string | null, baseDir: string): LoadedConfig {
-  const warnings: string[] = [];
+  const warnings: string[] = [...doc.duplicates];
+  const mapped: string[] = [];
   const where = file ?? "the config text";
   const schemas = sectionSchemas(baseDir);
 
-  // Which file section feeds each of ours (an alias like [ceph] for [fs]).
-  const sourceOf = new Map<SectionName, string>();
+  // Which file sections feed each of ours: its own name and/or an old one ([ceph] for [fs]).
+  const sourcesOf = new Map<SectionName, string[]>();
   for (const name of doc.sections.keys()) {
     const target = (name in schemas ? name : SECTION_ALIASES[name]) as SectionName | undefined;
     if (target !== undefined) {
-      const previous = sourceOf.get(target);
-      if (previous !== undefined) {
-        throw configError(
-          `both [${previous}] and [${name}] are present in ${where}; they are the same section, keep one`,
-          {
-            section: name,
-            file,
-          },
-        );
-      }
-      if (name !== target) warnings.push(`[${name}] is the old name of [${target}]; read as [${target}]`);
-      sourceOf.set(target, name);
+      sourcesOf.set(target, [...(sourcesOf.get(target) ?? []), name]);
+      if (name !== target) mapped.push(`[${name}] read as [${target}]`);
     } else if (name === "driver") {
       // Handled below.
     } else if (name in OBSOLETE_SECTIONS) {
@@ -371,68 +419,30 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     }
   }
   for (const section of REQUIRED_SECTIONS) {
-    if (!sourceOf.has(section)) {
+    if (!sourcesOf.has(section)) {
       throw configError(`missing [${section}] section in ${where}`, { section, file });
     }
   }
-
   const read = <S extends SectionName>(section: S): z.output<Schemas[S]> | undefined => {
-    const source = sourceOf.get(section);
-    if (source === undefined) return undefined;
-    const own = doc.sections.get(source) ?? new Map<string, string>();
-    const schema = schemas[section];
-    const known = new Set(Object.keys(schema.shape));
-    const aliases: Record<string, string> = KEY_ALIASES[section] ?? {};
-    const obsolete: Record<string, string> = OBSOLETE_KEYS[section] ?? {};
-    const input: Record<string, string> = {};
-    const showable = new Set<string>();
-    const fileKeyOf = new Map<string, string>();
-    const take = (fileKey: string, key: string) => {
-      if (input[key] !== undefined) {
-        throw configError(`both [${source}] ${key} and its old name ${fileKey} are set; keep one`, {
-          section: source,
-          key,
-          file,
-        });
-      }
-      const value = interpolate(doc, source, fileKey);
-      if (CONTROL_CHARS.test(value)) {
-        throw configError(
-          `invalid [${source}] ${fileKey}: must not contain a newline or other control characters`,
-          {
-            section: source,
-            key: fileKey,
-            file,
-          },
-        );
-      }
-      input[key] = value;
-      fileKeyOf.set(key, fileKey);
-      if (isShowable(fileKey, doc.sections.get(source)?.get(fileKey) ?? doc.defaults.get(fileKey)))
-        showable.add(key);
-    };
-    for (const fileKey of own.keys()) {
-      if (known.has(fileKey)) take(fileKey, fileKey);
-      else if (aliases[fileKey] !== undefined) take(fileKey, aliases[fileKey]);
-      else if (obsolete[fileKey] !== undefined)
-        warnings.push(`[${source}] ${fileKey} is obsolete and ignored: ${obsolete[fileKey]}`);
-      else warnings.push(`unknown key [${source}] ${fileKey} ignored`);
-    }
-    // [DEFAULT] options apply to every section, as in Python; only keys this section knows.
-    for (const key of doc.defaults.keys()) if (known.has(key) && input[key] === undefined) take(key, key);
-
-    const result = schema.safeParse(input);
+    const sources = sourcesOf.get(section);
+    if (sources === undefined) return undefined;
+    const values = readSection(doc, section, sources, schemas[section], warnings, mapped, file);
+    const result = schemas[section].safeParse(values.input);
     if (result.success) return result.data as z.output<Schemas[S]>;
     const issue = result.error.issues[0];
     const key = String(issue?.path[0] ?? "");
-    if (input[key] === undefined) {
-      throw configError(`missing [${source}] ${key} in ${where} (required)`, { section: source, key, file });
+    const origin = values.origin.get(key);
+    if (origin === undefined) {
+      throw configError(`missing [${sources[0]}] ${key} in ${where} (required)`, {
+        section: sources[0],
+        key,
+        file,
+      });
     }
-    const fileKey = fileKeyOf.get(key) ?? key;
-    const shown = showable.has(key) ? ` (got ${JSON.stringify(input[key])})` : "";
-    throw configError(`invalid [${source}] ${fileKey}: ${issue?.message ?? "is invalid"}${shown}`, {
-      section: source,
-      key: fileKey,
+    // The key and the rule, never the value: a secret typed into the wrong key must not be echoed.
+    throw configError(`invalid [${origin.section}] ${origin.key}: ${issue?.message ?? "is invalid"}`, {
+      section: origin.section,
+      key: origin.key,
       file,
     });
   };
@@ -450,13 +460,13 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
 
   if ((iscsi.chap_user === null) !== (iscsi.chap_secret === null)) {
     const key = iscsi.chap_user === null ? "chap_user" : "chap_secret";
-    throw configError(`missing [${sourceOf.get("iscsi")}] ${key}: chap_user and chap_secret go together`, {
+    throw configError(`missing [iscsi] ${key}: chap_user and chap_secret go together`, {
       section: "iscsi",
       key,
       file,
     });
   }
-  if (!doc.sections.get(sourceOf.get("iscsi") ?? "iscsi")?.has("initiators")) {
+  if (!doc.sections.get("iscsi")?.has("initiators")) {
     warnings.push(
       "[iscsi] initiators is not set: any initiator may log in to every target (the original's behaviour); set it to ALL to make that explicit, or list the nodes' initiators",
     );
@@ -475,7 +485,8 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     logs,
     driver,
   };
-  return { config, warnings };
+  if (mapped.length > 0) warnings.push(`old names read as new ones: ${mapped.join("; ")}`);
+  return { config, warnings, mapped };
 }
 
 /** `[driver]` was parsed and never used by the original: accept its keys only if they name ours (OPS-4). */
@@ -494,10 +505,8 @@ function readDrivers(doc: IniDocument, warnings: string[], file: string | null):
     // The original's sample shipped `<driver to load>` placeholders, and BMI ran with them.
     const placeholder = /^<[^<>]*>$/.test(value);
     if (!placeholder && !spec.accepted.includes(value.toLowerCase())) {
-      const shown =
-        isShowable(key, section.get(key)) && !CONTROL_CHARS.test(value) ? JSON.stringify(value) : "a value";
       throw configError(
-        `invalid [driver] ${key}: unknown driver ${shown}; this BMI supports only ${spec.value} (${spec.accepted.join(", ")})`,
+        `invalid [driver] ${key}: not a driver this BMI has; it supports only ${spec.value} (${spec.accepted.join(", ")})`,
         { section: "driver", key, file },
       );
     }

@@ -57,6 +57,11 @@ export interface NodeInfo {
   /** The owning project, or null for a free node. */
   project: string | null;
   nics: Nic[];
+  /**
+   * NICs the service knows whose MAC address is not one (HIL never validates `macaddr`): they
+   * cannot get boot files, so they are not in `nics`, but a request naming one is told why.
+   */
+  unusableNics?: string[];
 }
 
 /** A provisioned node: which disk, NIC, target and boot files serve it (OPS-1). */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Disk, Provisioning } from "../domain/model.js";
+import type { Disk, NodeInfo, Provisioning } from "../domain/model.js";
 import { DiskName, ImageName, NicLabel, NodeName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
@@ -46,7 +46,21 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
       const project = requireProject(ctx, args.project);
       const existing = ctx.store.getProvisioning(args.node);
       if (existing) {
-        if (existing.project === args.project && existing.disk === args.disk) return existing;
+        if (existing.project === args.project && existing.disk === args.disk) {
+          // Idempotent, but not blind: the node is still the project's and the NIC is the one it boots from.
+          const node = await saga.step("authorize node", () =>
+            ctx.drivers.isolation.authorize(args.project, args.node),
+          );
+          const nic = bootNic(node, args.node, args.nic ?? existing.nic);
+          if (nic.label !== existing.nic) {
+            throw new BmiError(
+              "conflict",
+              `node ${args.node} is provisioned with disk ${args.disk} on NIC ${existing.nic}, not ${nic.label}; deprovision it first`,
+              { subsystem: "isolation", retryable: false, details: { node: args.node, nic: existing.nic } },
+            );
+          }
+          return existing;
+        }
         throw new BmiError(
           "conflict",
           `node ${args.node} is already provisioned with disk ${existing.disk}${existing.project === args.project ? "" : " by another project"}; deprovision it first`,
@@ -56,16 +70,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
       const node = await saga.step("authorize node", () =>
         ctx.drivers.isolation.authorize(args.project, args.node),
       );
-      const nic = args.nic ? node.nics.find((n) => n.label === args.nic) : node.nics[0];
-      if (!nic) {
-        throw new BmiError(
-          "not_found",
-          args.nic ? `NIC ${args.nic} not found on node ${args.node}` : `node ${args.node} has no NIC`,
-          {
-            subsystem: "isolation",
-          },
-        );
-      }
+      const nic = bootNic(node, args.node, args.nic);
       if ((await ctx.drivers.boot.read(args.node)) !== null) {
         throw new BmiError(
           "conflict",
@@ -150,6 +155,29 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
       );
       return record;
     },
+  );
+}
+
+/**
+ * The NIC a node boots from: the one named, else its first usable one. A NIC the service knows
+ * with a MAC address that is not one is named as such, not reported as missing.
+ */
+function bootNic(node: NodeInfo, name: string, label: string | undefined): NodeInfo["nics"][number] {
+  const nic = label === undefined ? node.nics[0] : node.nics.find((n) => n.label === label);
+  if (nic) return nic;
+  const unusable = node.unusableNics ?? [];
+  if (label !== undefined ? unusable.includes(label) : unusable.length > 0) {
+    const which = label ?? unusable.join(", ");
+    throw new BmiError(
+      "conflict",
+      `NIC ${which} of node ${name} has a MAC address in HIL that is not a valid MAC, so no boot files can name it; correct it in HIL`,
+      { subsystem: "isolation", retryable: false, details: { node: name, nic: which } },
+    );
+  }
+  throw new BmiError(
+    "not_found",
+    label !== undefined ? `NIC ${label} not found on node ${name}` : `node ${name} has no NIC`,
+    { subsystem: "isolation", details: { node: name, ...(label !== undefined ? { nic: label } : {}) } },
   );
 }
 

@@ -3,6 +3,7 @@ import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
+import type { NetworkAttachment } from "../ports/isolation.js";
 import type { JournalEntry } from "../store/index.js";
 import { type BmiContext, bootSpecOf, exportRequestFor } from "./context.js";
 import { nodeLock, withLocks } from "./locks.js";
@@ -22,6 +23,7 @@ export type DriftKind =
   | "ownership_changed" // a provisioned node that HIL now gives to another project (or to none)
   | "stale_lock" // a lock row whose holder died or whose lease ended
   | "interrupted_operation" // a journalled operation that neither finished nor was undone
+  | "incomplete_undo" // a failed operation whose compensation was skipped or failed
   | "unknown"; // named like ours, but nothing in this database proves we made it: left alone
 
 export interface Drift {
@@ -67,6 +69,7 @@ const REPAIR_ORDER: DriftKind[] = [
   "missing_attachment",
   "stale_lock",
   "interrupted_operation",
+  "incomplete_undo",
 ];
 
 /**
@@ -80,10 +83,13 @@ export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {})
   const args = parseInput(ReconcileOptions, options, "options");
   return withLocks(ctx.store, ["reconcile"], ctx.settings.lockLeaseMs, async () => {
     const pool = new Set(await ctx.drivers.storage.list());
+    /** Subjects whose repair failed in this run: their failed operation stays open. */
+    const failedSubjects = new Set<string>();
     if (args.repair) assertRepairable(ctx, pool);
     const journal = ctx.store.listJournal();
     const proof = readProvenance(journal);
     const interrupted = openOperations(journal);
+    const incomplete = incompleteUndos(journal);
     const changed = await ownershipChanges(ctx);
     const fixes = [
       ...ownershipDrift(ctx, changed),
@@ -91,21 +97,27 @@ export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {})
       ...(await snapshotDrift(ctx, pool, proof)),
       ...(await targetDrift(ctx, proof)),
       ...(await bootDrift(ctx, proof, changed)),
-      ...(await attachmentDrift(ctx, interrupted, changed)),
+      ...(await attachmentDrift(ctx, [...interrupted, ...incomplete], changed, proof)),
       ...lockDrift(ctx),
       ...journalDrift(interrupted, ctx),
+      ...incompleteUndoDrift(ctx, incomplete, failedSubjects),
     ];
     const named = new Set(args.remove ?? []);
     for (const fix of fixes) {
       if (fix.drift.kind === "unknown" && !named.has(fix.drift.subject)) delete fix.apply;
     }
     const report: ReconcileReport = { drift: fixes.map((f) => f.drift), repaired: [], failed: [] };
-    if (args.repair) await applyFixes(ctx, fixes, report);
+    if (args.repair) await applyFixes(ctx, fixes, report, failedSubjects);
     return report;
   });
 }
 
-async function applyFixes(ctx: BmiContext, fixes: Fix[], report: ReconcileReport): Promise<void> {
+async function applyFixes(
+  ctx: BmiContext,
+  fixes: Fix[],
+  report: ReconcileReport,
+  failedSubjects: Set<string>,
+): Promise<void> {
   const sorted = fixes
     .filter((f) => f.apply)
     .sort((a, b) => REPAIR_ORDER.indexOf(a.drift.kind) - REPAIR_ORDER.indexOf(b.drift.kind));
@@ -117,6 +129,7 @@ async function applyFixes(ctx: BmiContext, fixes: Fix[], report: ReconcileReport
     } catch (error) {
       const message = toBmiError(error).message;
       report.failed.push({ drift: fix.drift, error: message });
+      failedSubjects.add(fix.drift.subject);
       ctx.logger.warn(
         { drift: fix.drift.kind, subject: fix.drift.subject, err: message },
         "drift repair failed",
@@ -472,27 +485,36 @@ function openOperations(journal: JournalEntry[]): OpenOperation[] {
 }
 
 /**
- * HIL attachments of the nodes BMI touched: a provisioned node must be on the provisioning network;
- * a node that an interrupted provision or deprovision left there without a record must not.
+ * HIL attachments against BMI's records: a provisioned node must be on the provisioning network;
+ * a node there without a record must not. Candidates are the nodes of the network's attachment
+ * list in HIL (every node on it, where the driver can list it) and the nodes of operations that
+ * were interrupted or failed without a complete undo. A node left there by one of those
+ * operations is an orphan, detached on repair; any other is `unknown` (another BMI's, or put
+ * there by hand) and detached only when named.
  */
 async function attachmentDrift(
   ctx: BmiContext,
-  interrupted: OpenOperation[],
+  unfinished: OpenOperation[],
   changed: Map<string, unknown>,
+  proof: Provenance,
 ): Promise<Fix[]> {
   const network = ctx.settings.provisioningNetwork;
   const { isolation } = ctx.drivers;
   if (!network || !isolation.capabilities.networks) return [];
   const provisioned = new Map(ctx.store.listProvisionings().map((p) => [p.node, p]));
-  const nodes = new Set([...provisioned.keys()].filter((node) => !changed.has(node)));
-  for (const op of interrupted) if (typeof op.data.node === "string") nodes.add(op.data.node);
+  const ours = new Set(
+    unfinished.map((op) => op.data.node).filter((n): n is string => typeof n === "string"),
+  );
+  const onNetwork = await attachedTo(ctx, network, [...provisioned.keys(), ...ours]);
+  const nodes = new Set([...provisioned.keys(), ...ours, ...onNetwork.keys()]);
   const channel = ctx.settings.provisioningChannel;
   const fixes: Fix[] = [];
   for (const node of [...nodes].sort()) {
-    const attached = (await isolation.attachments(node)).filter((a) => a.network === network);
+    if (changed.has(node)) continue;
+    const attached = onNetwork.get(node) ?? [];
     const record = provisioned.get(node);
-    if (record?.network) {
-      if (attached.some((a) => a.nic === record.nic)) continue;
+    if (record) {
+      if (!record.network || attached.some((a) => a.nic === record.nic)) continue;
       const attachment = { node, nic: record.nic, network: record.network, channel };
       fixes.push({
         drift: {
@@ -506,18 +528,48 @@ async function attachmentDrift(
       continue;
     }
     for (const a of attached) {
+      const detach = () => isolation.detach({ ...a, channel: a.channel ?? channel });
+      const detail = `node ${node} (NIC ${a.nic}) is on ${network} without a provisioning record`;
+      if (!(ours.has(node) || proof.leftBehind(`attachment:${node}`))) {
+        fixes.push(unknownFix(node, detail, detach));
+        continue;
+      }
       fixes.push({
         drift: {
           kind: "orphan_attachment",
           subject: node,
-          detail: `node ${node} (NIC ${a.nic}) is on ${network} without a provisioning record`,
+          detail: `${detail}, left by an operation that did not finish or was not undone`,
           repair: "detach it",
         },
-        apply: () => isolation.detach({ ...a, channel: a.channel ?? channel }),
+        apply: detach,
       });
     }
   }
   return fixes;
+}
+
+/**
+ * Who is on the provisioning network, by node: the whole list from HIL where the driver can
+ * give it (per project BMI knows, for an account that may not list the network whole), else
+ * the given nodes one by one.
+ */
+async function attachedTo(
+  ctx: BmiContext,
+  network: string,
+  nodes: string[],
+): Promise<Map<string, NetworkAttachment[]>> {
+  const { isolation } = ctx.drivers;
+  const byNode = new Map<string, NetworkAttachment[]>();
+  const add = (a: NetworkAttachment) => byNode.set(a.node, [...(byNode.get(a.node) ?? []), a]);
+  if (isolation.networkAttachments) {
+    const projects = ctx.store.listProjects().map((p) => p.name);
+    for (const a of await isolation.networkAttachments(network, { projects })) add(a);
+    return byNode;
+  }
+  for (const node of new Set(nodes)) {
+    for (const a of await isolation.attachments(node)) if (a.network === network) add(a);
+  }
+  return byNode;
 }
 
 /** Lock rows of dead processes or ended leases (the reconcile lock we hold is live, so never listed). */
@@ -534,6 +586,63 @@ function lockDrift(ctx: BmiContext): Fix[] {
       },
       apply: async () => ctx.store.breakLock(lock.key, lock.owner.id),
     }));
+}
+
+interface IncompleteUndo extends OpenOperation {
+  /** The steps whose undo was skipped or failed, with why. */
+  undos: { step: string; status: string; error: string }[];
+}
+
+/**
+ * Failed operations whose compensation was skipped or failed (an attach still queued in HIL when
+ * its undo ran, a detach HIL refused...), and that no reconcile has closed yet.
+ */
+function incompleteUndos(journal: JournalEntry[]): IncompleteUndo[] {
+  const last = new Map<string, JournalEntry>();
+  const undos = new Map<string, IncompleteUndo["undos"]>();
+  for (const entry of journal) {
+    if (entry.step === null) last.set(entry.operationId, entry);
+    else if (entry.status === "undo_failed" || entry.status === "compensation_skipped") {
+      const error = (entry.data.error as { message?: unknown } | undefined)?.message;
+      const list = undos.get(entry.operationId) ?? [];
+      list.push({ step: entry.step, status: entry.status, error: typeof error === "string" ? error : "" });
+      undos.set(entry.operationId, list);
+    }
+  }
+  const out: IncompleteUndo[] = [];
+  for (const [id, list] of undos) {
+    const final = last.get(id);
+    if (final?.status !== "failed") continue;
+    out.push({ id, operation: final.operation, data: final.data, undos: list });
+  }
+  return out;
+}
+
+function incompleteUndoDrift(ctx: BmiContext, ops: IncompleteUndo[], failedSubjects: Set<string>): Fix[] {
+  return ops.map(({ id, operation, data, undos }) => {
+    const node = typeof data.node === "string" ? data.node : undefined;
+    const steps = undos.map(
+      (u) => `${u.step} (${u.status === "undo_failed" ? "failed" : "skipped"}: ${u.error})`,
+    );
+    return {
+      drift: {
+        kind: "incomplete_undo" as const,
+        subject: id,
+        detail: `${operation}${node ? ` of node ${node}` : ""} failed and its undo did not complete: ${steps.join("; ")}`,
+        repair:
+          "mark it reconciled once the other repairs (detach, remove) ran; stays open while one of them fails",
+      },
+      apply: async () => {
+        if (node !== undefined && failedSubjects.has(node)) {
+          throw new BmiError("conflict", `a repair of node ${node} failed; operation ${id} stays open`, {
+            retryable: true,
+            details: { node, operationId: id },
+          });
+        }
+        ctx.store.appendJournal({ operationId: id, operation, step: null, status: "reconciled", data: {} });
+      },
+    };
+  });
 }
 
 function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {

@@ -229,11 +229,17 @@ async function undoAll(completed: Completed[], sink: Sink, operationId: string, 
       await sink.journal(name, "undone");
       sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step undone");
       sink.emit({ type: "step:undone", operationId, operation, step: name, durationMs });
-    } else if (bestEffort) {
-      // Most often the step never happened (nothing to undo); if it did, reconcile() finds it.
+    } else if (bestEffort && !outcomeUnknown(failure) && failure.code !== "busy") {
+      // A definite refusal (not found, conflict...): most often the step never happened. If it
+      // did, reconcile() finds it through the journal (failed operations count as unfinished).
       await sink.journal(name, "compensation_skipped", { error: summary(failure) });
-      sink.logger.info({ step: name, err: summary(failure) }, "compensation of a failed step did nothing");
+      sink.logger.info(
+        { step: name, err: summary(failure) },
+        "compensation of a failed step found nothing to undo",
+      );
     } else {
+      // Also a compensation that could not finish (timed out, HIL busy with the queued action):
+      // saying it "did nothing" would be false, so it is an undo left for reconcile().
       await sink.journal(name, "undo_failed", { error: summary(failure) });
       sink.logger.error({ step: name, err: summary(failure) }, "undo failed; left for reconcile()");
       sink.emit({ type: "step:undo-failed", operationId, operation, step: name, error: summary(failure) });

@@ -33,4 +33,14 @@ export interface IsolationDriver {
   detach(attachment: NetworkAttachment, options?: CallOptions): Promise<void>;
   /** Current attachments of a node's NICs. */
   attachments(node: string, options?: CallOptions): Promise<NetworkAttachment[]>;
+  /**
+   * Every node attached to `network` (HIL `GET /network/<net>/attachments`), so reconcile() can
+   * find nodes on the provisioning network that BMI has no record of. An account that may not
+   * list the whole network lists it per project in `projects` (HIL's `?project=`), skipping those
+   * it may not see.
+   */
+  networkAttachments?(
+    network: string,
+    options?: CallOptions & { projects?: readonly string[] },
+  ): Promise<NetworkAttachment[]>;
 }

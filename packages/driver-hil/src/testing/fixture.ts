@@ -127,6 +127,7 @@ export function loadFixture(state: HilState, input: HilFixture, baseObmdUri = "h
         macaddr: nic.macaddr,
         port,
         networks: new Map(),
+        duplicates: [],
         action: null,
       });
     }

@@ -1,5 +1,5 @@
 // @bmi/driver-hil/testing: a HIL-compatible server for tests and labs.
 export type { FaultRule, HilFaults, NextActionFault, RouteMatcher, StatusFault } from "./faults.js";
 export { type HilFixture, loadFixture } from "./fixture.js";
-export { type HilServer, type HilServerOptions, startHilServer } from "./server.js";
+export { type HilServer, type HilServerKnobs, type HilServerOptions, startHilServer } from "./server.js";
 export type { HilState, NetworkingAction, NetworkState, NicState, NodeState } from "./state.js";

@@ -14,11 +14,14 @@ import {
   getSwitch,
   getUser,
   HilApiError,
+  HilHtmlError,
   type HilState,
   isPending,
   MOCK_SWITCH_TYPE,
   type NetworkingAction,
   type NetworkState,
+  type NicState,
+  type NicView,
   type NodeState,
   newObmToken,
   notFound,
@@ -46,6 +49,11 @@ export interface RouteContext {
   schedule(action: NetworkingAction): void;
   /** Decides how the next action ends (fault injection). */
   outcomeFor(node: string, nic: string): NetworkingAction["outcome"];
+  /**
+   * The NIC as a connect/detach sees it for HIL's one-action-per-NIC checks: live by default;
+   * with `nicLock: false`, as it was when the request arrived (real HIL checks without a lock).
+   */
+  viewOf(nic: NicState): NicView;
   authMode: "none" | "basic";
 }
 
@@ -67,6 +75,10 @@ export interface Route {
   basicAuthOnly?: boolean;
   handle(ctx: RouteContext): Reply;
 }
+
+/** Flask's page for an unhandled exception (what HIL answers for a bug such as duplicate rows). */
+export const FLASK_500 =
+  "The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application.";
 
 const ADMIN_ONLY = "This operation is administrator-only.";
 const NO_PROJECT_ACCESS = "You do not have access to the required project.";
@@ -276,6 +288,7 @@ export const routes: Route[] = [
         macaddr: body.macaddr as string,
         port: null,
         networks: new Map(),
+        duplicates: [],
         action: null,
       });
       return ok();
@@ -493,15 +506,16 @@ export const routes: Route[] = [
       if (node.project === null) throw projectMismatch("Node not in project");
       requireAccess(caller, node.project);
       if (!nic.port) throw notFound("No port is connected to given nic.");
-      if (isPending(nic)) throw blocked("A networking operation is already active on the nic.");
+      const view = ctx.viewOf(nic);
+      if (view.pending) throw blocked("A networking operation is already active on the nic.");
       if (!isPublic(network) && !network.access.has(node.project)) {
         throw projectMismatch("Project does not have access to given network.");
       }
-      if ([...nic.networks.values()].includes(network.name)) {
+      if ([...view.networks.values()].includes(network.name)) {
         throw blocked("The network is already attached to the nic.");
       }
       const channel = (body.channel as string | undefined) ?? "vlan/native";
-      if (nic.networks.has(channel)) throw blocked("The channel is already in use on the nic.");
+      if (view.networks.has(channel)) throw blocked("The channel is already in use on the nic.");
       if (!channelsOf(network).includes(channel)) {
         throw badArgument(`Channel '${channel}', is not legal for this network.`);
       }
@@ -533,9 +547,12 @@ export const routes: Route[] = [
       const network = getNetwork(state, body.network as string);
       if (node.project === null) throw projectMismatch("Node not in project");
       requireAccess(caller, node.project);
-      if (isPending(nic)) throw blocked("A networking operation is already active on the nic.");
-      const channel = [...nic.networks].find(([, n]) => n === network.name)?.[0];
+      const view = ctx.viewOf(nic);
+      if (view.pending) throw blocked("A networking operation is already active on the nic.");
+      const channel = [...view.networks].find(([, n]) => n === network.name)?.[0];
       if (channel === undefined) throw badArgument("The network is not attached to the nic.");
+      // HIL looks the attachment up with one_or_none(): two rows raise MultipleResultsFound.
+      if (nic.duplicates.some((d) => d.network === network.name)) throw new HilHtmlError(500, FLASK_500);
       const action = queueAction(
         state,
         nic,

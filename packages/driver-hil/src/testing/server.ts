@@ -12,8 +12,12 @@ import {
   HilApiError,
   HilHtmlError,
   type HilState,
+  liveView,
   type NetworkingAction,
+  type NicState,
+  type NicView,
   notFound,
+  snapshotView,
   validation,
 } from "./state.js";
 
@@ -30,6 +34,21 @@ export interface HilServerOptions {
   host?: string;
   /** The VLAN pool of the `vlan_pool` allocator; default 100-199. */
   vlanPool?: { first: number; last: number };
+  /** Initial values of the realism knobs (changeable later through `server.knobs`). */
+  knobs?: Partial<HilServerKnobs>;
+}
+
+/** What real HIL does that a kind fake would not; each can be changed while the server runs. */
+export interface HilServerKnobs {
+  /**
+   * true (default): connect/detach check "one action per NIC" atomically. false: like real HIL,
+   * each request checks the NIC as it was when the request arrived, so POSTs served together
+   * after a stall all pass, the daemon makes duplicate attachment rows, and every later detach
+   * of that network answers HTML 500.
+   */
+  nicLock: boolean;
+  /** Time spent authenticating each request with database auth (real HIL: ~165 ms); default 0. */
+  authCostMs: number;
 }
 
 export interface HilServer {
@@ -43,8 +62,24 @@ export interface HilServer {
   flushActions(): void;
   /** Lets held actions finish, with the given outcome (default DONE). */
   releaseActions(outcome?: "done" | "error"): void;
+  readonly knobs: HilServerKnobs;
+  /** Stops the networking daemon (a crashed daemon, a slow switch): queued actions stay PENDING. */
+  pauseDaemon(): void;
+  /** Starts it again: the actions queued meanwhile are applied, in order. */
+  resumeDaemon(): void;
   close(): Promise<void>;
 }
+
+const ACTION_PATH = /^\/v0\/node\/([^/]+)\/nic\/([^/]+)\/(?:connect|detach)_network$/;
+/** A path segment decoded, or "" when its escapes are malformed (the router answers 404 then). */
+function decoded(segment: string | undefined): string {
+  try {
+    return decodeURIComponent(segment ?? "");
+  } catch {
+    return "";
+  }
+}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CONTENT_TYPE = "text/html; charset=utf-8";
 const ARGS_INVALID = "Request arguments are not valid for this request";
@@ -198,26 +233,39 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
   const state = createState(options.vlanPool);
   const faults = createFaultEngine();
   const timers = new Set<NodeJS.Timeout>();
+  const knobs: HilServerKnobs = { nicLock: true, authCostMs: 0, ...options.knobs };
+  const daemon = { paused: false, backlog: [] as NetworkingAction[] };
 
   const schedule = (action: NetworkingAction) => {
     const timer = setTimeout(() => {
       timers.delete(timer);
-      applyAction(state, action);
+      if (daemon.paused) daemon.backlog.push(action);
+      else applyAction(state, action);
     }, actionDelayMs);
     timers.add(timer);
+  };
+
+  /** Without the NIC lock, a connect/detach checks the NIC as it was on arrival. */
+  const viewOnArrival = (method: string, pathname: string): ((nic: NicState) => NicView) => {
+    const match = method === "POST" && !knobs.nicLock ? ACTION_PATH.exec(pathname) : null;
+    const nic = match && state.nodes.get(decoded(match[1]))?.nics.get(decoded(match[2]));
+    const snapshot = nic ? snapshotView(nic) : undefined;
+    return (live) => (snapshot && live === nic ? snapshot : liveView(live));
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", "http://hil.invalid");
     faults.count(method, url.pathname);
+    const viewOf = viewOnArrival(method, url.pathname);
     const injected = faults.take(method, url.pathname);
-    if (injected.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, injected.delayMs));
+    // The body first: a stalled server still has the request and handles it after the client left.
+    const raw = await readBody(req);
+    if (injected.delayMs > 0) await sleep(injected.delayMs);
     if (injected.drop) {
       req.socket.destroy();
       return;
     }
-    const raw = await readBody(req);
     if (injected.status) return send(res, injected.status.status, faultBody(injected.status));
 
     let path: string;
@@ -235,6 +283,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     try {
       const query = method === "GET" ? parseQuery(found.route, url) : {};
       const body = parseBody(found.route, req, raw, found.params);
+      if (mode === "basic" && knobs.authCostMs > 0) await sleep(knobs.authCostMs);
       const caller = authenticate(state, mode, req.headers.authorization);
       const reply = found.route.handle({
         state,
@@ -244,6 +293,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
         caller,
         schedule,
         outcomeFor: (node, nic) => faults.takeActionOutcome(node, nic),
+        viewOf,
         authMode: mode,
       });
       writeReply(res, reply);
@@ -286,6 +336,14 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
           applyAction(state, action);
         }
       }
+    },
+    knobs,
+    pauseDaemon() {
+      daemon.paused = true;
+    },
+    resumeDaemon() {
+      daemon.paused = false;
+      for (const action of daemon.backlog.splice(0)) applyAction(state, action);
     },
     async close() {
       for (const timer of timers) clearTimeout(timer);

@@ -56,6 +56,17 @@ export interface NicState {
   networks: Map<string, string>;
   /** The NIC's last networking action; queuing a new one deletes it (spec §6). */
   action: NetworkingAction | null;
+  /**
+   * Attachment rows beyond the first for the same network: real HIL gets them when concurrent
+   * connect POSTs race past its non-atomic one-action-per-NIC check (`nicLock: false`).
+   */
+  duplicates: { channel: string; network: string }[];
+}
+
+/** What a connect/detach request sees of its NIC: live, or as it was when the request arrived. */
+export interface NicView {
+  pending: boolean;
+  networks: ReadonlyMap<string, string>;
 }
 
 export interface NodeState {
@@ -175,6 +186,12 @@ export function isPending(nic: NicState): boolean {
   return nic.action?.status === "PENDING";
 }
 
+export const liveView = (nic: NicState): NicView => ({ pending: isPending(nic), networks: nic.networks });
+export const snapshotView = (nic: NicState): NicView => ({
+  pending: isPending(nic),
+  networks: new Map(nic.networks),
+});
+
 /** Queues a networking action on a NIC, deleting its previous (finished) one (spec §6). */
 export function queueAction(
   state: HilState,
@@ -182,7 +199,8 @@ export function queueAction(
   action: Omit<NetworkingAction, "id" | "status" | "outcome">,
   outcome: NetworkingAction["outcome"],
 ): NetworkingAction {
-  if (nic.action) state.actions.delete(nic.action.id);
+  // A PENDING one stays: only racing POSTs (`nicLock: false`) queue beside it, and both apply.
+  if (nic.action && nic.action.status !== "PENDING") state.actions.delete(nic.action.id);
   const queued: NetworkingAction = { ...action, id: newStatusId(), status: "PENDING", outcome };
   nic.action = queued;
   state.actions.set(queued.id, queued);
@@ -198,9 +216,15 @@ export function applyAction(state: HilState, action: NetworkingAction): void {
   }
   const nic = state.nodes.get(action.node)?.nics.get(action.nic);
   if (nic) {
-    if (action.type === "revert_port") nic.networks.clear();
-    else if (action.newNetwork !== null) nic.networks.set(action.channel, action.newNetwork);
-    else {
+    if (action.type === "revert_port") {
+      nic.networks.clear();
+      nic.duplicates.length = 0;
+    } else if (action.newNetwork !== null) {
+      // A second row for a network the NIC already carries: what real HIL's racing POSTs leave.
+      if ([...nic.networks.values()].includes(action.newNetwork)) {
+        nic.duplicates.push({ channel: action.channel, network: action.newNetwork });
+      } else nic.networks.set(action.channel, action.newNetwork);
+    } else {
       for (const [channel, network] of nic.networks) {
         if (network === action.oldNetwork) nic.networks.delete(channel);
       }

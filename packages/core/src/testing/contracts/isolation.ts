@@ -181,6 +181,21 @@ export function testIsolationDriver(options: IsolationDriverSuiteOptions): void 
         expect(await driver.attachments(fixture.node)).toEqual([]);
       });
 
+      it("lists the nodes on a network (networkAttachments), per project where the account must", async (t) => {
+        const { driver, fixture } = ctx();
+        if (!driver.capabilities.networks || !driver.networkAttachments) t.skip();
+        // A project member may not list an admin-owned network whole; it passes its projects.
+        const projects = [fixture.project];
+        const list = (network: string) =>
+          driver.networkAttachments?.(network, { projects }) ?? Promise.resolve([]);
+        expect(await list(fixture.network)).toEqual([]);
+        await driver.attach({ node: fixture.node, nic: fixture.nic, network: fixture.network });
+        expect(await list(fixture.network)).toEqual([
+          { node: fixture.node, nic: fixture.nic, network: fixture.network, channel: "vlan/native" },
+        ]);
+        await expectCode(list("net-none-9"), "not_found");
+      });
+
       it("refuses a second network on a channel already in use with conflict", async (t) => {
         const { driver, fixture } = ctx();
         if (!driver.capabilities.networks) t.skip();

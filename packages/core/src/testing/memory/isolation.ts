@@ -33,7 +33,13 @@ export interface MemoryIsolationOptions {
 }
 
 /** Which driver method a failure is injected into. */
-export type MemoryIsolationOperation = "node" | "authorize" | "attach" | "detach" | "attachments";
+export type MemoryIsolationOperation =
+  | "node"
+  | "authorize"
+  | "attach"
+  | "detach"
+  | "attachments"
+  | "networkAttachments";
 
 export interface MemoryIsolation extends IsolationDriver {
   /**
@@ -208,6 +214,13 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       enter("attachments", callOptions);
       lookup(valid);
       return attachments.filter((x) => x.node === valid).map((x) => ({ ...x }));
+    },
+
+    async networkAttachments(network, callOptions) {
+      const valid = parseInput(NetworkName, network, "network", "isolation");
+      enter("networkAttachments", callOptions);
+      checkNetwork(valid);
+      return attachments.filter((x) => x.network === valid).map((x) => ({ ...x }));
     },
 
     failNext(operation, error, times = 1) {
