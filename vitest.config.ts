@@ -10,6 +10,7 @@ export default defineConfig({
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
   resolve: {
     alias: [
+      { find: /^@bmi\/core\/di$/, replacement: src("core/src/di/container.ts") },
       {
         find: /^@bmi\/([a-z-]+)\/testing\/contracts$/,
         replacement: src("$1/src/testing/contracts/index.ts"),

@@ -1,4 +1,5 @@
-import { BmiError, container, TOKENS } from "@bmi/core";
+import { BmiError, TOKENS } from "@bmi/core";
+import { container } from "@bmi/core/di";
 import { createRecordingRunner, type ScriptedReply } from "@bmi/core/testing";
 import { expectBmiError } from "@bmi/core/testing/contracts";
 import { describe, expect, it } from "vitest";

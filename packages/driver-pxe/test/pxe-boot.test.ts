@@ -1,7 +1,8 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BmiError, container, TOKENS } from "@bmi/core";
+import { BmiError, TOKENS } from "@bmi/core";
+import { container } from "@bmi/core/di";
 import { testBootDriver } from "@bmi/core/testing/contracts";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { BmiError, container, type ExportRequest, TOKENS } from "@bmi/core";
+import { BmiError, type ExportRequest, TOKENS } from "@bmi/core";
+import { container } from "@bmi/core/di";
 import { createRecordingRunner, type ScriptedReply } from "@bmi/core/testing";
 import { describe, expect, it } from "vitest";
 import { createTgtExport, parseTargets, registerTgtExport } from "../src/index.js";

@@ -10,10 +10,10 @@ import {
   loadConfig,
   openSqliteStore,
   resolveBmi,
-  container as rootContainer,
   settingsFromConfig,
   TOKENS,
 } from "@bmi/core";
+import { container as rootContainer } from "@bmi/core/di";
 import { cephOptionsFromConfig, registerCephStorage } from "@bmi/driver-ceph";
 import { hilOptionsFromConfig, registerHilIsolation } from "@bmi/driver-hil";
 import { pxeOptionsFromConfig, registerPxeBoot } from "@bmi/driver-pxe";

@@ -2,3 +2,4 @@
 import "reflect-metadata";
 
 export { container, type DependencyContainer, inject, injectable } from "tsyringe";
+export * from "./tokens.js";

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { z } from "zod";
 import type { Firmware, Image, ImageKind, Project, Provisioning } from "../domain/model.js";
 import { type MacAddress, ProjectName, RbdSnapshotName, Uid } from "../domain/names.js";
@@ -145,6 +146,16 @@ export function isPidAlive(pid: number): boolean {
 }
 
 /**
+ * The native addon loads when the first store opens, not when `@bmi/core` is imported: code that
+ * only needs `BmiError`, the config loader or an HTTP driver never loads it.
+ */
+let betterSqlite: typeof Database | undefined;
+function loadBetterSqlite(): typeof Database {
+  betterSqlite ??= createRequire(import.meta.url)("better-sqlite3") as typeof Database;
+  return betterSqlite;
+}
+
+/**
  * Opens (creating or migrating) a BMI database on better-sqlite3: WAL, a busy timeout, foreign
  * keys on, prepared statements, and `PRAGMA user_version` migrations. An original BMI `bmi.db`
  * opens and is migrated forward keeping every row (COR-12).
@@ -171,7 +182,7 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   }
   try {
     if (onDisk) ensureDir(dirname(opts.path));
-    db = new Database(opts.path, { fileMustExist: onDisk && !opts.create });
+    db = new (loadBetterSqlite())(opts.path, { fileMustExist: onDisk && !opts.create });
   } catch (error) {
     throw storeError("unavailable", `cannot open the database ${opts.path}`, { path: opts.path }, error);
   }
