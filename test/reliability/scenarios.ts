@@ -1,74 +1,29 @@
 import type { Bmi } from "@bmi/core";
+import type { ScenarioWorld } from "@bmi/core/testing";
 import type { BmiLab } from "@bmi/lab";
 
 export const OTHER_PROJECT = "other";
 
-/** One operation under test: `setup` brings the lab from the base state to its precondition. */
-export interface Scenario {
-  name: string;
-  setup(bmi: Bmi, lab: BmiLab): Promise<unknown>;
-  run(bmi: Bmi, lab: BmiLab): Promise<unknown>;
+/**
+ * The lab as a world for the shared operation scenarios of `@bmi/core/testing`: the lab's
+ * project with its golden image, its first node, and the RBD image the golden was imported from.
+ */
+export function labWorld(lab: BmiLab, source: string): ScenarioWorld {
+  return {
+    project: lab.project,
+    otherProject: OTHER_PROJECT,
+    node: lab.nodes[0]?.name as string,
+    source,
+    exportName: exportNameOf(lab),
+  };
 }
 
-const node = (lab: BmiLab) => lab.nodes[0]?.name as string;
-
-export const SCENARIOS: Scenario[] = [
-  {
-    name: "create disk",
-    setup: async () => {},
-    run: (bmi, lab) => bmi.createDisk({ project: lab.project, image: "golden", disk: "d1" }),
-  },
-  {
-    name: "delete disk",
-    setup: (bmi, lab) => bmi.createDisk({ project: lab.project, image: "golden", disk: "d1" }),
-    run: (bmi, lab) => bmi.deleteDisk({ project: lab.project, disk: "d1" }),
-  },
-  {
-    name: "provision from image",
-    setup: async () => {},
-    run: (bmi, lab) => bmi.provision({ project: lab.project, node: node(lab), disk: "d1", image: "golden" }),
-  },
-  {
-    name: "provision existing disk",
-    setup: (bmi, lab) => bmi.createDisk({ project: lab.project, image: "golden", disk: "d1" }),
-    run: (bmi, lab) => bmi.provision({ project: lab.project, node: node(lab), disk: "d1" }),
-  },
-  {
-    name: "deprovision",
-    setup: (bmi, lab) =>
-      bmi.provision({ project: lab.project, node: node(lab), disk: "d1", image: "golden" }),
-    run: (bmi, lab) => bmi.deprovision({ project: lab.project, node: node(lab) }),
-  },
-  {
-    name: "deprovision with deleteDisk",
-    setup: (bmi, lab) =>
-      bmi.provision({ project: lab.project, node: node(lab), disk: "d1", image: "golden" }),
-    run: (bmi, lab) => bmi.deprovision({ project: lab.project, node: node(lab), deleteDisk: true }),
-  },
-  {
-    name: "snapshot",
-    setup: (bmi, lab) => bmi.createDisk({ project: lab.project, image: "golden", disk: "d1" }),
-    run: (bmi, lab) => bmi.snapshotDisk({ project: lab.project, disk: "d1", snapshot: "s1" }),
-  },
-  {
-    name: "copy",
-    setup: async () => {},
-    run: (bmi, lab) =>
-      bmi.copyImage({ project: lab.project, image: "golden", destProject: OTHER_PROJECT, destName: "c1" }),
-  },
-  {
-    name: "move",
-    setup: (bmi, lab) =>
-      bmi.copyImage({ project: lab.project, image: "golden", destProject: lab.project, destName: "m1" }),
-    run: (bmi, lab) =>
-      bmi.moveImage({ project: lab.project, image: "m1", destProject: OTHER_PROJECT, destName: "m1" }),
-  },
-];
+const exportNameOf = (lab: BmiLab) => `lab${lab.settings.uid}-exported`;
 
 /**
  * Brings the lab back to its base state (the golden image in the lab's project, nothing else)
  * through the lab's own fault-free BMI: nodes deprovisioned with their disks, disks deleted,
- * every other image removed.
+ * images unmounted, every other image removed, and what scenarios leave outside BMI's books.
  */
 export async function resetLab(lab: BmiLab, keep: string[] = ["golden"]): Promise<void> {
   const { bmi } = lab;
@@ -77,6 +32,11 @@ export async function resetLab(lab: BmiLab, keep: string[] = ["golden"]): Promis
   for (const project of bmi.listProjects()) {
     for (const disk of bmi.listDisks({ project: project.name }))
       await bmi.deleteDisk({ project: project.name, disk: disk.name, force: true });
+  }
+  // Mounted images (`mount image` scenarios) are unmounted before anything is removed.
+  for (const project of bmi.listProjects()) {
+    for (const mount of bmi.listMounts({ project: project.name }))
+      await bmi.unmountImage({ project: project.name, image: mount.image, force: true });
   }
   // Snapshots and copies before the images they came from.
   const images = bmi
@@ -87,6 +47,12 @@ export async function resetLab(lab: BmiLab, keep: string[] = ["golden"]): Promis
     const project = bmi.listProjects().find((p) => p.id === image.projectId)?.name as string;
     await bmi.removeImage({ project, image: image.name });
   }
+  // `exportImage` leaves a plain RBD image, outside BMI's books.
+  const exported = exportNameOf(lab);
+  if (await lab.drivers.storage.exists(exported)) await lab.drivers.storage.remove(exported);
+  // `create project` scenarios leave their project.
+  for (const project of bmi.listProjects().filter((p) => p.name.startsWith("scenario-")))
+    await bmi.deleteProject({ name: project.name });
 }
 
 const projectId = (bmi: Bmi, name: string) => bmi.listProjects().find((p) => p.name === name)?.id;

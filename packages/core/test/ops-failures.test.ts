@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { BmiError, createBmi, type OperationOptions } from "../src/index.js";
-import { createFaultInjector, MUTATING_METHODS } from "../src/testing/index.js";
+import {
+  createFaultInjector,
+  MUTATING_METHODS,
+  type ScenarioWorld,
+  scenariosFor,
+} from "../src/testing/index.js";
 import { type Env, setup, thrown } from "./ops-helpers.js";
 
 interface Scenario {
@@ -9,63 +14,28 @@ interface Scenario {
   run: (env: Env, options?: OperationOptions) => Promise<unknown>;
 }
 
-const provisioned = async (env: Env, options?: OperationOptions) =>
-  env.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" }, options);
+/** The in-memory world of `setup()`: golden in p1, which owns n1; p2 empty; centos7 unmanaged. */
+const WORLD: ScenarioWorld = {
+  project: "p1",
+  otherProject: "p2",
+  node: "n1",
+  source: "centos7",
+  exportName: "out",
+};
 
-/** Every multi-step operation, from a state where it would succeed. */
+/** Every multi-step operation (the catalogue the real lab runs too), plus memory-only cases. */
 const scenarios: Scenario[] = [
-  { name: "create project", run: (e, o) => e.bmi.createProject({ name: "p9" }, o) },
-  { name: "import image", run: (e, o) => e.bmi.importImage({ project: "p2", source: "centos7" }, o) },
+  ...scenariosFor(WORLD).map(
+    (s): Scenario => ({
+      name: s.name,
+      ...(s.prepare ? { prepare: (e: Env) => s.prepare?.(e.bmi, WORLD) ?? Promise.resolve() } : {}),
+      run: (e, o) => s.run(e.bmi, WORLD, o),
+    }),
+  ),
   {
     name: "import image from a snapshot",
     prepare: (e) => e.storage.createSnapshot({ image: "centos7", snapshot: "v1" }),
     run: (e, o) => e.bmi.importImage({ project: "p2", source: "centos7", snapshot: "v1", protect: true }, o),
-  },
-  { name: "create disk", run: (e, o) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }, o) },
-  {
-    name: "delete disk",
-    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e, o) => e.bmi.deleteDisk({ project: "p1", disk: "d1" }, o),
-  },
-  { name: "provision from image", run: provisioned },
-  {
-    name: "provision an existing disk",
-    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e, o) => e.bmi.provision({ project: "p1", node: "n1", disk: "d1" }, o),
-  },
-  {
-    name: "deprovision",
-    prepare: provisioned,
-    run: (e, o) => e.bmi.deprovision({ project: "p1", node: "n1" }, o),
-  },
-  {
-    name: "deprovision and delete the disk",
-    prepare: provisioned,
-    run: (e, o) => e.bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true }, o),
-  },
-  {
-    name: "snapshot disk",
-    prepare: (e) => e.bmi.createDisk({ project: "p1", image: "golden", disk: "d1" }),
-    run: (e, o) => e.bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }, o),
-  },
-  {
-    name: "copy image",
-    run: (e, o) => e.bmi.copyImage({ project: "p1", image: "golden", destProject: "p2" }, o),
-  },
-  {
-    name: "move image",
-    run: (e, o) => e.bmi.moveImage({ project: "p1", image: "golden", destProject: "p2" }, o),
-  },
-  {
-    name: "export image",
-    run: (e, o) => e.bmi.exportImage({ project: "p1", image: "golden", rbdName: "out" }, o),
-  },
-  { name: "remove image", run: (e, o) => e.bmi.removeImage({ project: "p1", image: "golden" }, o) },
-  { name: "mount image", run: (e, o) => e.bmi.mountImage({ project: "p1", image: "golden" }, o) },
-  {
-    name: "unmount image",
-    prepare: (e) => e.bmi.mountImage({ project: "p1", image: "golden" }),
-    run: (e, o) => e.bmi.unmountImage({ project: "p1", image: "golden" }, o),
   },
 ];
 

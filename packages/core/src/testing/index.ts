@@ -9,4 +9,5 @@ export * from "./memory/power.js";
 export * from "./memory/storage.js";
 export * from "./memory-bmi.js";
 export * from "./recording-runner.js";
+export * from "./scenarios.js";
 export * from "./state.js";
