@@ -114,7 +114,27 @@ export interface RestServerOptions {
   logger?: Logger;
   /** For tests of the HIL client. */
   fetch?: FetchLike;
+  /** Bounds on slow or idle clients; the defaults suit a LAN of a few dozen callers. */
+  limits?: Partial<RestLimits>;
 }
+
+export interface RestLimits {
+  /** Time to receive the request headers (also closes idle keep-alive sockets that start one). */
+  headersTimeoutMs: number;
+  /** Time to receive the whole request, body included. */
+  requestTimeoutMs: number;
+  /** Idle time of a kept-alive connection before it is closed. */
+  keepAliveTimeoutMs: number;
+  /** Open connections at once; more are refused at accept. */
+  maxConnections: number;
+}
+
+export const DEFAULT_REST_LIMITS: RestLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+};
 
 export interface RestServer {
   url: string;
@@ -125,6 +145,17 @@ export interface RestServer {
 
 const MAX_BODY = 64 * 1024;
 const HTML = "text/html; charset=utf-8";
+/** Error bodies are plain text: they may quote what the caller sent (a field name, a NIC). */
+const TEXT = "text/plain; charset=utf-8";
+/** The envelope code of an HTTP-level refusal (not a BmiError). */
+const HTTP_CODES: Record<number, string> = {
+  308: "invalid_input", // the route needs its trailing slash
+  400: "invalid_input",
+  401: "unauthenticated",
+  404: "not_found",
+  405: "unsupported",
+  413: "invalid_input",
+};
 
 class HttpError extends Error {
   constructor(
@@ -245,15 +276,14 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     if (thrown instanceof HttpError) {
       for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
       if (wantsJson(req)) {
-        const code =
-          thrown.status === 401 ? "unauthenticated" : thrown.status === 400 ? "invalid_input" : "not_found";
+        const code = HTTP_CODES[thrown.status] ?? "invalid_input";
         send(
           res,
           thrown.status,
           "application/json",
           JSON.stringify({ error: { code, message: thrown.message } }),
         );
-      } else send(res, thrown.status, HTML, thrown.message);
+      } else send(res, thrown.status, TEXT, thrown.message);
       return;
     }
     const error = toBmiError(thrown);
@@ -261,8 +291,14 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     const status = httpStatusFor(error);
     if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
     if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: error.toJSON() }));
-    else send(res, status, HTML, error.message);
+    else send(res, status, TEXT, error.message);
   }
+
+  const limits = { ...DEFAULT_REST_LIMITS, ...options.limits };
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -288,6 +324,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
 function send(res: ServerResponse, status: number, type: string, body: string): void {
   res.statusCode = status;
   res.setHeader("Content-Type", type);
+  res.setHeader("X-Content-Type-Options", "nosniff");
   res.setHeader("Content-Length", Buffer.byteLength(body));
   res.end(body);
 }
@@ -327,7 +364,7 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new HttpError(400, "the JSON body must be an object of strings");
     }
-    const form: Record<string, string> = {};
+    const form: Record<string, string> = Object.create(null);
     for (const [k, v] of Object.entries(value)) {
       if (typeof v !== "string") throw new HttpError(400, `field ${k} must be a string`);
       form[k] = v;
@@ -337,9 +374,10 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
   if (text.length > 0 && type !== "" && !/^application\/x-www-form-urlencoded/i.test(type)) {
     throw new HttpError(400, `unsupported body type ${type.split(";")[0]}: send form fields or JSON`);
   }
-  const form: Record<string, string> = {};
+  // No prototype: a field named __proto__ or constructor is a field like any other.
+  const form: Record<string, string> = Object.create(null);
   for (const [k, v] of new URLSearchParams(text)) {
-    if (form[k] !== undefined) throw new HttpError(400, `form field ${k} given twice`);
+    if (Object.hasOwn(form, k)) throw new HttpError(400, `form field ${k} given twice`);
     form[k] = v;
   }
   return form;
