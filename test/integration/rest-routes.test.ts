@@ -220,6 +220,25 @@ describe("bmi serve: the original REST routes", () => {
     expect(await codeOf(raw("/no_such_route/", "project=demo", json))).toBe("not_found");
   });
 
+  it("HIL refusing BMI's own account (rotated password) is a server fault, not the caller's 401", async () => {
+    const service = lab.hil.state.users.get(lab.hilUser.name);
+    if (!service) throw new Error("the lab's HIL has no service user");
+    service.password = "rotated-elsewhere";
+    try {
+      const r = await call(
+        "PUT",
+        "/provision/",
+        { project: "demo", node: "node-02", disk_name: "no-such-disk-yet", nic: "eth0" },
+        { authorization: basic("colon", "pa:ss:word"), accept: "application/json" },
+      );
+      expect(r.status).toBeGreaterThanOrEqual(500);
+      expect(r.headers.get("www-authenticate")).toBeNull();
+      expect(JSON.parse(r.body).error.code).toBe("permission_denied");
+    } finally {
+      service.password = lab.hilUser.password;
+    }
+  });
+
   it("PUT /create_disk returns the clone's RBD name as a JSON string; a second one 409; unknown image 404", async () => {
     const r = await call("PUT", "/create_disk", { project: "demo", img: "golden", disk_name: "d1" });
     expect(r.status).toBe(200);

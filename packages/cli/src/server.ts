@@ -263,7 +263,9 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
         });
       }
     }
-    const value = await route.handle(options.bmi, projectName, form);
+    const value = await route.handle(options.bmi, projectName, form).catch((error: unknown) => {
+      throw ownCredentials(error);
+    });
     if (wantsJson(req)) return send(res, 200, "application/json", JSON.stringify(value));
     return send(res, 200, HTML, value === true ? "Success" : JSON.stringify(value));
   }
@@ -381,6 +383,19 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
     form[k] = v;
   }
   return form;
+}
+
+/**
+ * After the caller's own credentials were accepted, HIL refusing BMI's shared service account
+ * (a rotated password) is a server fault, never a prompt for the caller's credentials.
+ */
+function ownCredentials(error: unknown): unknown {
+  const e = toBmiError(error);
+  if (e.code !== "unauthenticated") return error;
+  return new BmiError("permission_denied", "HIL refused BMI's own service account; ask the operator", {
+    subsystem: "isolation",
+    cause: e,
+  });
 }
 
 /** HIL answers for the caller: 401 bad credentials, 403 no access, 404 unknown project or node. */
