@@ -11,8 +11,17 @@ import {
   silentLogger,
   toBmiError,
 } from "@bmi/core";
-import { createHilClient, type FetchLike } from "@bmi/driver-hil";
+import { createHilClient, type FetchLike, type HilClient } from "@bmi/driver-hil";
 import { httpStatusFor } from "./exit-codes.js";
+import { basicCredentials, createCredentialGate, HttpError } from "./server-auth.js";
+import { clientWentAway, tenantView } from "./server-errors.js";
+
+export { basicCredentials } from "./server-auth.js";
+
+/** What a route's operation gets besides its input: the request's signal (cancelled by a drain). */
+interface RouteCall {
+  signal: AbortSignal;
+}
 
 /** One original picasso route (spec §6.2): method, exact path, form fields besides `project`. */
 interface Route {
@@ -21,7 +30,7 @@ interface Route {
   fields: readonly string[];
   /** The field naming a node that must belong to the project (SEC-2). */
   nodeField?: string;
-  handle(bmi: Bmi, project: string, form: Record<string, string>): Promise<unknown>;
+  handle(bmi: Bmi, project: string, form: Record<string, string>, call: RouteCall): Promise<unknown>;
 }
 
 export const ROUTES: readonly Route[] = [
@@ -36,8 +45,8 @@ export const ROUTES: readonly Route[] = [
     method: "PUT",
     fields: ["node", "disk_name", "nic"],
     nodeField: "node",
-    handle: async (bmi, project, f) => {
-      await bmi.provision({ project, node: f.node ?? "", disk: f.disk_name ?? "", nic: f.nic ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.provision({ project, node: f.node ?? "", disk: f.disk_name ?? "", nic: f.nic ?? "" }, call);
       return true;
     },
   },
@@ -46,7 +55,7 @@ export const ROUTES: readonly Route[] = [
     method: "DELETE",
     fields: ["node", "nic"],
     nodeField: "node",
-    handle: async (bmi, project, f) => {
+    handle: async (bmi, project, f, call) => {
       const record = bmi.listProvisionings({ project }).find((p) => p.node === f.node);
       // The original needed the NIC to find the boot files; we keep a record, so it must only agree.
       if (record && record.nic !== f.nic) {
@@ -56,7 +65,7 @@ export const ROUTES: readonly Route[] = [
           { details: { field: "nic" } },
         );
       }
-      await bmi.deprovision({ project, node: f.node ?? "" });
+      await bmi.deprovision({ project, node: f.node ?? "" }, call);
       return true;
     },
   },
@@ -64,8 +73,8 @@ export const ROUTES: readonly Route[] = [
     path: "/create_snapshot/",
     method: "PUT",
     fields: ["disk_name", "snap_name"],
-    handle: async (bmi, project, f) => {
-      await bmi.snapshotDisk({ project, disk: f.disk_name ?? "", snapshot: f.snap_name ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.snapshotDisk({ project, disk: f.disk_name ?? "", snapshot: f.snap_name ?? "" }, call);
       return true;
     },
   },
@@ -79,8 +88,8 @@ export const ROUTES: readonly Route[] = [
     path: "/remove_image/",
     method: "DELETE",
     fields: ["img"],
-    handle: async (bmi, project, f) => {
-      await bmi.removeImage({ project, image: f.img ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.removeImage({ project, image: f.img ?? "" }, call);
       return true;
     },
   },
@@ -89,15 +98,15 @@ export const ROUTES: readonly Route[] = [
     method: "PUT",
     fields: ["disk_name", "img"],
     // The original returned the clone's RBD name (its target name too in bare-name mode).
-    handle: async (bmi, project, f) =>
-      (await bmi.createDisk({ project, image: f.img ?? "", disk: f.disk_name ?? "" })).cephName,
+    handle: async (bmi, project, f, call) =>
+      (await bmi.createDisk({ project, image: f.img ?? "", disk: f.disk_name ?? "" }, call)).cephName,
   },
   {
     path: "/delete_disk",
     method: "DELETE",
     fields: ["disk_name"],
-    handle: async (bmi, project, f) => {
-      await bmi.deleteDisk({ project, disk: f.disk_name ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.deleteDisk({ project, disk: f.disk_name ?? "" }, call);
       return true;
     },
   },
@@ -136,11 +145,20 @@ export const DEFAULT_REST_LIMITS: RestLimits = {
   maxConnections: 256,
 };
 
+/** How long `close()` lets running operations finish before it cancels them. */
+export const DEFAULT_DRAIN_MS = 30_000;
+
 export interface RestServer {
   url: string;
   host: string;
   port: number;
-  close(): Promise<void>;
+  /**
+   * Drains, then closes: stops accepting at once (requests on kept-alive connections get 503),
+   * lets running requests finish for `graceMs`, then cancels the rest through their
+   * AbortSignal and waits until their undos are done. Resolves when nothing runs any more, so
+   * the store can be closed after it.
+   */
+  close(options?: { graceMs?: number }): Promise<{ finished: number; cancelled: number }>;
 }
 
 const MAX_BODY = 64 * 1024;
@@ -155,16 +173,13 @@ const HTTP_CODES: Record<number, string> = {
   404: "not_found",
   405: "unsupported",
   413: "invalid_input",
+  503: "unavailable",
 };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
+/** A request being served: cancelled through `controller` when a drain's grace ends. */
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
 }
 
 /**
@@ -176,36 +191,53 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const host = options.host ?? options.config.rest_api?.ip ?? "127.0.0.1";
   const port = options.port ?? options.config.rest_api?.port ?? 0;
   const hil = options.config.net_isolator;
+  const gate = createCredentialGate();
+  const limits = { ...DEFAULT_REST_LIMITS, ...options.limits };
+  const running = new Set<Running>();
+  let draining = false;
 
-  const server: Server = createServer((req, res) => {
-    const started = performance.now();
-    let user: string | undefined;
-    let project: string | undefined;
-    handle(req, res, (u, p) => {
-      user = u;
-      project = p;
-    })
-      .catch((error: unknown) => sendError(req, res, error))
-      .finally(() => {
-        logger.info(
-          {
-            method: req.method,
-            path: req.url,
-            status: res.statusCode,
-            user,
-            project,
-            ms: Math.round(performance.now() - started),
-          },
-          "request",
-        );
+  const server: Server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks the two timeouts above only this often (default 30 s): check at their scale.
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1_000, limits.headersTimeoutMs / 4, limits.requestTimeoutMs / 4),
+      ),
+    },
+    (req, res) => {
+      const started = performance.now();
+      const seen: { user?: string; project?: string } = {};
+      const controller = new AbortController();
+      const served = (async () => {
+        try {
+          await handle(req, res, controller.signal, seen);
+        } catch (error) {
+          sendError(req, res, error);
+        }
+      })();
+      const entry: Running = { controller, done: served };
+      running.add(entry);
+      void served.finally(() => {
+        running.delete(entry);
+        const ms = Math.round(performance.now() - started);
+        logger.info({ method: req.method, path: req.url, status: res.statusCode, ...seen, ms }, "request");
       });
-  });
+    },
+  );
+  server.maxConnections = limits.maxConnections;
 
   async function handle(
     req: IncomingMessage,
     res: ServerResponse,
-    note: (user: string, project: string) => void,
+    signal: AbortSignal,
+    seen: { user?: string; project?: string },
   ): Promise<void> {
+    if (draining) {
+      throw new HttpError(503, "bmi serve is shutting down; retry shortly", { Connection: "close" });
+    }
     const url = new URL(req.url ?? "/", "http://bmi.invalid");
     const path = url.pathname;
     if (path === "/health" || path === "/health/") {
@@ -226,14 +258,8 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     if (req.method !== route.method) throw new HttpError(405, "Method Not Allowed", { Allow: route.method });
 
     const credentials = basicCredentials(req.headers.authorization);
-    const form = await readForm(req);
-    for (const field of ["project", ...route.fields]) {
-      if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
-    }
-    const projectName = parseInput(ProjectName, form.project, "project");
-    note(credentials.username, projectName);
-
-    // The caller's own HIL credentials decide (spec §2.2): the project check of the original...
+    seen.user = credentials.username;
+    // The caller's own HIL credentials decide (spec §2.2), checked before the body is read.
     const client = createHilClient({
       url: hil.url,
       username: credentials.username,
@@ -242,28 +268,19 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       retries: 1,
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
-    let nodes: string[];
-    try {
-      nodes = await client.listProjectNodes(projectName);
-    } catch (error) {
-      throw hilError(error, `project ${projectName}`);
+    await gate.admit(credentials, client).catch((error: unknown) => {
+      // Unread bodies of refused callers are not drained: the connection closes after the answer.
+      if (error instanceof HttpError) error.headers.Connection = "close";
+      throw error;
+    });
+    const form = await readForm(req);
+    for (const field of ["project", ...route.fields]) {
+      if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
     }
-    // ...plus SEC-2: a node operation only on a node the project holds.
-    if (route.nodeField) {
-      const node = parseInput(NodeName, form[route.nodeField], route.nodeField);
-      if (!nodes.includes(node)) {
-        try {
-          await client.showNode(node);
-        } catch (error) {
-          throw hilError(error, `node ${node}`);
-        }
-        throw new BmiError("forbidden", `node ${node} does not belong to project ${projectName}`, {
-          subsystem: "isolation",
-          details: { node, project: projectName },
-        });
-      }
-    }
-    const value = await route.handle(options.bmi, projectName, form).catch((error: unknown) => {
+    const projectName = parseInput(ProjectName, form.project, "project");
+    seen.project = projectName;
+    await checkAccess(client, projectName, route, form);
+    const value = await route.handle(options.bmi, projectName, form, { signal }).catch((error: unknown) => {
       throw ownCredentials(error);
     });
     if (wantsJson(req)) return send(res, 200, "application/json", JSON.stringify(value));
@@ -271,6 +288,11 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   }
 
   function sendError(req: IncomingMessage, res: ServerResponse, thrown: unknown): void {
+    if (clientWentAway(req, thrown)) {
+      logger.info({ method: req.method, path: req.url }, "client closed the connection before the answer");
+      res.destroy();
+      return;
+    }
     if (res.headersSent) {
       res.destroy();
       return;
@@ -288,19 +310,37 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       } else send(res, thrown.status, TEXT, thrown.message);
       return;
     }
-    const error = toBmiError(thrown);
-    if (error.fault === "server") logger.warn({ err: error.toJSON() }, "request failed");
-    const status = httpStatusFor(error);
+    const error = stoppedBy(toBmiError(thrown));
+    const shown = tenantView(error);
+    // The whole error (command lines, paths, the cause's text) stays in the server log: always
+    // for server faults, and for the caller's errors whenever the tenant was shown less.
+    const full = { err: error.toJSON(), cause: causeText(error) };
+    if (error.fault === "server") logger.warn(full, "request failed");
+    else if (
+      shown.message !== error.message ||
+      Object.keys(shown.details).length < Object.keys(error.details).length
+    ) {
+      logger.info(full, "request refused");
+    }
+    const status = error.code === "cancelled" && draining ? 503 : httpStatusFor(error);
     if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
-    if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: error.toJSON() }));
-    else send(res, status, TEXT, error.message);
+    if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: shown }));
+    else send(res, status, TEXT, shown.message);
   }
 
-  const limits = { ...DEFAULT_REST_LIMITS, ...options.limits };
-  server.headersTimeout = limits.headersTimeoutMs;
-  server.requestTimeout = limits.requestTimeoutMs;
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  server.maxConnections = limits.maxConnections;
+  /** An operation cancelled by a drain says so: the caller may retry once the server is back. */
+  function stoppedBy(error: BmiError): BmiError {
+    if (error.code !== "cancelled" || !draining) return error;
+    return new BmiError(
+      "cancelled",
+      "bmi serve was stopping: the operation was cancelled and undone; retry",
+      {
+        subsystem: error.subsystem,
+        cause: error,
+        retryable: true,
+      },
+    );
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -311,16 +351,34 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${shownHost}:${address.port}`,
-    host: address.address,
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+
+  async function close(closing: { graceMs?: number } = {}) {
+    const graceMs = closing.graceMs ?? DEFAULT_DRAIN_MS;
+    draining = true;
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const inFlight = [...running];
+    let cancelled = 0;
+    const grace = setTimeout(() => {
+      for (const r of running) {
+        if (r.controller.signal.aborted) continue;
+        cancelled++;
+        r.controller.abort();
+      }
+    }, graceMs);
+    if (inFlight.length > 0) {
+      logger.info({ running: inFlight.length, graceMs }, "stopping: letting running requests finish");
+    }
+    await Promise.allSettled(inFlight.map((r) => r.done));
+    // Requests that came in on kept-alive connections meanwhile were refused with 503.
+    await Promise.allSettled([...running].map((r) => r.done));
+    clearTimeout(grace);
+    server.closeAllConnections();
+    await stopped;
+    return { finished: inFlight.length - cancelled, cancelled };
+  }
+
+  return { url: `http://${shownHost}:${address.port}`, host: address.address, port: address.port, close };
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -332,18 +390,6 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
 }
 
 const wantsJson = (req: IncomingMessage) => /application\/json/i.test(req.headers.accept ?? "");
-
-/** HTTP Basic (RFC 7617): the password may contain `:` (the original split on every `:`). */
-export function basicCredentials(header: string | undefined): { username: string; password: string } {
-  const challenge = { "WWW-Authenticate": 'Basic realm="bmi"' };
-  if (!header) throw new HttpError(401, "No Authentication Details Given", challenge);
-  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-  if (!match?.[1]) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
-  const decoded = Buffer.from(match[1], "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  if (colon <= 0) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
-  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-}
 
 /** Form fields (`application/x-www-form-urlencoded`, also for PUT and DELETE), or a JSON object of strings. */
 async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
@@ -386,6 +432,36 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
 }
 
 /**
+ * The original's project check (the caller's HIL credentials can list the project's nodes), plus
+ * SEC-2: a node operation only on a node the project holds.
+ */
+async function checkAccess(
+  client: HilClient,
+  project: string,
+  route: Route,
+  form: Record<string, string>,
+): Promise<void> {
+  let nodes: string[];
+  try {
+    nodes = await client.listProjectNodes(project);
+  } catch (error) {
+    throw hilError(error, `project ${project}`);
+  }
+  if (!route.nodeField) return;
+  const node = parseInput(NodeName, form[route.nodeField], route.nodeField);
+  if (nodes.includes(node)) return;
+  try {
+    await client.showNode(node);
+  } catch (error) {
+    throw hilError(error, `node ${node}`);
+  }
+  throw new BmiError("forbidden", `node ${node} does not belong to project ${project}`, {
+    subsystem: "isolation",
+    details: { node, project },
+  });
+}
+
+/**
  * After the caller's own credentials were accepted, HIL refusing BMI's shared service account
  * (a rotated password) is a server fault, never a prompt for the caller's credentials.
  */
@@ -417,4 +493,10 @@ function hilError(error: unknown, what: string): BmiError {
     return new BmiError("invalid_input", `invalid ${what}`, { subsystem: "isolation", cause: e });
   }
   return e;
+}
+
+/** The cause's text for the server log (a command's stderr, HIL's answer); secrets were redacted at the source. */
+function causeText(error: BmiError): string | undefined {
+  const cause = error.cause;
+  return cause instanceof Error ? cause.message : cause === undefined ? undefined : String(cause);
 }
