@@ -14,6 +14,7 @@ import {
 import { createHilClient, type FetchLike, type HilClient } from "@bmi/driver-hil";
 import { httpStatusFor } from "./exit-codes.js";
 import { basicCredentials, createCredentialGate, HttpError } from "./server-auth.js";
+import { createRequestTracker } from "./server-drain.js";
 import { clientWentAway, tenantView } from "./server-errors.js";
 
 export { basicCredentials } from "./server-auth.js";
@@ -176,12 +177,6 @@ const HTTP_CODES: Record<number, string> = {
   503: "unavailable",
 };
 
-/** A request being served: cancelled through `controller` when a drain's grace ends. */
-interface Running {
-  controller: AbortController;
-  done: Promise<void>;
-}
-
 /**
  * The original BMI REST API (picasso) over the SDK: same routes, methods, form fields and
  * response envelope; each caller authenticated by HIL with their own credentials.
@@ -193,8 +188,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const hil = options.config.net_isolator;
   const gate = createCredentialGate();
   const limits = { ...DEFAULT_REST_LIMITS, ...options.limits };
-  const running = new Set<Running>();
-  let draining = false;
+  const requests = createRequestTracker(logger);
 
   const server: Server = createServer(
     {
@@ -210,18 +204,12 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     (req, res) => {
       const started = performance.now();
       const seen: { user?: string; project?: string } = {};
-      const controller = new AbortController();
-      const served = (async () => {
-        try {
-          await handle(req, res, controller.signal, seen);
-        } catch (error) {
-          sendError(req, res, error);
-        }
-      })();
-      const entry: Running = { controller, done: served };
-      running.add(entry);
+      const served = requests.track((signal) =>
+        handle(req, res, signal, seen).catch((error: unknown) =>
+          sendError(req, res, error, { logger, draining: requests.draining }),
+        ),
+      );
       void served.finally(() => {
-        running.delete(entry);
         const ms = Math.round(performance.now() - started);
         logger.info({ method: req.method, path: req.url, status: res.statusCode, ...seen, ms }, "request");
       });
@@ -235,7 +223,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     signal: AbortSignal,
     seen: { user?: string; project?: string },
   ): Promise<void> {
-    if (draining) {
+    if (requests.draining) {
       throw new HttpError(503, "bmi serve is shutting down; retry shortly", { Connection: "close" });
     }
     const url = new URL(req.url ?? "/", "http://bmi.invalid");
@@ -287,61 +275,6 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     return send(res, 200, HTML, value === true ? "Success" : JSON.stringify(value));
   }
 
-  function sendError(req: IncomingMessage, res: ServerResponse, thrown: unknown): void {
-    if (clientWentAway(req, thrown)) {
-      logger.info({ method: req.method, path: req.url }, "client closed the connection before the answer");
-      res.destroy();
-      return;
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (thrown instanceof HttpError) {
-      for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
-      if (wantsJson(req)) {
-        const code = HTTP_CODES[thrown.status] ?? "invalid_input";
-        send(
-          res,
-          thrown.status,
-          "application/json",
-          JSON.stringify({ error: { code, message: thrown.message } }),
-        );
-      } else send(res, thrown.status, TEXT, thrown.message);
-      return;
-    }
-    const error = stoppedBy(toBmiError(thrown));
-    const shown = tenantView(error);
-    // The whole error (command lines, paths, the cause's text) stays in the server log: always
-    // for server faults, and for the caller's errors whenever the tenant was shown less.
-    const full = { err: error.toJSON(), cause: causeText(error) };
-    if (error.fault === "server") logger.warn(full, "request failed");
-    else if (
-      shown.message !== error.message ||
-      Object.keys(shown.details).length < Object.keys(error.details).length
-    ) {
-      logger.info(full, "request refused");
-    }
-    const status = error.code === "cancelled" && draining ? 503 : httpStatusFor(error);
-    if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
-    if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: shown }));
-    else send(res, status, TEXT, shown.message);
-  }
-
-  /** An operation cancelled by a drain says so: the caller may retry once the server is back. */
-  function stoppedBy(error: BmiError): BmiError {
-    if (error.code !== "cancelled" || !draining) return error;
-    return new BmiError(
-      "cancelled",
-      "bmi serve was stopping: the operation was cancelled and undone; retry",
-      {
-        subsystem: error.subsystem,
-        cause: error,
-        retryable: true,
-      },
-    );
-  }
-
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -353,32 +286,74 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
   async function close(closing: { graceMs?: number } = {}) {
-    const graceMs = closing.graceMs ?? DEFAULT_DRAIN_MS;
-    draining = true;
+    // Stop accepting first; requests on kept-alive connections are refused while draining.
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
-    const inFlight = [...running];
-    let cancelled = 0;
-    const grace = setTimeout(() => {
-      for (const r of running) {
-        if (r.controller.signal.aborted) continue;
-        cancelled++;
-        r.controller.abort();
-      }
-    }, graceMs);
-    if (inFlight.length > 0) {
-      logger.info({ running: inFlight.length, graceMs }, "stopping: letting running requests finish");
-    }
-    await Promise.allSettled(inFlight.map((r) => r.done));
-    // Requests that came in on kept-alive connections meanwhile were refused with 503.
-    await Promise.allSettled([...running].map((r) => r.done));
-    clearTimeout(grace);
+    const drained = await requests.drain(closing.graceMs ?? DEFAULT_DRAIN_MS);
     server.closeAllConnections();
     await stopped;
-    return { finished: inFlight.length - cancelled, cancelled };
+    return drained;
   }
 
   return { url: `http://${shownHost}:${address.port}`, host: address.address, port: address.port, close };
+}
+
+/** Answers a failed request; the log gets what the caller is not shown. */
+function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  thrown: unknown,
+  context: { logger: Logger; draining: boolean },
+): void {
+  const { logger, draining } = context;
+  if (clientWentAway(req, thrown)) {
+    logger.info({ method: req.method, path: req.url }, "client closed the connection before the answer");
+    res.destroy();
+    return;
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (thrown instanceof HttpError) {
+    for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
+    if (wantsJson(req)) {
+      const code = HTTP_CODES[thrown.status] ?? "invalid_input";
+      send(
+        res,
+        thrown.status,
+        "application/json",
+        JSON.stringify({ error: { code, message: thrown.message } }),
+      );
+    } else send(res, thrown.status, TEXT, thrown.message);
+    return;
+  }
+  const error = draining ? stoppedBy(toBmiError(thrown)) : toBmiError(thrown);
+  const shown = tenantView(error);
+  // The whole error (command lines, paths, the cause's text) stays in the server log: always
+  // for server faults, and for the caller's errors whenever the tenant was shown less.
+  const full = { err: error.toJSON(), cause: causeText(error) };
+  if (error.fault === "server") logger.warn(full, "request failed");
+  else if (
+    shown.message !== error.message ||
+    Object.keys(shown.details).length < Object.keys(error.details).length
+  ) {
+    logger.info(full, "request refused");
+  }
+  const status = error.code === "cancelled" && draining ? 503 : httpStatusFor(error);
+  if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
+  if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: shown }));
+  else send(res, status, TEXT, shown.message);
+}
+
+/** An operation cancelled by a drain says so: the caller may retry once the server is back. */
+function stoppedBy(error: BmiError): BmiError {
+  if (error.code !== "cancelled") return error;
+  return new BmiError("cancelled", "bmi serve was stopping: the operation was cancelled and undone; retry", {
+    subsystem: error.subsystem,
+    cause: error,
+    retryable: true,
+  });
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
