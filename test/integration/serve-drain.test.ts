@@ -54,7 +54,7 @@ const connectCalls = () =>
 
 beforeAll(async () => {
   // Slow networking actions keep each provision running for seconds: the signal lands mid-way.
-  lab = await startBmiLab({ ceph: inject("ceph"), nodes: 6, hilActionDelayMs: 1_500 });
+  lab = await startBmiLab({ ceph: inject("ceph"), nodes: 7, hilActionDelayMs: 1_500 });
   auth = `Basic ${Buffer.from(`${lab.hilUser.name}:${lab.hilUser.password}`).toString("base64")}`;
   source = `lab${lab.settings.uid}-drain-src`;
   await lab.drivers.storage.create(source, 8 * 1024 * 1024);
@@ -107,7 +107,7 @@ describe("bmi serve drains on SIGTERM", () => {
   }, 120_000);
 
   it("with --drain 0 cancels the running provisions through their signal: each is undone, answered 503, no drift", async () => {
-    const nodes = lab.nodes.slice(3);
+    const nodes = lab.nodes.slice(3, 6);
     const serve = await startServe(["--drain", "0"]);
     const before = connectCalls();
     const batch = nodes.map((n) => provision(serve.url, n.name, `disk-${n.name}`, n.nic));
@@ -126,6 +126,46 @@ describe("bmi serve drains on SIGTERM", () => {
       expect(provisioned.has(node.name)).toBe(answers[i]?.status === 200);
       if (answers[i]?.status !== 200) expect(await lab.drivers.boot.read(node.name)).toBeNull();
     }
+    const report = await lab.bmi.reconcile();
+    expect(report.drift).toEqual([]);
+  }, 120_000);
+
+  it("the CLI on SIGTERM cancels its running provision through the signal: undone, exit 1 (cancelled), no drift", async () => {
+    const node = lab.nodes[6];
+    if (!node) throw new Error("the lab has no seventh node");
+    const before = connectCalls();
+    const child = execa(
+      "node",
+      [
+        "--import",
+        "tsx",
+        bin,
+        "--config",
+        lab.configPath,
+        "pro",
+        lab.project,
+        node.name,
+        `disk-${node.name}`,
+        node.nic,
+      ],
+      { reject: false },
+    );
+    children.push(child);
+    const ended = child.then((d) => {
+      throw new Error(`bmi pro ended before its provision reached HIL: ${d.exitCode} ${d.stderr}`);
+    });
+    await Promise.race([
+      vi.waitFor(() => expect(connectCalls()).toBeGreaterThan(before), { timeout: 30_000, interval: 20 }),
+      ended,
+    ]);
+    ended.catch(() => {});
+    child.kill("SIGTERM");
+    const done = await child;
+    expect(done.exitCode).toBe(1);
+    expect(done.stderr).toMatch(/SIGTERM: stopping/);
+    expect(done.stderr).toMatch(/\(cancelled\)$/m);
+    expect(lab.bmi.listProvisionings({ project: lab.project }).map((p) => p.node)).not.toContain(node.name);
+    expect(await lab.drivers.boot.read(node.name)).toBeNull();
     const report = await lab.bmi.reconcile();
     expect(report.drift).toEqual([]);
   }, 120_000);
