@@ -256,11 +256,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       retries: 1,
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
-    await gate.admit(credentials, client).catch((error: unknown) => {
-      // Unread bodies of refused callers are not drained: the connection closes after the answer.
-      if (error instanceof HttpError) error.headers.Connection = "close";
-      throw error;
-    });
+    await gate.admit(credentials, client);
     const form = await readForm(req);
     for (const field of ["project", ...route.fields]) {
       if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
@@ -315,6 +311,8 @@ function sendError(
     res.destroy();
     return;
   }
+  // Answered before its body was read (a refused caller): close rather than wait for the rest.
+  if (!req.complete) res.setHeader("Connection", "close");
   if (thrown instanceof HttpError) {
     for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
     if (wantsJson(req)) {
