@@ -52,6 +52,22 @@ const connectCalls = () =>
     .filter(([key]) => key.endsWith("/connect_network"))
     .reduce((n, [, c]) => n + c, 0);
 
+/**
+ * The networking actions whose status BMI is polling: each is an attach whose POST was answered,
+ * so a signal now lands while the operation waits for HIL (not while its POST is in flight, whose
+ * outcome would be unknown; see the report on issue 22.7).
+ */
+const polledActions = () =>
+  new Set([...lab.hil.faults.requests.keys()].filter((key) => key.startsWith("GET /v0/networking_action/")));
+
+/** Resolves once `count` new actions are being polled. */
+async function whilePolling(count: number, before: Set<string>): Promise<void> {
+  await vi.waitFor(
+    () => expect([...polledActions()].filter((key) => !before.has(key)).length).toBeGreaterThanOrEqual(count),
+    { timeout: 30_000, interval: 20 },
+  );
+}
+
 beforeAll(async () => {
   // Slow networking actions keep each provision running for seconds: the signal lands mid-way.
   lab = await startBmiLab({ ceph: inject("ceph"), nodes: 7, hilActionDelayMs: 1_500 });
@@ -109,9 +125,9 @@ describe("bmi serve drains on SIGTERM", () => {
   it("with --drain 0 cancels the running provisions through their signal: each is undone, answered 503, no drift", async () => {
     const nodes = lab.nodes.slice(3, 6);
     const serve = await startServe(["--drain", "0"]);
-    const before = connectCalls();
+    const before = polledActions();
     const batch = nodes.map((n) => provision(serve.url, n.name, `disk-${n.name}`, n.nic));
-    await vi.waitFor(() => expect(connectCalls()).toBeGreaterThan(before), { timeout: 30_000, interval: 20 });
+    await whilePolling(nodes.length, before);
     serve.child.kill("SIGTERM");
     const answers = await Promise.all(batch);
     for (const answer of answers) {
@@ -133,7 +149,7 @@ describe("bmi serve drains on SIGTERM", () => {
   it("the CLI on SIGTERM cancels its running provision through the signal: undone, exit 1 (cancelled), no drift", async () => {
     const node = lab.nodes[6];
     if (!node) throw new Error("the lab has no seventh node");
-    const before = connectCalls();
+    const before = polledActions();
     const child = execa(
       "node",
       [
@@ -154,10 +170,7 @@ describe("bmi serve drains on SIGTERM", () => {
     const ended = child.then((d) => {
       throw new Error(`bmi pro ended before its provision reached HIL: ${d.exitCode} ${d.stderr}`);
     });
-    await Promise.race([
-      vi.waitFor(() => expect(connectCalls()).toBeGreaterThan(before), { timeout: 30_000, interval: 20 }),
-      ended,
-    ]);
+    await Promise.race([whilePolling(1, before), ended]);
     ended.catch(() => {});
     child.kill("SIGTERM");
     const done = await child;
