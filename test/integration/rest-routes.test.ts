@@ -188,6 +188,57 @@ describe("bmi serve: the original REST routes", () => {
     expect((await call("POST", "/no_such_route/", { project: "demo" })).status).toBe(404);
   });
 
+  it("error bodies are plain text, never reflected HTML; prototype names are ordinary fields", async () => {
+    const hostile = "<img src=x onerror=alert(1)>";
+    const raw = async (path: string, body: string, headers: Record<string, string> = {}) => {
+      const r = await fetch(`${base}${path}`, {
+        method: "POST",
+        headers: { authorization: auth, "content-type": "application/x-www-form-urlencoded", ...headers },
+        body,
+        redirect: "manual",
+      });
+      return { status: r.status, type: r.headers.get("content-type"), body: await r.text() };
+    };
+    const twice = await raw(
+      "/list_images/",
+      `project=demo&${encodeURIComponent(hostile)}=a&${encodeURIComponent(hostile)}=b`,
+    );
+    expect(twice.status).toBe(400);
+    expect(twice.type).toMatch(/^text\/plain/);
+    const protoKeys = await raw("/list_images/", "project=demo&__proto__=x&constructor=y");
+    expect(protoKeys.status).toBe(200);
+    // HTTP-level refusals carry their own codes, not not_found.
+    const json = { accept: "application/json" };
+    const codeOf = async (r: Promise<{ body: string }>) => JSON.parse((await r).body).error.code;
+    expect(await codeOf(call("GET", "/list_images/", {}, { authorization: auth, ...json }))).toBe(
+      "unsupported",
+    );
+    expect(await codeOf(raw("/list_images", "project=demo", json))).toBe("invalid_input");
+    expect(await codeOf(raw("/list_images/", `project=${"x".repeat(70 * 1024)}`, json))).toBe(
+      "invalid_input",
+    );
+    expect(await codeOf(raw("/no_such_route/", "project=demo", json))).toBe("not_found");
+  });
+
+  it("HIL refusing BMI's own account (rotated password) is a server fault, not the caller's 401", async () => {
+    const service = lab.hil.state.users.get(lab.hilUser.name);
+    if (!service) throw new Error("the lab's HIL has no service user");
+    service.password = "rotated-elsewhere";
+    try {
+      const r = await call(
+        "PUT",
+        "/provision/",
+        { project: "demo", node: "node-02", disk_name: "no-such-disk-yet", nic: "eth0" },
+        { authorization: basic("colon", "pa:ss:word"), accept: "application/json" },
+      );
+      expect(r.status).toBeGreaterThanOrEqual(500);
+      expect(r.headers.get("www-authenticate")).toBeNull();
+      expect(JSON.parse(r.body).error.code).toBe("permission_denied");
+    } finally {
+      service.password = lab.hilUser.password;
+    }
+  });
+
   it("PUT /create_disk returns the clone's RBD name as a JSON string; a second one 409; unknown image 404", async () => {
     const r = await call("PUT", "/create_disk", { project: "demo", img: "golden", disk_name: "d1" });
     expect(r.status).toBe(200);

@@ -120,6 +120,43 @@ describe("tgt export read by a real initiator", () => {
     expect((await readFile(out)).equals(file.data)).toBe(true);
   });
 
+  it("one CHAP account serves several targets, also from a second driver (another BMI process), and stays until its last target goes", async () => {
+    const chap = { user: "shared-node", secret: "shared-secret-123" };
+    const initiator = { name: `${IQN}:node-10`, chap };
+    const first = await exportFile("chap-a", 1 * MiB, { initiators: "ALL", chap });
+    const second = await exportFile("chap-b", 1 * MiB, { initiators: "ALL", chap });
+    // A second driver knows nothing of the account's secret (as after a restart of BMI).
+    const other = driverFor();
+    const target = `${IQN}:chap-c-${Math.random().toString(36).slice(2, 8)}`;
+    const file = await randomFile(files.path, "chap-c", 1 * MiB);
+    made.push(target);
+    await other.export({
+      target,
+      backing: { kind: "file", path: file.path },
+      access: { initiators: "ALL", chap },
+    });
+    for (const name of [first.request.target, second.request.target, target]) {
+      expect(await canLogin(tgtd, name, initiator)).toBe(true);
+      expect(await canLogin(tgtd, name, { name: `${IQN}:node-10` })).toBe(false);
+    }
+    await driver.unexport(first.request.target);
+    expect(await canLogin(tgtd, second.request.target, initiator)).toBe(true);
+    expect(await canLogin(tgtd, target, initiator)).toBe(true);
+    await driver.unexport(second.request.target);
+    await other.unexport(target);
+    const accounts = await execa("tgtadm", [
+      "-C",
+      String(tgtd.controlPort),
+      "--lld",
+      "iscsi",
+      "--mode",
+      "account",
+      "--op",
+      "show",
+    ]);
+    expect(accounts.stdout).not.toContain(chap.user);
+  });
+
   it("tgtd killed and restarted: restore() brings every target back, with its data and access rules", async () => {
     const chap = { user: "node9", secret: "restore-secret-123" };
     const plain = await exportFile("rs-plain", 1 * MiB);

@@ -13,11 +13,11 @@ import {
   redactedConfig,
   toBmiError,
 } from "@bmi/core";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { Listr, ListrLogger, ProcessOutput } from "listr2";
 import { runDoctor } from "./doctor.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
-import { startRestServer } from "./server.js";
+import { DEFAULT_DRAIN_MS, startRestServer } from "./server.js";
 import { createBmiFromConfig, type WiredBmi } from "./wiring.js";
 
 export interface RunOptions {
@@ -25,7 +25,10 @@ export interface RunOptions {
   stderr?: Writable;
   /** Environment for `BMI_CONFIG`, `HIL_USERNAME`, `HIL_PASSWORD`; default `process.env`. */
   env?: Record<string, string | undefined>;
-  /** Stops `bmi serve` (default: SIGINT or SIGTERM). */
+  /**
+   * Stops the command (default: the first SIGINT or SIGTERM): a running operation is cancelled
+   * and undone, `bmi serve` drains (see `--drain`); then the database is closed.
+   */
   signal?: AbortSignal;
   /** Called once `bmi serve` listens (tests use it to learn the port). */
   onListening?: (url: string) => void;
@@ -73,6 +76,10 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
   const env = options.env ?? process.env;
   let exitCode: number = EXIT.ok;
   const opened: WiredBmi[] = [];
+  // Every operation carries the stop signal: SIGTERM cancels it between steps or during one, and
+  // it ends undone before the database is closed below.
+  const stopping = stopSignal(options.signal, stderr);
+  const withStop = { signal: stopping.signal };
 
   const program = new Command("bmi")
     .description("Bare Metal Imaging: boot bare-metal nodes from copy-on-write Ceph clones over iSCSI")
@@ -137,14 +144,17 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
           source: string,
           o: { snap?: string; protect?: boolean; name?: string; public?: boolean },
         ) => {
-          const image = await wire(g).bmi.importImage({
-            project,
-            source,
-            ...(o.name ? { name: o.name } : {}),
-            ...(o.snap ? { snapshot: o.snap } : {}),
-            ...(o.protect ? { protect: true } : {}),
-            ...(o.public ? { isPublic: true } : {}),
-          });
+          const image = await wire(g).bmi.importImage(
+            {
+              project,
+              source,
+              ...(o.name ? { name: o.name } : {}),
+              ...(o.snap ? { snapshot: o.snap } : {}),
+              ...(o.protect ? { protect: true } : {}),
+              ...(o.public ? { isPublic: true } : {}),
+            },
+            withStop,
+          );
           return { value: image, human: [`imported ${source} as ${image.name} (RBD ${image.cephName})`] };
         },
       ),
@@ -158,7 +168,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<rbd-name>")
     .action(
       action(async (g, project: string, image: string, rbdName: string) => {
-        await wire(g).bmi.exportImage({ project, image, rbdName });
+        await wire(g).bmi.exportImage({ project, image, rbdName }, withStop);
         return { value: { project, image, rbdName }, human: [`exported ${image} to RBD image ${rbdName}`] };
       }),
     );
@@ -179,7 +189,8 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
         action(async (g, project: string, image: string, destProject: string, destName?: string) => {
           const { bmi } = wire(g);
           const input = { project, image, destProject, ...(destName ? { destName } : {}) };
-          const result = verb === "cp" ? await bmi.copyImage(input) : await bmi.moveImage(input);
+          const result =
+            verb === "cp" ? await bmi.copyImage(input, withStop) : await bmi.moveImage(input, withStop);
           return {
             value: result,
             human: [
@@ -201,7 +212,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<project>")
     .action(listImages);
   const removeImage = action(async (g, project: string, image: string) => {
-    await wire(g).bmi.removeImage({ project, image });
+    await wire(g).bmi.removeImage({ project, image }, withStop);
     return { value: { project, image, removed: true }, human: [`removed ${image}`] };
   });
   program
@@ -228,10 +239,13 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .option("--id <n>", "explicit id, to restore an old deployment", (v) => Number.parseInt(v, 10))
     .action(
       action(async (g, name: string, o: { id?: number }) => {
-        const created = await wire(g).bmi.createProject({
-          name,
-          ...(o.id !== undefined ? { id: o.id } : {}),
-        });
+        const created = await wire(g).bmi.createProject(
+          {
+            name,
+            ...(o.id !== undefined ? { id: o.id } : {}),
+          },
+          withStop,
+        );
         return { value: created, human: [`project ${created.name} created (id ${created.id})`] };
       }),
     );
@@ -241,7 +255,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<name>")
     .action(
       action(async (g, name: string) => {
-        await wire(g).bmi.deleteProject({ name });
+        await wire(g).bmi.deleteProject({ name }, withStop);
         return { value: { name, removed: true }, human: [`project ${name} removed`] };
       }),
     );
@@ -265,7 +279,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<disk>")
     .action(
       action(async (g, project: string, image: string, diskName: string) => {
-        const created = await wire(g).bmi.createDisk({ project, image, disk: diskName });
+        const created = await wire(g).bmi.createDisk({ project, image, disk: diskName }, withStop);
         return {
           value: created,
           human: [
@@ -283,7 +297,10 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .option("--force", "remove the target even with initiators logged in")
     .action(
       action(async (g, project: string, diskName: string, o: { force?: boolean }) => {
-        await wire(g).bmi.deleteDisk({ project, disk: diskName, ...(o.force ? { force: true } : {}) });
+        await wire(g).bmi.deleteDisk(
+          { project, disk: diskName, ...(o.force ? { force: true } : {}) },
+          withStop,
+        );
         return { value: { project, disk: diskName, removed: true }, human: [`disk ${diskName} deleted`] };
       }),
     );
@@ -317,14 +334,17 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
       nic: string | undefined,
       o: { image?: string; firmware?: "bios" | "uefi" },
     ) => {
-      const record = await wire(g).bmi.provision({
-        project: projectName,
-        node,
-        disk: diskName,
-        ...(nic ? { nic } : {}),
-        ...(o.image ? { image: o.image } : {}),
-        ...(o.firmware ? { firmware: o.firmware } : {}),
-      });
+      const record = await wire(g).bmi.provision(
+        {
+          project: projectName,
+          node,
+          disk: diskName,
+          ...(nic ? { nic } : {}),
+          ...(o.image ? { image: o.image } : {}),
+          ...(o.firmware ? { firmware: o.firmware } : {}),
+        },
+        withStop,
+      );
       return { value: record, human: [provisionedLine(record)] };
     },
   );
@@ -364,11 +384,14 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
             title: `${entry.node} ← ${entry.disk}`,
             task: async (_ctx: unknown, task: { title: string }) => {
               try {
-                const value = await bmi.provision({
-                  project: projectName,
-                  ...entry,
-                  ...(o.image ? { image: o.image } : {}),
-                });
+                const value = await bmi.provision(
+                  {
+                    project: projectName,
+                    ...entry,
+                    ...(o.image ? { image: o.image } : {}),
+                  },
+                  withStop,
+                );
                 results.push({ ok: true, node: entry.node, value });
                 task.title = provisionedLine(value);
               } catch (error) {
@@ -423,12 +446,15 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
           `node ${node} is provisioned through NIC ${record.nic}, not ${nic}`,
         );
       }
-      await wired.bmi.deprovision({
-        project: projectName,
-        node,
-        ...(o.deleteDisk ? { deleteDisk: true } : {}),
-        ...(o.force ? { force: true } : {}),
-      });
+      await wired.bmi.deprovision(
+        {
+          project: projectName,
+          node,
+          ...(o.deleteDisk ? { deleteDisk: true } : {}),
+          ...(o.force ? { force: true } : {}),
+        },
+        withStop,
+      );
       return {
         value: { project: projectName, node, deprovisioned: true, diskDeleted: o.deleteDisk === true },
         human: [`node ${node} deprovisioned${o.deleteDisk ? ` and disk ${record?.disk ?? ""} deleted` : ""}`],
@@ -475,12 +501,15 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .option("--force", "snapshot a disk that boots a node (power it off first)")
     .action(
       action(async (g, projectName: string, diskName: string, snapshot: string, o: { force?: boolean }) => {
-        const created = await wire(g).bmi.snapshotDisk({
-          project: projectName,
-          disk: diskName,
-          snapshot,
-          ...(o.force ? { force: true } : {}),
-        });
+        const created = await wire(g).bmi.snapshotDisk(
+          {
+            project: projectName,
+            disk: diskName,
+            snapshot,
+            ...(o.force ? { force: true } : {}),
+          },
+          withStop,
+        );
         return {
           value: created,
           human: [`snapshot ${created.name} of ${diskName} created (RBD ${created.cephName})`],
@@ -516,7 +545,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .argument("<image>")
     .action(
       action(async (g, projectName: string, imageName: string) => {
-        const target = await wire(g).bmi.mountImage({ project: projectName, image: imageName });
+        const target = await wire(g).bmi.mountImage({ project: projectName, image: imageName }, withStop);
         return {
           value: target,
           human: [
@@ -533,11 +562,14 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .option("--force", "even with initiators logged in")
     .action(
       action(async (g, projectName: string, imageName: string, o: { force?: boolean }) => {
-        await wire(g).bmi.unmountImage({
-          project: projectName,
-          image: imageName,
-          ...(o.force ? { force: true } : {}),
-        });
+        await wire(g).bmi.unmountImage(
+          {
+            project: projectName,
+            image: imageName,
+            ...(o.force ? { force: true } : {}),
+          },
+          withStop,
+        );
         return {
           value: { project: projectName, image: imageName, unmounted: true },
           human: [`${imageName} unmounted`],
@@ -569,7 +601,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
         const wired = wire(g, true);
         const admin = wired.settings.adminProject;
         const existing = wired.bmi.listProjects().find((p) => p.name === admin);
-        const created = existing ?? (await wired.bmi.createProject({ name: admin }));
+        const created = existing ?? (await wired.bmi.createProject({ name: admin }, withStop));
         return {
           value: {
             path: wired.config.db.path,
@@ -651,10 +683,13 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     )
     .action(
       action(async (g, o: { repair?: boolean; remove?: string[] }) => {
-        const report = await wire(g).bmi.reconcile({
-          repair: o.repair === true,
-          ...(o.remove ? { remove: o.remove } : {}),
-        });
+        const report = await wire(g).bmi.reconcile(
+          {
+            repair: o.repair === true,
+            ...(o.remove ? { remove: o.remove } : {}),
+          },
+          withStop,
+        );
         const repairedKeys = new Set(report.repaired.map((d) => `${d.kind}:${d.subject}`));
         const remaining = report.drift.filter((d) => !repairedKeys.has(`${d.kind}:${d.subject}`));
         return {
@@ -718,8 +753,14 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     .option("--port <port>", "port (default [rest_api] port; 0 = any free port)", (v) =>
       Number.parseInt(v, 10),
     )
+    .option(
+      "--drain <seconds>",
+      "on SIGTERM/SIGINT, let running requests finish this long, then cancel and undo them",
+      seconds,
+      DEFAULT_DRAIN_MS / 1000,
+    )
     .action(
-      action(async (g, o: { ip?: string; port?: number }) => {
+      action(async (g, o: { ip?: string; port?: number; drain: number }) => {
         const logger = g.verbose
           ? createLogger({ level: "debug" }, { write: (s: string) => stderr.write(s) })
           : createLogger({ level: "info" }, { write: (s: string) => stderr.write(s) });
@@ -742,9 +783,10 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
         });
         if (!g.json) stdout.write(`bmi REST server listening on ${server.url}\n`);
         options.onListening?.(server.url);
-        await waitForStop(options.signal);
-        await server.close();
-        return { value: { url: server.url, stopped: true }, human: ["stopped"] };
+        await untilAborted(stopping.signal);
+        const drained = await server.close({ graceMs: o.drain * 1000 });
+        logger.info(drained, "stopped");
+        return { value: { url: server.url, stopped: true, ...drained }, human: ["stopped"] };
       }),
     );
 
@@ -761,6 +803,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
       else stderr.write(`bmi: error: ${e.message} (${e.code})\n`);
     }
   } finally {
+    stopping.dispose();
     for (const wired of opened) wired.close();
     for (const log of logFiles) log.close();
   }
@@ -817,19 +860,41 @@ function parseBatch(text: string): { node: string; disk: string; nic?: string }[
   return entries;
 }
 
-function waitForStop(signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal) {
-      if (signal.aborted) return resolve();
-      signal.addEventListener("abort", () => resolve(), { once: true });
-      return;
-    }
-    const stop = () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-      resolve();
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
+/** A duration option: a finite number of seconds, 0 or more. */
+function seconds(value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === "" || !Number.isFinite(parsed) || parsed < 0) {
+    throw new InvalidArgumentError("must be a number of seconds, 0 or more");
+  }
+  return parsed;
+}
+
+/**
+ * The signal that stops the running command: the caller's, else the first SIGINT or SIGTERM.
+ * After that first signal the handlers are removed, so a second one ends the process at once
+ * (what reconcile is for); the first lets running operations finish or undo themselves.
+ */
+function stopSignal(
+  given: AbortSignal | undefined,
+  stderr: Writable,
+): { signal: AbortSignal; dispose(): void } {
+  if (given) return { signal: given, dispose: () => {} };
+  const controller = new AbortController();
+  const dispose = () => {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  };
+  const stop = (name: NodeJS.Signals) => {
+    dispose();
+    stderr.write(`bmi: ${name}: stopping once running operations end (send it again to stop at once)\n`);
+    controller.abort();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  return { signal: controller.signal, dispose };
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
 }

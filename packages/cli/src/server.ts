@@ -11,8 +11,18 @@ import {
   silentLogger,
   toBmiError,
 } from "@bmi/core";
-import { createHilClient, type FetchLike } from "@bmi/driver-hil";
+import { createHilClient, type FetchLike, type HilClient } from "@bmi/driver-hil";
 import { httpStatusFor } from "./exit-codes.js";
+import { basicCredentials, createCredentialGate, HttpError } from "./server-auth.js";
+import { createRequestTracker } from "./server-drain.js";
+import { clientWentAway, tenantView } from "./server-errors.js";
+
+export { basicCredentials } from "./server-auth.js";
+
+/** What a route's operation gets besides its input: the request's signal (cancelled by a drain). */
+interface RouteCall {
+  signal: AbortSignal;
+}
 
 /** One original picasso route (spec §6.2): method, exact path, form fields besides `project`. */
 interface Route {
@@ -21,7 +31,7 @@ interface Route {
   fields: readonly string[];
   /** The field naming a node that must belong to the project (SEC-2). */
   nodeField?: string;
-  handle(bmi: Bmi, project: string, form: Record<string, string>): Promise<unknown>;
+  handle(bmi: Bmi, project: string, form: Record<string, string>, call: RouteCall): Promise<unknown>;
 }
 
 export const ROUTES: readonly Route[] = [
@@ -36,8 +46,8 @@ export const ROUTES: readonly Route[] = [
     method: "PUT",
     fields: ["node", "disk_name", "nic"],
     nodeField: "node",
-    handle: async (bmi, project, f) => {
-      await bmi.provision({ project, node: f.node ?? "", disk: f.disk_name ?? "", nic: f.nic ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.provision({ project, node: f.node ?? "", disk: f.disk_name ?? "", nic: f.nic ?? "" }, call);
       return true;
     },
   },
@@ -46,7 +56,7 @@ export const ROUTES: readonly Route[] = [
     method: "DELETE",
     fields: ["node", "nic"],
     nodeField: "node",
-    handle: async (bmi, project, f) => {
+    handle: async (bmi, project, f, call) => {
       const record = bmi.listProvisionings({ project }).find((p) => p.node === f.node);
       // The original needed the NIC to find the boot files; we keep a record, so it must only agree.
       if (record && record.nic !== f.nic) {
@@ -56,7 +66,7 @@ export const ROUTES: readonly Route[] = [
           { details: { field: "nic" } },
         );
       }
-      await bmi.deprovision({ project, node: f.node ?? "" });
+      await bmi.deprovision({ project, node: f.node ?? "" }, call);
       return true;
     },
   },
@@ -64,8 +74,8 @@ export const ROUTES: readonly Route[] = [
     path: "/create_snapshot/",
     method: "PUT",
     fields: ["disk_name", "snap_name"],
-    handle: async (bmi, project, f) => {
-      await bmi.snapshotDisk({ project, disk: f.disk_name ?? "", snapshot: f.snap_name ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.snapshotDisk({ project, disk: f.disk_name ?? "", snapshot: f.snap_name ?? "" }, call);
       return true;
     },
   },
@@ -79,8 +89,8 @@ export const ROUTES: readonly Route[] = [
     path: "/remove_image/",
     method: "DELETE",
     fields: ["img"],
-    handle: async (bmi, project, f) => {
-      await bmi.removeImage({ project, image: f.img ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.removeImage({ project, image: f.img ?? "" }, call);
       return true;
     },
   },
@@ -89,15 +99,15 @@ export const ROUTES: readonly Route[] = [
     method: "PUT",
     fields: ["disk_name", "img"],
     // The original returned the clone's RBD name (its target name too in bare-name mode).
-    handle: async (bmi, project, f) =>
-      (await bmi.createDisk({ project, image: f.img ?? "", disk: f.disk_name ?? "" })).cephName,
+    handle: async (bmi, project, f, call) =>
+      (await bmi.createDisk({ project, image: f.img ?? "", disk: f.disk_name ?? "" }, call)).cephName,
   },
   {
     path: "/delete_disk",
     method: "DELETE",
     fields: ["disk_name"],
-    handle: async (bmi, project, f) => {
-      await bmi.deleteDisk({ project, disk: f.disk_name ?? "" });
+    handle: async (bmi, project, f, call) => {
+      await bmi.deleteDisk({ project, disk: f.disk_name ?? "" }, call);
       return true;
     },
   },
@@ -114,27 +124,58 @@ export interface RestServerOptions {
   logger?: Logger;
   /** For tests of the HIL client. */
   fetch?: FetchLike;
+  /** Bounds on slow or idle clients; the defaults suit a LAN of a few dozen callers. */
+  limits?: Partial<RestLimits>;
 }
+
+export interface RestLimits {
+  /** Time to receive the request headers (also closes idle keep-alive sockets that start one). */
+  headersTimeoutMs: number;
+  /** Time to receive the whole request, body included. */
+  requestTimeoutMs: number;
+  /** Idle time of a kept-alive connection before it is closed. */
+  keepAliveTimeoutMs: number;
+  /** Open connections at once; more are refused at accept. */
+  maxConnections: number;
+}
+
+export const DEFAULT_REST_LIMITS: RestLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+};
+
+/** How long `close()` lets running operations finish before it cancels them. */
+export const DEFAULT_DRAIN_MS = 30_000;
 
 export interface RestServer {
   url: string;
   host: string;
   port: number;
-  close(): Promise<void>;
+  /**
+   * Drains, then closes: stops accepting at once (requests on kept-alive connections get 503),
+   * lets running requests finish for `graceMs`, then cancels the rest through their
+   * AbortSignal and waits until their undos are done. Resolves when nothing runs any more, so
+   * the store can be closed after it.
+   */
+  close(options?: { graceMs?: number }): Promise<{ finished: number; cancelled: number }>;
 }
 
 const MAX_BODY = 64 * 1024;
 const HTML = "text/html; charset=utf-8";
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
+/** Error bodies are plain text: they may quote what the caller sent (a field name, a NIC). */
+const TEXT = "text/plain; charset=utf-8";
+/** The envelope code of an HTTP-level refusal (not a BmiError). */
+const HTTP_CODES: Record<number, string> = {
+  308: "invalid_input", // the route needs its trailing slash
+  400: "invalid_input",
+  401: "unauthenticated",
+  404: "not_found",
+  405: "unsupported",
+  413: "invalid_input",
+  503: "unavailable",
+};
 
 /**
  * The original BMI REST API (picasso) over the SDK: same routes, methods, form fields and
@@ -145,36 +186,46 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const host = options.host ?? options.config.rest_api?.ip ?? "127.0.0.1";
   const port = options.port ?? options.config.rest_api?.port ?? 0;
   const hil = options.config.net_isolator;
+  const gate = createCredentialGate();
+  const limits = { ...DEFAULT_REST_LIMITS, ...options.limits };
+  const requests = createRequestTracker(logger);
 
-  const server: Server = createServer((req, res) => {
-    const started = performance.now();
-    let user: string | undefined;
-    let project: string | undefined;
-    handle(req, res, (u, p) => {
-      user = u;
-      project = p;
-    })
-      .catch((error: unknown) => sendError(req, res, error))
-      .finally(() => {
-        logger.info(
-          {
-            method: req.method,
-            path: req.url,
-            status: res.statusCode,
-            user,
-            project,
-            ms: Math.round(performance.now() - started),
-          },
-          "request",
-        );
+  const server: Server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks the two timeouts above only this often (default 30 s): check at their scale.
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1_000, limits.headersTimeoutMs / 4, limits.requestTimeoutMs / 4),
+      ),
+    },
+    (req, res) => {
+      const started = performance.now();
+      const seen: { user?: string; project?: string } = {};
+      const served = requests.track((signal) =>
+        handle(req, res, signal, seen).catch((error: unknown) =>
+          sendError(req, res, error, { logger, draining: requests.draining }),
+        ),
+      );
+      void served.finally(() => {
+        const ms = Math.round(performance.now() - started);
+        logger.info({ method: req.method, path: req.url, status: res.statusCode, ...seen, ms }, "request");
       });
-  });
+    },
+  );
+  server.maxConnections = limits.maxConnections;
 
   async function handle(
     req: IncomingMessage,
     res: ServerResponse,
-    note: (user: string, project: string) => void,
+    signal: AbortSignal,
+    seen: { user?: string; project?: string },
   ): Promise<void> {
+    if (requests.draining) {
+      throw new HttpError(503, "bmi serve is shutting down; retry shortly", { Connection: "close" });
+    }
     const url = new URL(req.url ?? "/", "http://bmi.invalid");
     const path = url.pathname;
     if (path === "/health" || path === "/health/") {
@@ -195,14 +246,8 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     if (req.method !== route.method) throw new HttpError(405, "Method Not Allowed", { Allow: route.method });
 
     const credentials = basicCredentials(req.headers.authorization);
-    const form = await readForm(req);
-    for (const field of ["project", ...route.fields]) {
-      if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
-    }
-    const projectName = parseInput(ProjectName, form.project, "project");
-    note(credentials.username, projectName);
-
-    // The caller's own HIL credentials decide (spec §2.2): the project check of the original...
+    seen.user = credentials.username;
+    // The caller's own HIL credentials decide (spec §2.2), checked before the body is read.
     const client = createHilClient({
       url: hil.url,
       username: credentials.username,
@@ -211,57 +256,19 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       retries: 1,
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
-    let nodes: string[];
-    try {
-      nodes = await client.listProjectNodes(projectName);
-    } catch (error) {
-      throw hilError(error, `project ${projectName}`);
+    await gate.admit(credentials, client);
+    const form = await readForm(req);
+    for (const field of ["project", ...route.fields]) {
+      if (form[field] === undefined) throw new HttpError(400, `missing form field ${field}`);
     }
-    // ...plus SEC-2: a node operation only on a node the project holds.
-    if (route.nodeField) {
-      const node = parseInput(NodeName, form[route.nodeField], route.nodeField);
-      if (!nodes.includes(node)) {
-        try {
-          await client.showNode(node);
-        } catch (error) {
-          throw hilError(error, `node ${node}`);
-        }
-        throw new BmiError("forbidden", `node ${node} does not belong to project ${projectName}`, {
-          subsystem: "isolation",
-          details: { node, project: projectName },
-        });
-      }
-    }
-    const value = await route.handle(options.bmi, projectName, form);
+    const projectName = parseInput(ProjectName, form.project, "project");
+    seen.project = projectName;
+    await checkAccess(client, projectName, route, form);
+    const value = await route.handle(options.bmi, projectName, form, { signal }).catch((error: unknown) => {
+      throw ownCredentials(error);
+    });
     if (wantsJson(req)) return send(res, 200, "application/json", JSON.stringify(value));
     return send(res, 200, HTML, value === true ? "Success" : JSON.stringify(value));
-  }
-
-  function sendError(req: IncomingMessage, res: ServerResponse, thrown: unknown): void {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (thrown instanceof HttpError) {
-      for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
-      if (wantsJson(req)) {
-        const code =
-          thrown.status === 401 ? "unauthenticated" : thrown.status === 400 ? "invalid_input" : "not_found";
-        send(
-          res,
-          thrown.status,
-          "application/json",
-          JSON.stringify({ error: { code, message: thrown.message } }),
-        );
-      } else send(res, thrown.status, HTML, thrown.message);
-      return;
-    }
-    const error = toBmiError(thrown);
-    if (error.fault === "server") logger.warn({ err: error.toJSON() }, "request failed");
-    const status = httpStatusFor(error);
-    if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
-    if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: error.toJSON() }));
-    else send(res, status, HTML, error.message);
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -273,38 +280,89 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${shownHost}:${address.port}`,
-    host: address.address,
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+
+  async function close(closing: { graceMs?: number } = {}) {
+    // Stop accepting first; requests on kept-alive connections are refused while draining.
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const drained = await requests.drain(closing.graceMs ?? DEFAULT_DRAIN_MS);
+    server.closeAllConnections();
+    await stopped;
+    return drained;
+  }
+
+  return { url: `http://${shownHost}:${address.port}`, host: address.address, port: address.port, close };
+}
+
+/** Answers a failed request; the log gets what the caller is not shown. */
+function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  thrown: unknown,
+  context: { logger: Logger; draining: boolean },
+): void {
+  const { logger, draining } = context;
+  if (clientWentAway(req, thrown)) {
+    logger.info({ method: req.method, path: req.url }, "client closed the connection before the answer");
+    res.destroy();
+    return;
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  // Answered before its body was read (a refused caller): close rather than wait for the rest.
+  if (!req.complete) res.setHeader("Connection", "close");
+  if (thrown instanceof HttpError) {
+    for (const [k, v] of Object.entries(thrown.headers)) res.setHeader(k, v);
+    if (wantsJson(req)) {
+      const code = HTTP_CODES[thrown.status] ?? "invalid_input";
+      send(
+        res,
+        thrown.status,
+        "application/json",
+        JSON.stringify({ error: { code, message: thrown.message } }),
+      );
+    } else send(res, thrown.status, TEXT, thrown.message);
+    return;
+  }
+  const error = draining ? stoppedBy(toBmiError(thrown)) : toBmiError(thrown);
+  const shown = tenantView(error);
+  // The whole error (command lines, paths, the cause's text) stays in the server log: always
+  // for server faults, and for the caller's errors whenever the tenant was shown less.
+  const full = { err: error.toJSON(), cause: causeText(error) };
+  if (error.fault === "server") logger.warn(full, "request failed");
+  else if (
+    shown.message !== error.message ||
+    Object.keys(shown.details).length < Object.keys(error.details).length
+  ) {
+    logger.info(full, "request refused");
+  }
+  const status = error.code === "cancelled" && draining ? 503 : httpStatusFor(error);
+  if (status === 401) res.setHeader("WWW-Authenticate", 'Basic realm="bmi"');
+  if (wantsJson(req)) send(res, status, "application/json", JSON.stringify({ error: shown }));
+  else send(res, status, TEXT, shown.message);
+}
+
+/** An operation cancelled by a drain says so: the caller may retry once the server is back. */
+function stoppedBy(error: BmiError): BmiError {
+  if (error.code !== "cancelled") return error;
+  return new BmiError("cancelled", "bmi serve was stopping: the operation was cancelled and undone; retry", {
+    subsystem: error.subsystem,
+    cause: error,
+    retryable: true,
+  });
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
   res.statusCode = status;
   res.setHeader("Content-Type", type);
+  res.setHeader("X-Content-Type-Options", "nosniff");
   res.setHeader("Content-Length", Buffer.byteLength(body));
   res.end(body);
 }
 
 const wantsJson = (req: IncomingMessage) => /application\/json/i.test(req.headers.accept ?? "");
-
-/** HTTP Basic (RFC 7617): the password may contain `:` (the original split on every `:`). */
-export function basicCredentials(header: string | undefined): { username: string; password: string } {
-  const challenge = { "WWW-Authenticate": 'Basic realm="bmi"' };
-  if (!header) throw new HttpError(401, "No Authentication Details Given", challenge);
-  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-  if (!match?.[1]) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
-  const decoded = Buffer.from(match[1], "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  if (colon <= 0) throw new HttpError(401, "Authorization must be HTTP Basic credentials", challenge);
-  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-}
 
 /** Form fields (`application/x-www-form-urlencoded`, also for PUT and DELETE), or a JSON object of strings. */
 async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
@@ -327,7 +385,7 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new HttpError(400, "the JSON body must be an object of strings");
     }
-    const form: Record<string, string> = {};
+    const form: Record<string, string> = Object.create(null);
     for (const [k, v] of Object.entries(value)) {
       if (typeof v !== "string") throw new HttpError(400, `field ${k} must be a string`);
       form[k] = v;
@@ -337,12 +395,56 @@ async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
   if (text.length > 0 && type !== "" && !/^application\/x-www-form-urlencoded/i.test(type)) {
     throw new HttpError(400, `unsupported body type ${type.split(";")[0]}: send form fields or JSON`);
   }
-  const form: Record<string, string> = {};
+  // No prototype: a field named __proto__ or constructor is a field like any other.
+  const form: Record<string, string> = Object.create(null);
   for (const [k, v] of new URLSearchParams(text)) {
-    if (form[k] !== undefined) throw new HttpError(400, `form field ${k} given twice`);
+    if (Object.hasOwn(form, k)) throw new HttpError(400, `form field ${k} given twice`);
     form[k] = v;
   }
   return form;
+}
+
+/**
+ * The original's project check (the caller's HIL credentials can list the project's nodes), plus
+ * SEC-2: a node operation only on a node the project holds.
+ */
+async function checkAccess(
+  client: HilClient,
+  project: string,
+  route: Route,
+  form: Record<string, string>,
+): Promise<void> {
+  let nodes: string[];
+  try {
+    nodes = await client.listProjectNodes(project);
+  } catch (error) {
+    throw hilError(error, `project ${project}`);
+  }
+  if (!route.nodeField) return;
+  const node = parseInput(NodeName, form[route.nodeField], route.nodeField);
+  if (nodes.includes(node)) return;
+  try {
+    await client.showNode(node);
+  } catch (error) {
+    throw hilError(error, `node ${node}`);
+  }
+  throw new BmiError("forbidden", `node ${node} does not belong to project ${project}`, {
+    subsystem: "isolation",
+    details: { node, project },
+  });
+}
+
+/**
+ * After the caller's own credentials were accepted, HIL refusing BMI's shared service account
+ * (a rotated password) is a server fault, never a prompt for the caller's credentials.
+ */
+function ownCredentials(error: unknown): unknown {
+  const e = toBmiError(error);
+  if (e.code !== "unauthenticated") return error;
+  return new BmiError("permission_denied", "HIL refused BMI's own service account; ask the operator", {
+    subsystem: "isolation",
+    cause: e,
+  });
 }
 
 /** HIL answers for the caller: 401 bad credentials, 403 no access, 404 unknown project or node. */
@@ -364,4 +466,10 @@ function hilError(error: unknown, what: string): BmiError {
     return new BmiError("invalid_input", `invalid ${what}`, { subsystem: "isolation", cause: e });
   }
   return e;
+}
+
+/** The cause's text for the server log (a command's stderr, HIL's answer); secrets were redacted at the source. */
+function causeText(error: BmiError): string | undefined {
+  const cause = error.cause;
+  return cause instanceof Error ? cause.message : cause === undefined ? undefined : String(cause);
 }

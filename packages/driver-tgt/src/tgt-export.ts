@@ -349,29 +349,46 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       signal,
     });
 
-  /** Adds the CHAP account (accounts are global in tgtd) and binds it to the target. */
+  /** user → digest of the secret this process gave the tgtd account, so a known account is bound as is. */
+  const accountSecrets = new Map<string, SecretDigest>();
+
+  /**
+   * Binds the CHAP account (global in tgtd; one account may serve many targets) to the target,
+   * creating it when missing. An account whose secret we did not set (left from before a restart
+   * of ours) is re-made with the requested secret and re-bound to the targets using it; one we
+   * set with another secret while other targets use it is a conflict.
+   */
   const bindChap = async (tid: number, chap: { user: string; secret: string }, signal?: AbortSignal) => {
     const hidden = { signal, secrets: [chap.secret] };
-    let created = await tgtadm(
-      ["--mode", "account", "--op", "new", "--user", chap.user, "--password", chap.secret],
-      hidden,
-    );
-    if (created.exitCode !== 0 && /already exists/.test(created.stderr)) {
-      // A leftover account (e.g. from before a restart of ours) is replaced only when no other target uses it.
+    const wanted = digest(chap.secret);
+    const newAccount = () =>
+      tgtadm(["--mode", "account", "--op", "new", "--user", chap.user, "--password", chap.secret], hidden);
+    let created = await newAccount();
+    const exists = created.exitCode !== 0 && /already exists/.test(created.stderr);
+    if (exists && accountSecrets.get(chap.user) !== wanted) {
       const users = (await show(signal)).filter((t) => t.tid !== tid && t.accounts.includes(chap.user));
-      if (users.length > 0) {
-        throw new BmiError("conflict", `CHAP user ${chap.user} is already used by another target`, {
-          subsystem,
-          details: { user: chap.user, targets: users.map((t) => t.name) },
-        });
+      if (users.length > 0 && accountSecrets.has(chap.user)) {
+        throw new BmiError(
+          "conflict",
+          `CHAP user ${chap.user} is already used by other targets with another secret`,
+          { subsystem, details: { user: chap.user, targets: users.map((t) => t.name) } },
+        );
       }
       await tgtadm(["--mode", "account", "--op", "delete", "--user", chap.user], { signal });
-      created = await tgtadm(
-        ["--mode", "account", "--op", "new", "--user", chap.user, "--password", chap.secret],
-        hidden,
-      );
+      created = await newAccount();
+      if (created.exitCode !== 0) throw failure(`create CHAP account ${chap.user}`, created);
+      for (const user of users) {
+        const rebound = await tgtadm(
+          ["--mode", "account", "--op", "bind", "--tid", String(user.tid), "--user", chap.user],
+          { signal },
+        );
+        if (rebound.exitCode !== 0)
+          throw failure(`re-bind CHAP account ${chap.user} to ${user.name}`, rebound);
+      }
+    } else if (created.exitCode !== 0 && !exists) {
+      throw failure(`create CHAP account ${chap.user}`, created);
     }
-    if (created.exitCode !== 0) throw failure(`create CHAP account ${chap.user}`, created);
+    accountSecrets.set(chap.user, wanted);
     const bound = await tgtadm(
       ["--mode", "account", "--op", "bind", "--tid", String(tid), "--user", chap.user],
       {
@@ -387,8 +404,9 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     await accountsLock(async () => {
       const inUse = new Set((await show(signal)).flatMap((t) => t.accounts));
       for (const user of users) {
-        if (!inUse.has(user))
-          await tgtadm(["--mode", "account", "--op", "delete", "--user", user], { signal });
+        if (inUse.has(user)) continue;
+        await tgtadm(["--mode", "account", "--op", "delete", "--user", user], { signal });
+        accountSecrets.delete(user);
       }
     });
   };
