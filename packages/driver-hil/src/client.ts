@@ -374,7 +374,7 @@ export function createHilClient(options: HilClientOptions) {
       });
       if (hop.status !== 307) return hop.text;
       const url = redirectUrl(hop.location, path);
-      const label = `${url.pathname} (obmd of node ${nodeName})`;
+      const label = url.pathname;
       try {
         const answer = await send(method, label, {
           body: init.body,
