@@ -308,7 +308,9 @@ export function createHilClient(options: HilClientOptions) {
       }
       error.details.attempts = tries + 1;
       const again = repeatable(method, error, status, init.sideEffects ?? "hil");
-      if (!again && method === "POST" && error.retryable && error.code !== "cancelled") {
+      // obmd answered (e.g. 500: its BMC driver failed): not repeated here, but the caller may retry.
+      const answeredByObmd = init.sideEffects === "unknown" && status !== undefined;
+      if (!again && !answeredByObmd && method === "POST" && error.retryable && error.code !== "cancelled") {
         logger.warn(
           { hil: { method, path, code: error.code, attempts: tries + 1 } },
           `${service} POST outcome unknown`,

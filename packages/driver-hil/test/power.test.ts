@@ -170,12 +170,13 @@ describe("hil power: what reaches obmd, and how failures are named", () => {
     expect(lab.machine.power).toBe("on");
   });
 
-  it("obmd 500 on a power POST: unavailable naming the node, sent once", async () => {
+  it("obmd 500 on a power POST: unavailable (retryable by the caller) naming the node, sent once", async () => {
     const lab = await startLab();
     await enableObm(lab);
     lab.obmd.faults.status({ match: "POST /node/node1/power_on", status: 500 });
     const error = await failure(powerFor(lab).powerOn("node1"));
-    expect(error).toMatchObject({ code: "unavailable", subsystem: "power" });
+    expect(error).toMatchObject({ code: "unavailable", subsystem: "power", retryable: true });
+    expect(error.details.outcome).toBeUndefined();
     expect(error.message).toMatch(/node node1/);
     expect(lab.obmd.faults.requests.get("POST /node/node1/power_on")).toBe(1);
   });
