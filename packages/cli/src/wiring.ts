@@ -11,13 +11,20 @@ import {
   type Logger,
   limitRunner,
   openSqliteStore,
+  type PowerDriver,
   type SqliteStore,
   type StorageDriver,
   settingsFromConfig,
   silentLogger,
 } from "@bmi/core";
 import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
-import { createHilIsolation, type HilClient, hilOptionsFromConfig } from "@bmi/driver-hil";
+import {
+  createHilIsolation,
+  createHilPower,
+  type HilClient,
+  hilOptionsFromConfig,
+  powerOptionsFromConfig,
+} from "@bmi/driver-hil";
 import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
 import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
 
@@ -34,9 +41,11 @@ export interface ConfigDrivers {
   export: ExportDriver;
   boot: BootDriver;
   isolation: IsolationDriver & { client: HilClient };
+  /** Nodes' power through HIL's OBM (HIL ≥ 0.4 redirects each call to the node's obmd). */
+  power: PowerDriver;
 }
 
-/** The four drivers of a deployment, each from its section of `bmi_config.cfg`. */
+/** The drivers of a deployment, each from its section of `bmi_config.cfg`. */
 export function createDriversFromConfig(config: BmiConfig, options?: WiringOptions): ConfigDrivers;
 /** Only the named drivers (the others are left out), e.g. for checks that must not depend on each other. */
 export function createDriversFromConfig<K extends keyof ConfigDrivers>(
@@ -63,6 +72,7 @@ export function createDriversFromConfig(
     boot: () => createPxeBoot(pxeOptionsFromConfig(config)),
     isolation: () =>
       createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),
+    power: () => createHilPower({ ...powerOptionsFromConfig(config, options.env ?? process.env), logger }),
   };
   const keys = only ?? (Object.keys(factories) as (keyof ConfigDrivers)[]);
   return Object.fromEntries(keys.map((key) => [key, factories[key]()]));
@@ -80,7 +90,7 @@ export interface WiredBmi {
 
 /**
  * One BMI wired from a loaded config exactly as a deployment runs it: the SQLite store from
- * `[db] path` and the Ceph, tgt, PXE and HIL drivers. Every CLI command and the server use this.
+ * `[db] path` and the Ceph, tgt, PXE and HIL (isolation and power) drivers. Every CLI command and the server use this.
  */
 export function createBmiFromConfig(config: BmiConfig, options: WiringOptions = {}): WiredBmi {
   const logger = options.logger ?? silentLogger;

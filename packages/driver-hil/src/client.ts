@@ -1,6 +1,6 @@
 import { BmiError, type Logger, parseInput, silentLogger } from "@bmi/core";
 import { z } from "zod";
-import { errorFromResponse, type HilErrorDetails } from "./errors.js";
+import { errorFromResponse, type HilErrorDetails, obmdError } from "./errors.js";
 import {
   type ActionStatus,
   NameList,
@@ -11,6 +11,42 @@ import {
   NodeDetails,
   StatusId,
 } from "./schemas.js";
+
+/** HIL's OBM calls (spec §5.5) and the method each takes. */
+export const OBM_METHODS = {
+  power_on: "POST",
+  power_off: "POST",
+  power_cycle: "POST",
+  boot_device: "PUT",
+  power_status: "GET",
+} as const;
+export type ObmOperation = keyof typeof OBM_METHODS;
+
+export interface ObmInit {
+  /** `{"force"}` for power_cycle, `{"bootdev"}` for boot_device (obmd needs both). */
+  body?: unknown;
+  signal?: AbortSignal | undefined;
+}
+
+interface RawResponse {
+  status: number;
+  text: string;
+  location: string | null;
+}
+
+/** Where an obmd redirect points; sent without HIL's credentials. */
+interface RedirectTarget {
+  url: string;
+}
+
+interface SendInit {
+  body?: unknown;
+  signal?: AbortSignal | undefined;
+  accept?: (status: number) => boolean;
+  target?: RedirectTarget;
+  sideEffects?: "hil" | "none" | "unknown";
+  mapError?: (status: number, text: string) => BmiError;
+}
 
 /** The subset of `fetch` the client uses (Node 20's global fetch by default). */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -164,19 +200,25 @@ export function createHilClient(options: HilClientOptions) {
       ? undefined
       : `Basic ${Buffer.from(`${config.username}:${config.password ?? ""}`).toString("base64")}`;
 
+  /**
+   * One HTTP exchange. `target` sends it to an absolute URL (an obmd redirect) without HIL's
+   * credentials; `path` is then only the label used in messages (the URL's token stays out).
+   */
   async function attempt(
     method: string,
     path: string,
     body: unknown,
     signal: AbortSignal | undefined,
-  ): Promise<{ status: number; text: string }> {
+    target?: RedirectTarget,
+  ): Promise<RawResponse> {
     const timeout = AbortSignal.timeout(config.timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const headers: Record<string, string> = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (authorization) headers.Authorization = authorization;
+    if (authorization && !target) headers.Authorization = authorization;
+    const service = target ? "obmd" : "HIL";
     try {
-      const response = await doFetch(`${base}${path}`, {
+      const response = await doFetch(target ? target.url : `${base}${path}`, {
         method,
         headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -184,12 +226,13 @@ export function createHilClient(options: HilClientOptions) {
         signal: combined,
       });
       // HIL labels JSON as text/html, so the content type is ignored (spec §1).
-      return { status: response.status, text: await response.text() };
+      const location = response.headers.get("location");
+      return { status: response.status, text: await response.text(), location };
     } catch (error) {
       const details: HilErrorDetails = { method, path };
       if (signal?.aborted) throw cancelled(`${method} ${path}`, error);
       if (timeout.aborted) {
-        throw new BmiError("timeout", `HIL ${method} ${path} timed out after ${config.timeoutMs} ms`, {
+        throw new BmiError("timeout", `${service} ${method} ${path} timed out after ${config.timeoutMs} ms`, {
           subsystem: "isolation",
           details: { ...details },
         });
@@ -198,7 +241,7 @@ export function createHilClient(options: HilClientOptions) {
         error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : "";
       const failure = new BmiError(
         "unavailable",
-        `HIL ${method} ${path}: cannot reach the service (${reason || "network error"})`,
+        `${service} ${method} ${path}: cannot reach the service (${reason || "network error"})`,
         {
           subsystem: "isolation",
           details: { ...details },
@@ -217,20 +260,86 @@ export function createHilClient(options: HilClientOptions) {
    * reset or a 502/504 the POST may have been applied, and a second one is how real HIL ends
    * up with duplicate attachment rows: the outcome is unknown and the caller must look.
    */
-  function repeatable(method: string, error: BmiError, status: number | undefined): boolean {
+  function repeatable(
+    method: string,
+    error: BmiError,
+    status: number | undefined,
+    sideEffects: "hil" | "none" | "unknown",
+  ): boolean {
     if (!error.retryable) return false;
-    if (method !== "POST") return true;
+    if (method !== "POST" || sideEffects === "none") return true;
     if (status === undefined) return notSent.has(error);
-    return status === 409 || status === 500 || status === 503;
+    return sideEffects === "hil" && (status === 409 || status === 500 || status === 503);
   }
 
   /** A POST that may have reached HIL: never repeated, marked so callers look before acting. */
-  function unknownOutcome(error: BmiError, what: string): BmiError {
+  function unknownOutcome(error: BmiError, what: string, service: string): BmiError {
     return new BmiError(
       error.code,
-      `${error.message}; HIL may have applied ${what} anyway, so it was not repeated`,
+      `${error.message}; ${service} may have applied ${what} anyway, so it was not repeated`,
       { subsystem: "isolation", retryable: false, details: { ...error.details, outcome: "unknown" } },
     );
+  }
+
+  /**
+   * One request with bounded retries (see `repeatable`), resolving with the accepted response.
+   * `sideEffects`: what a POST does where it lands: `hil` (a transaction), `none` (HIL's OBM calls
+   * only answer a redirect), `unknown` (obmd: a power action, repeated only if never sent).
+   */
+  async function send(method: string, path: string, init: SendInit): Promise<RawResponse> {
+    const what = `${method} ${path}`;
+    const service = init.target ? "obmd" : "HIL";
+    const accept = init.accept ?? ((status: number) => status >= 200 && status < 300);
+    const mapError =
+      init.mapError ?? ((status: number, text: string) => hilError(method, path, status, text));
+    for (let tries = 0; ; tries++) {
+      if (init.signal?.aborted) throw cancelled(what);
+      let error: BmiError;
+      let status: number | undefined;
+      try {
+        const response = await attempt(method, path, init.body, init.signal, init.target);
+        status = response.status;
+        logger.debug({ hil: { method, path, status, attempt: tries + 1 } }, `${service} request`);
+        if (accept(status)) return response;
+        error = mapError(status, response.text);
+      } catch (thrown) {
+        if (!(thrown instanceof BmiError)) throw thrown;
+        error = thrown;
+      }
+      error.details.attempts = tries + 1;
+      const again = repeatable(method, error, status, init.sideEffects ?? "hil");
+      // obmd answered (e.g. 500: its BMC driver failed): not repeated here, but the caller may retry.
+      const answeredByObmd = init.sideEffects === "unknown" && status !== undefined;
+      if (!again && !answeredByObmd && method === "POST" && error.retryable && error.code !== "cancelled") {
+        logger.warn(
+          { hil: { method, path, code: error.code, attempts: tries + 1 } },
+          `${service} POST outcome unknown`,
+        );
+        throw unknownOutcome(error, what, service);
+      }
+      if (!again || error.code === "cancelled" || tries >= config.retries) {
+        logger.debug(
+          { hil: { method, path, code: error.code, attempts: tries + 1 } },
+          `${service} request failed`,
+        );
+        throw error;
+      }
+      await sleep(backoffDelay(tries, config.retryBaseMs, config.retryMaxMs), init.signal, what);
+    }
+  }
+
+  function hilError(method: string, path: string, status: number, text: string): BmiError {
+    if (status >= 200 && status < 300) {
+      return new BmiError("internal", `HIL ${method} ${path}: unexpected status ${status}`, {
+        subsystem: "isolation",
+        details: { method, path, status },
+      });
+    }
+    return errorFromResponse(status, text, {
+      method,
+      path,
+      ...(config.username ? { username: config.username } : {}),
+    });
   }
 
   /** One call with bounded retries; `schema` undefined = the body must be empty. */
@@ -239,54 +348,65 @@ export function createHilClient(options: HilClientOptions) {
     path: string,
     init: { body?: unknown; schema?: S; expectStatus?: number; signal?: AbortSignal | undefined } = {},
   ): Promise<S extends z.ZodType ? z.output<S> : undefined> {
-    const what = `${method} ${path}`;
-    for (let tries = 0; ; tries++) {
-      if (init.signal?.aborted) throw cancelled(what);
-      let error: BmiError;
-      let status: number | undefined;
+    const { expectStatus } = init;
+    const response = await send(method, path, {
+      body: init.body,
+      signal: init.signal,
+      ...(expectStatus === undefined ? {} : { accept: (status: number) => status === expectStatus }),
+    });
+    return parseBody(`${method} ${path}`, response.status, response.text, init.schema) as S extends z.ZodType
+      ? z.output<S>
+      : undefined;
+  }
+
+  /**
+   * An OBM call (HIL v0.4, spec §5.5): HIL answers 307 to the node's obmd, and the same method
+   * and body go there without HIL's credentials. A token obmd rejects (401: the OBM was re-enabled
+   * meanwhile, so HIL holds a new one) is fetched again once. HIL v0.3 answers 200 itself.
+   */
+  async function obm(nodeName: string, op: ObmOperation, init: ObmInit = {}): Promise<string> {
+    const method = OBM_METHODS[op];
+    const path = `${node(nodeName)}/${op}`;
+    for (let fetches = 0; ; fetches++) {
+      const hop = await send(method, path, {
+        body: init.body,
+        signal: init.signal,
+        sideEffects: "none",
+        accept: (status) => status === 307 || (status >= 200 && status < 300),
+      });
+      if (hop.status !== 307) return hop.text;
+      const url = redirectUrl(hop.location, path);
+      const label = url.pathname;
       try {
-        const response = await attempt(method, path, init.body, init.signal);
-        status = response.status;
-        logger.debug({ hil: { method, path, status, attempt: tries + 1 } }, "hil request");
-        if (
-          status >= 200 &&
-          status < 300 &&
-          (init.expectStatus === undefined || status === init.expectStatus)
-        ) {
-          return parseBody(what, status, response.text, init.schema) as S extends z.ZodType
-            ? z.output<S>
-            : undefined;
-        }
-        error =
-          status >= 200 && status < 300
-            ? new BmiError("internal", `HIL ${what}: unexpected status ${status}`, {
-                subsystem: "isolation",
-                details: { method, path, status },
-              })
-            : errorFromResponse(status, response.text, {
-                method,
-                path,
-                ...(config.username ? { username: config.username } : {}),
-              });
-      } catch (thrown) {
-        if (!(thrown instanceof BmiError)) throw thrown;
-        error = thrown;
+        const answer = await send(method, label, {
+          body: init.body,
+          signal: init.signal,
+          target: { url: url.href },
+          sideEffects: "unknown",
+          mapError: (status, text) => obmdError(method, label, status, text),
+        });
+        return answer.text;
+      } catch (error) {
+        const stale = error instanceof BmiError && error.details.status === 401 && fetches === 0;
+        if (!stale) throw error;
       }
-      error.details.attempts = tries + 1;
-      const again = repeatable(method, error, status);
-      if (!again && method === "POST" && error.retryable && error.code !== "cancelled") {
-        logger.warn(
-          { hil: { method, path, code: error.code, attempts: tries + 1 } },
-          "hil POST outcome unknown",
-        );
-        throw unknownOutcome(error, what);
-      }
-      if (!again || error.code === "cancelled" || tries >= config.retries) {
-        logger.debug({ hil: { method, path, code: error.code, attempts: tries + 1 } }, "hil request failed");
-        throw error;
-      }
-      await sleep(backoffDelay(tries, config.retryBaseMs, config.retryMaxMs), init.signal, what);
     }
+  }
+
+  function redirectUrl(location: string | null, path: string): URL {
+    let url: URL | undefined;
+    try {
+      url = location ? new URL(location, `${base}/`) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (!url || !/^https?:$/.test(url.protocol)) {
+      throw new BmiError("internal", `HIL ${path}: a 307 without a usable http(s) Location`, {
+        subsystem: "isolation",
+        details: { path },
+      });
+    }
+    return url;
   }
 
   function parseBody(what: string, status: number, text: string, schema: z.ZodType | undefined): unknown {
@@ -328,6 +448,8 @@ export function createHilClient(options: HilClientOptions) {
     /** Sets `enabled` on the node's OBM (HIL v0.4+). */
     setObm: async (name: string, enabled: boolean, o: RequestOptions = {}) =>
       call("PUT", `${node(name)}/obm`, { body: { enabled }, signal: o.signal }),
+    /** An OBM call through HIL's redirect to the node's obmd; resolves with obmd's answer text. */
+    obm,
 
     // Projects
     listProjects: async (o: RequestOptions = {}) =>

@@ -75,3 +75,25 @@ export function errorFromResponse(
     ...(retryable === undefined ? {} : { retryable }),
   });
 }
+
+/**
+ * Maps obmd's answer (an empty body; its status says it all) to a BmiError: 400 bad body or boot
+ * device `invalid_input`; 401 bad or stale token `conflict`; 404 node unknown to obmd
+ * `not_found`; 5xx a failing BMC driver `unavailable` (retryable).
+ */
+export function obmdError(method: string, path: string, status: number, body: string): BmiError {
+  const reasons: Record<number, [ErrorCode, string]> = {
+    400: ["invalid_input", "obmd rejected the request body or boot device"],
+    401: ["conflict", "obmd rejected the token (the OBM was disabled or re-enabled meanwhile)"],
+    404: ["not_found", "the node is unknown to obmd"],
+  };
+  const [code, reason] =
+    reasons[status] ??
+    (status >= 500 ? ["unavailable", "obmd's BMC driver failed"] : ["internal", "unexpected answer"]);
+  const msg = htmlText(body);
+  return new BmiError(code, `obmd ${method} ${path}: ${reason} (HTTP ${status}${msg ? `: ${msg}` : ""})`, {
+    subsystem: "isolation",
+    details: { method, path, status, ...(msg ? { msg } : {}) },
+    ...(status === 401 ? { retryable: false } : {}),
+  });
+}

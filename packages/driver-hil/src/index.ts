@@ -1,10 +1,13 @@
-// @bmi/driver-hil: the IsolationDriver over HIL's REST API v0, and a typed HIL client.
+// @bmi/driver-hil: the IsolationDriver and PowerDriver over HIL's REST API v0, and a typed HIL client.
 export {
   backoffDelay,
   createHilClient,
   type FetchLike,
   type HilClient,
   type HilClientOptions,
+  OBM_METHODS,
+  type ObmInit,
+  type ObmOperation,
   type RequestOptions,
   type WaiterResult,
   type WaiterState,
@@ -16,5 +19,6 @@ export {
   hilOptionsFromConfig,
   registerHilIsolation,
 } from "./driver.js";
-export { errorFromResponse, type HilErrorDetails } from "./errors.js";
+export { errorFromResponse, type HilErrorDetails, obmdError } from "./errors.js";
+export { createHilPower, type HilPowerOptions, powerOptionsFromConfig, powerStateOf } from "./power.js";
 export * from "./schemas.js";

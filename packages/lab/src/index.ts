@@ -3,4 +3,5 @@ export * from "./boot-image.js";
 export * from "./ceph.js";
 export * from "./process.js";
 export * from "./qemu.js";
+export * from "./qmp-machine.js";
 export * from "./tgtd.js";

@@ -23,7 +23,6 @@ import {
   type NicState,
   type NicView,
   type NodeState,
-  newObmToken,
   notFound,
   projectMismatch,
   queueAction,
@@ -55,6 +54,8 @@ export interface RouteContext {
    */
   viewOf(nic: NicState): NicView;
   authMode: "none" | "basic";
+  /** HIL's calls to a node's obmd (`PUT /node/<n>/obm`): fetch a new token, or invalidate it. */
+  obmd: { token(node: NodeState): Promise<string>; revoke(node: NodeState): Promise<void> };
 }
 
 export type Reply =
@@ -73,7 +74,7 @@ export interface Route {
   query?: string[];
   /** Only with database auth (HIL's `hil.ext.auth.database` routes). */
   basicAuthOnly?: boolean;
-  handle(ctx: RouteContext): Reply;
+  handle(ctx: RouteContext): Reply | Promise<Reply>;
 }
 
 /** Flask's page for an unhandled exception (what HIL answers for a bug such as duplicate rows). */
@@ -581,17 +582,21 @@ export const routes: Route[] = [
     },
   },
 
-  // 5.5 OBM (HIL answers with a redirect to obmd; this server does not contact obmd)
+  // 5.5 OBM (HIL takes a token from the node's obmd, and answers power calls with a redirect there)
   {
     method: "PUT",
     pattern: "node/:node/obm",
     body: { enabled: z.boolean() },
-    handle: ({ state, params, body, caller }) => {
+    handle: async ({ state, params, body, caller, obmd }) => {
       const node = getNode(state, params.node ?? "");
       requireAccess(caller, node.project);
-      node.obmEnabled = body.enabled as boolean;
       // Re-enabling fetches a new token from obmd, which invalidates earlier redirect URLs (§5.5).
-      node.obmToken = node.obmEnabled ? newObmToken() : null;
+      if (body.enabled === true) node.obmToken = await obmd.token(node);
+      else {
+        await obmd.revoke(node);
+        node.obmToken = null;
+      }
+      node.obmEnabled = body.enabled as boolean;
       return ok();
     },
   },

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { createFaultEngine, type HilFaults, type StatusFault } from "./faults.js";
 import { type HilFixture, loadFixture } from "./fixture.js";
+import { createMemoryMachine, createObmdEndpoint, type ObmdEndpoint, type ObmdMachine } from "./obmd.js";
 import { type Caller, matchPattern, type Reply, type Route, routes } from "./routes.js";
 import {
   applyAction,
@@ -16,6 +17,7 @@ import {
   type NetworkingAction,
   type NicState,
   type NicView,
+  type NodeState,
   notFound,
   snapshotView,
   validation,
@@ -36,6 +38,11 @@ export interface HilServerOptions {
   vlanPool?: { first: number; last: number };
   /** Initial values of the realism knobs (changeable later through `server.knobs`). */
   knobs?: Partial<HilServerKnobs>;
+  /**
+   * The machine behind each fixture node's built-in BMC (the obmd-compatible endpoint at
+   * `<url>/obmd`, where fixture nodes without an `obmd` point); default: an in-memory machine.
+   */
+  machine?: (node: string) => ObmdMachine;
 }
 
 /** What real HIL does that a kind fake would not; each can be changed while the server runs. */
@@ -58,6 +65,8 @@ export interface HilServer {
   /** The live model; tests may read and change it. */
   state: HilState;
   faults: HilFaults;
+  /** The built-in obmd-compatible endpoint (`<url>/obmd`): its machines and its own fault knobs. */
+  obmd: ObmdEndpoint;
   /** Applies every PENDING action now (except held ones), as if the daemon woke up. */
   flushActions(): void;
   /** Lets held actions finish, with the given outcome (default DONE). */
@@ -80,6 +89,38 @@ function decoded(segment: string | undefined): string {
   }
 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The admin token of fixture nodes without their own `obmd` (the fixture's default). */
+const BUILT_IN_ADMIN_TOKEN = "admin-token";
+
+/** HIL's calls to obmd; any failure is HIL's HTML 500 (spec §5.5). */
+async function callObmd(node: NodeState, method: "POST" | "DELETE"): Promise<string> {
+  const auth = Buffer.from(`admin:${node.obmd.adminToken}`).toString("base64");
+  const failed = () =>
+    new HilHtmlError(500, `Failed to ${method === "POST" ? "get" : "revoke"} a token for node ${node.name}`);
+  let response: Response;
+  try {
+    response = await fetch(`${node.obmd.uri}/token`, {
+      method,
+      headers: { Authorization: `Basic ${auth}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch {
+    throw failed();
+  }
+  const text = await response.text();
+  if (response.status !== 200) throw failed();
+  if (method === "DELETE") return "";
+  const token = (() => {
+    try {
+      return (JSON.parse(text) as { token?: unknown }).token;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (typeof token !== "string") throw failed();
+  return token;
+}
 
 const CONTENT_TYPE = "text/html; charset=utf-8";
 const ARGS_INVALID = "Request arguments are not valid for this request";
@@ -253,9 +294,14 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     return (live) => (snapshot && live === nic ? snapshot : liveView(live));
   };
 
+  const obmd = createObmdEndpoint({ adminToken: BUILT_IN_ADMIN_TOKEN });
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", "http://hil.invalid");
+    if (url.pathname.startsWith("/obmd/")) {
+      return obmd.handle(req, res, (req.url ?? "/").slice("/obmd".length), await readBody(req));
+    }
     faults.count(method, url.pathname);
     const viewOf = viewOnArrival(method, url.pathname);
     const injected = faults.take(method, url.pathname);
@@ -285,7 +331,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
       const body = parseBody(found.route, req, raw, found.params);
       if (mode === "basic" && knobs.authCostMs > 0) await sleep(knobs.authCostMs);
       const caller = authenticate(state, mode, req.headers.authorization);
-      const reply = found.route.handle({
+      const reply = await found.route.handle({
         state,
         params: found.params,
         body,
@@ -295,6 +341,12 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
         outcomeFor: (node, nic) => faults.takeActionOutcome(node, nic),
         viewOf,
         authMode: mode,
+        obmd: {
+          token: (node) => callObmd(node, "POST"),
+          revoke: async (node) => {
+            await callObmd(node, "DELETE");
+          },
+        },
       });
       writeReply(res, reply);
     } catch (error) {
@@ -315,7 +367,14 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
   });
   const port = (server.address() as AddressInfo).port;
   try {
-    loadFixture(state, options.fixture ?? {}, `http://${host}:${port}/obmd`);
+    const builtIn = `http://${host}:${port}/obmd`;
+    loadFixture(state, options.fixture ?? {}, builtIn);
+    for (const node of state.nodes.values()) {
+      if (node.obmd.uri === `${builtIn}/node/${node.name}`) {
+        obmd.nodes.set(node.name, options.machine?.(node.name) ?? createMemoryMachine());
+        if (node.obmEnabled) node.obmToken = obmd.issueToken(node.name);
+      }
+    }
   } catch (error) {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     throw error;
@@ -326,6 +385,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     port,
     state,
     faults,
+    obmd,
     flushActions() {
       for (const action of state.actions.values()) applyAction(state, action);
     },

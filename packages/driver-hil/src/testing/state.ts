@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 
 /** A JSON error HIL answers with: `{"type": ..., "msg": ...}` and a status code (spec §3). */
 export class HilApiError extends Error {
@@ -133,7 +133,6 @@ export function createState(vlanPool = { first: 100, last: 199 }): HilState {
 }
 
 export const MOCK_SWITCH_TYPE = "http://schema.massopencloud.org/haas/v0/switches/mock";
-export const newObmToken = (): string => randomBytes(16).toString("hex");
 export const newStatusId = (): string => randomUUID();
 
 export function getNode(state: HilState, name: string): NodeState {
