@@ -4,9 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHilPower } from "@bmi/driver-hil";
 import { startHilServer } from "@bmi/driver-hil/testing";
+import { createQmpMachine, qmp, stopPid } from "@bmi/lab";
 import { afterEach, expect, it } from "vitest";
-import { stopPid } from "../src/process.js";
-import { createQmpMachine, qmp } from "../src/qmp-machine.js";
 
 // Issue 16 point 2: a node's power through HIL -> the obmd-compatible endpoint -> QMP -> a real
 // (tiny, diskless, NIC-less) qemu VM. qemu must be installed: a missing binary fails the test.
