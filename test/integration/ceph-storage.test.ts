@@ -1,7 +1,12 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expectBmiError, testStorageDriver } from "@bmi/core/testing";
-import { type CephStorageOptions, createCephStorage, createLibrbdStorage, type LibrbdStorage } from "@bmi/driver-ceph";
+import {
+  type CephStorageOptions,
+  createCephStorage,
+  createLibrbdStorage,
+  type LibrbdStorage,
+} from "@bmi/driver-ceph";
 import { makeTempDir } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
