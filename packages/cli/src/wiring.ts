@@ -16,7 +16,7 @@ import {
   settingsFromConfig,
   silentLogger,
 } from "@bmi/core";
-import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
+import { createStorageFromConfig } from "@bmi/driver-ceph";
 import { createHilIsolation, type HilClient, hilOptionsFromConfig } from "@bmi/driver-hil";
 import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
 import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
@@ -55,7 +55,7 @@ export function createDriversFromConfig(
   const runner = (subsystem: "storage" | "export", timeoutMs: number) =>
     limitRunner(createExecaRunner({ subsystem, timeoutMs }), limit);
   const factories: { [K in keyof ConfigDrivers]: () => ConfigDrivers[K] } = {
-    storage: () => createCephStorage(cephOptionsFromConfig(config, runner("storage", config.fs.timeout_ms))),
+    storage: () => createStorageFromConfig(config, runner("storage", config.fs.timeout_ms)),
     export: () =>
       createTgtExport(
         tgtOptionsFromConfig(config, { logger, runner: runner("export", config.iscsi.timeout_ms) }),
