@@ -3,7 +3,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expectBmiError } from "@bmi/core/testing/contracts";
-import { createCephStorage } from "@bmi/driver-ceph";
+import { createCephStorage, createLibrbdStorage } from "@bmi/driver-ceph";
 import { type CephLab, freePort, makeTempDir, startCephLab, stopPid } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -45,6 +45,25 @@ describe("ceph storage when the cluster is unreachable", () => {
     expect(error.subsystem).toBe("storage");
     expect(ms).toBeLessThan(BOUND_MS);
   });
+
+  it("librbd: times out (retryable) within the bound when no monitor listens", async () => {
+    const conf = join(dir.path, "closed-librbd.conf");
+    await writeFile(
+      conf,
+      `[global]\nmon_host = [v2:127.0.0.1:${await freePort()},v1:127.0.0.1:${await freePort()}]\n`,
+    );
+    await using storage = createLibrbdStorage({
+      conf,
+      keyring: ceph.keyring,
+      clientId: ceph.clientId,
+      pool: ceph.pool,
+      timeoutMs: TIMEOUT_MS,
+    });
+    const { value: error, ms } = await timed(() => expectBmiError(() => storage.list(), "timeout"));
+    expect(error.retryable).toBe(true);
+    expect(error.subsystem).toBe("storage");
+    expect(ms).toBeLessThan(BOUND_MS);
+  });
 });
 
 describe("ceph storage on a cluster that goes down", () => {
@@ -72,6 +91,19 @@ describe("ceph storage on a cluster that goes down", () => {
     const { value: error, ms } = await timed(() => expectBmiError(() => storage().info(image), "timeout"));
     expect(error.retryable).toBe(true);
     expect(error.details).toMatchObject({ exitCode: 110 });
+    expect(ms).toBeLessThan(BOUND_MS);
+  });
+
+  it("librbd: times out within the bound while the OSD is down (rados_osd_op_timeout set)", async () => {
+    await using librbd = createLibrbdStorage({
+      conf: lab.conf,
+      keyring: lab.keyring,
+      clientId: lab.clientId,
+      pool: lab.pool,
+      timeoutMs: TIMEOUT_MS,
+    });
+    const { value: error, ms } = await timed(() => expectBmiError(() => librbd.info(image), "timeout"));
+    expect(error.retryable).toBe(true);
     expect(ms).toBeLessThan(BOUND_MS);
   });
 

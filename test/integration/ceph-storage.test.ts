@@ -1,7 +1,12 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expectBmiError, testStorageDriver } from "@bmi/core/testing/contracts";
-import { type CephStorageOptions, createCephStorage } from "@bmi/driver-ceph";
+import {
+  type CephStorageOptions,
+  createCephStorage,
+  createLibrbdStorage,
+  type LibrbdStorage,
+} from "@bmi/driver-ceph";
 import { makeTempDir } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -18,11 +23,24 @@ const base: CephStorageOptions = {
 
 for (const cloneFormat of [1, 2] as const) {
   testStorageDriver({
-    name: `ceph (clone v${cloneFormat})`,
+    name: `ceph CLI (clone v${cloneFormat})`,
     create: () => ({
       driver: createCephStorage({ ...base, cloneFormat }),
       holdWatcher: (image) => holdWatcher(ceph, image),
     }),
+  });
+  // The same contract in-process: one connection per case, closed by the suite's cleanup.
+  let librbd: LibrbdStorage | undefined;
+  testStorageDriver({
+    name: `ceph librbd (clone v${cloneFormat})`,
+    create: () => {
+      librbd = createLibrbdStorage({ ...base, cloneFormat });
+      return {
+        driver: librbd,
+        holdWatcher: (image) => holdWatcher(ceph, image),
+        cleanup: async () => librbd?.close(),
+      };
+    },
   });
 }
 

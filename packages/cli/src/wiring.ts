@@ -17,7 +17,7 @@ import {
   settingsFromConfig,
   silentLogger,
 } from "@bmi/core";
-import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
+import { createStorageFromConfig } from "@bmi/driver-ceph";
 import {
   createHilIsolation,
   createHilPower,
@@ -64,7 +64,7 @@ export function createDriversFromConfig(
   const runner = (subsystem: "storage" | "export", timeoutMs: number) =>
     limitRunner(createExecaRunner({ subsystem, timeoutMs }), limit);
   const factories: { [K in keyof ConfigDrivers]: () => ConfigDrivers[K] } = {
-    storage: () => createCephStorage(cephOptionsFromConfig(config, runner("storage", config.fs.timeout_ms))),
+    storage: () => createStorageFromConfig(config, runner("storage", config.fs.timeout_ms)),
     export: () =>
       createTgtExport(
         tgtOptionsFromConfig(config, { logger, runner: runner("export", config.iscsi.timeout_ms) }),

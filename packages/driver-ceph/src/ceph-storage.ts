@@ -8,16 +8,21 @@ import {
   createExecaRunner,
   type DependencyContainer,
   type ImageDetails,
-  PoolName,
   parseInput,
-  RbdImageName,
-  RbdSnapshotName,
   type SnapshotDetails,
   type SnapshotRef,
   type StorageDriver,
   TOKENS,
 } from "@bmi/core";
 import { z } from "zod";
+import {
+  CommonOptionsSchema,
+  cephTimeoutSeconds,
+  FilePath,
+  imageName,
+  snapRef,
+  TRASH_NAME,
+} from "./options.js";
 import { rbdError } from "./rbd-errors.js";
 import { RbdChildren, RbdInfo, RbdList, RbdSnapList } from "./rbd-json.js";
 
@@ -46,29 +51,7 @@ export interface CephStorageOptions {
   runner?: CommandRunner;
 }
 
-const ClientId = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
-  error: "client id may only contain letters, digits, '_', '.', '-' (without the 'client.' prefix)",
-});
-const FilePath = z
-  .string()
-  .min(1, { error: "must not be empty" })
-  .refine((p) => !p.includes("\0") && !p.includes("\n"), { error: "must be a plain file path" });
-
-/** The name a clone-v2 parent snapshot gets when it is moved to the trash. */
-const TRASH_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-const OptionsSchema = z.object({
-  pool: PoolName,
-  conf: FilePath.optional(),
-  clientId: ClientId.optional(),
-  keyring: FilePath.optional(),
-  timeoutMs: z.number().int().min(1000).max(3_600_000).default(30_000),
-  dataTimeoutMs: z
-    .number()
-    .int()
-    .min(1000)
-    .default(30 * 60_000),
-  cloneFormat: z.union([z.literal(1), z.literal(2)]).default(1),
+const OptionsSchema = CommonOptionsSchema.extend({
   rbdPath: FilePath.default("rbd"),
   runner: z
     .custom<CommandRunner>((v) => typeof v === "function", { error: "must be a CommandRunner function" })
@@ -81,7 +64,7 @@ export function createCephStorage(options: CephStorageOptions): StorageDriver {
   const runner = o.runner ?? createExecaRunner({ subsystem: "storage", timeoutMs: o.timeoutMs });
   const pool = o.pool;
   // rbd's own timeouts fire before the process is killed, so the reason comes from rbd (exit 110).
-  const cephTimeoutSec = String(Math.max(1, Math.floor((o.timeoutMs * 0.8) / 1000)));
+  const cephTimeoutSec = cephTimeoutSeconds(o.timeoutMs);
   const globalArgs = [
     ...(o.conf ? ["--conf", o.conf] : []),
     ...(o.clientId ? ["--id", o.clientId] : []),
@@ -94,14 +77,6 @@ export function createCephStorage(options: CephStorageOptions): StorageDriver {
     cephTimeoutSec,
   ];
 
-  const imageName = (value: unknown, field = "image") => parseInput(RbdImageName, value, field, "storage");
-  const snapRef = (ref: unknown, field = "snapshot"): SnapshotRef => {
-    const r = (ref ?? {}) as Partial<SnapshotRef>;
-    return {
-      image: imageName(r.image, `${field}.image`),
-      snapshot: parseInput(RbdSnapshotName, r.snapshot, `${field}.snapshot`, "storage"),
-    };
-  };
   const spec = (image: string) => `${pool}/${image}`;
   const snapSpec = (ref: SnapshotRef) => `${pool}/${ref.image}@${ref.snapshot}`;
 

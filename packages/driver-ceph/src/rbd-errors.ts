@@ -28,74 +28,87 @@ export function rbdReason(stderr: string): string {
     .trim();
 }
 
+/** The failures both back ends report, by reason (so the CLI and librbd say the same thing). */
+export const FAILURES = {
+  connect_timeout: {
+    code: "timeout",
+    reason: "connect_timeout",
+    text: "the Ceph cluster did not answer in time",
+  },
+  auth: {
+    code: "permission_denied",
+    reason: "auth",
+    text: "Ceph refused the client's key (cephx authentication failed)",
+  },
+  keyring: { code: "permission_denied", reason: "keyring", text: "no keyring was found for the Ceph client" },
+  connect: { code: "unavailable", reason: "connect", text: "could not connect to the Ceph cluster" },
+  watchers: {
+    code: "busy",
+    reason: "watchers",
+    text: "the image is in use (it has watchers, e.g. an iSCSI export)",
+  },
+  snapshots: { code: "busy", reason: "snapshots", text: "the image has snapshots; remove them first" },
+  children: {
+    code: "busy",
+    reason: "children",
+    text: "the snapshot has clones; flatten or remove them first",
+  },
+  protected: { code: "busy", reason: "protected", text: "the snapshot is protected; unprotect it first" },
+  unprotected: {
+    code: "conflict",
+    reason: "unprotected",
+    text: "the parent snapshot must be protected before it can be cloned (clone v1)",
+    retryable: false,
+  },
+  already_protected: { code: "busy", reason: "already_protected", text: "the snapshot is already protected" },
+  already_unprotected: {
+    code: "invalid_input",
+    reason: "already_unprotected",
+    text: "the snapshot is not protected",
+  },
+  no_parent: { code: "invalid_input", reason: "no_parent", text: "the image has no parent" },
+  pool: { code: "not_found", reason: "pool", text: "the pool does not exist" },
+} as const satisfies Record<string, RbdFailure>;
+
+function connectFailure(exitCode: number, stderr: string): RbdFailure {
+  if (exitCode === 110 || /timed out/.test(stderr)) return FAILURES.connect_timeout;
+  if (exitCode === 13 || exitCode === 1) return FAILURES.auth;
+  if (/keyring/.test(stderr)) return FAILURES.keyring;
+  return FAILURES.connect;
+}
+
+/** stderr patterns of the rbd CLI, first match wins (spec §9). */
+const STDERR_REASONS: ReadonlyArray<[RegExp, RbdFailure]> = [
+  [/still has watchers/, FAILURES.watchers],
+  [/cannot unprotect|child\(ren\)/, FAILURES.children],
+  [/is protected from removal|which is protected|snap is protected/, FAILURES.protected],
+  [/must be protected/, FAILURES.unprotected],
+  [/already protected/, FAILURES.already_protected],
+  [/already unprotected/, FAILURES.already_unprotected],
+  [/has no parent/, FAILURES.no_parent],
+  [/error opening pool|error opening default pool/, FAILURES.pool],
+];
+
 /** Maps a failed rbd run (exit code = errno, spec §9) to a BMI error code and a clear sentence. */
 export function classifyRbdFailure(exitCode: number, stderr: string): RbdFailure {
-  const s = stderr;
-  if (/couldn't connect to the cluster|unable to find a keyring|keyring not found/.test(s)) {
-    if (exitCode === 110 || /timed out/.test(s)) {
-      return { code: "timeout", reason: "connect_timeout", text: "the Ceph cluster did not answer in time" };
-    }
-    if (exitCode === 13 || exitCode === 1) {
-      return {
-        code: "permission_denied",
-        reason: "auth",
-        text: "Ceph refused the client's key (cephx authentication failed)",
-      };
-    }
-    if (/keyring/.test(s)) {
-      return {
-        code: "permission_denied",
-        reason: "keyring",
-        text: "no keyring was found for the Ceph client",
-      };
-    }
-    return { code: "unavailable", reason: "connect", text: "could not connect to the Ceph cluster" };
+  if (/couldn't connect to the cluster|unable to find a keyring|keyring not found/.test(stderr)) {
+    return connectFailure(exitCode, stderr);
   }
-  if (/still has watchers/.test(s)) {
-    return {
-      code: "busy",
-      reason: "watchers",
-      text: "the image is in use (it has watchers, e.g. an iSCSI export)",
-    };
+  if (/still has watchers/.test(stderr)) return FAILURES.watchers;
+  if (exitCode === 39 || /image has snapshots/.test(stderr)) {
+    return /linked clones/.test(stderr)
+      ? {
+          ...FAILURES.snapshots,
+          text: "the image has snapshots with clones; flatten or remove the clones first",
+        }
+      : FAILURES.snapshots;
   }
-  if (exitCode === 39 || /image has snapshots/.test(s)) {
-    return {
-      code: "busy",
-      reason: "snapshots",
-      text: /linked clones/.test(s)
-        ? "the image has snapshots with clones; flatten or remove the clones first"
-        : "the image has snapshots; remove them first",
-    };
-  }
-  if (/cannot unprotect|child\(ren\)/.test(s)) {
-    return {
-      code: "busy",
-      reason: "children",
-      text: "the snapshot has clones; flatten or remove them first",
-    };
-  }
-  if (/is protected from removal|which is protected|snap is protected/.test(s)) {
-    return { code: "busy", reason: "protected", text: "the snapshot is protected; unprotect it first" };
-  }
-  if (/must be protected/.test(s)) {
-    return {
-      code: "conflict",
-      reason: "unprotected",
-      text: "the parent snapshot must be protected before it can be cloned (clone v1)",
-      retryable: false,
-    };
-  }
-  if (/already protected/.test(s))
-    return { code: "busy", reason: "already_protected", text: "the snapshot is already protected" };
-  if (/already unprotected/.test(s)) {
-    return { code: "invalid_input", reason: "already_unprotected", text: "the snapshot is not protected" };
-  }
-  if (/has no parent/.test(s))
-    return { code: "invalid_input", reason: "no_parent", text: "the image has no parent" };
-  if (/error opening pool|error opening default pool/.test(s)) {
-    return { code: "not_found", reason: "pool", text: "the pool does not exist" };
-  }
-  switch (exitCode) {
+  return STDERR_REASONS.find(([pattern]) => pattern.test(stderr))?.[1] ?? errnoFailure(exitCode);
+}
+
+/** What an errno alone says (the rbd CLI's exit code is the errno of the librbd call that failed). */
+export function errnoFailure(errno: number): RbdFailure {
+  switch (errno) {
     case 2:
       return { code: "not_found", reason: "missing", text: "no such image or snapshot" };
     case 17:
@@ -128,7 +141,7 @@ export function classifyRbdFailure(exitCode: number, stderr: string): RbdFailure
     case 113:
       return { code: "unavailable", reason: "unreachable", text: "the Ceph cluster is not reachable" };
     default:
-      return { code: "internal", reason: "unknown", text: `rbd failed with exit code ${exitCode}` };
+      return { code: "internal", reason: "unknown", text: `Ceph failed with errno ${errno}` };
   }
 }
 

@@ -45,6 +45,8 @@ export interface BmiConfig {
     conf_file: string;
     keyring: string | null;
     timeout_ms: number;
+    /** The storage back end: `librbd` in-process or the `rbd` CLI (`[ceph] client`). */
+    client: "librbd" | "cli";
   };
   iscsi: {
     /** The portal written into boot scripts; may be another host than BMI's (OPS-4). */
@@ -204,6 +206,7 @@ function sectionSchemas(baseDir: string) {
       conf_file: path,
       keyring: path.nullable().default(null),
       timeout_ms: int(100, 3_600_000).default(60_000),
+      client: z.enum(["librbd", "cli"], { error: "must be librbd or cli" }).default("cli"),
     }),
     iscsi: z.object({
       ip: Host,
