@@ -197,13 +197,24 @@ const exists = (path: string) =>
     () => false,
   );
 
+function parseOptions(options: DebianImageOptions): z.output<typeof DebianImageOptions> {
+  const { onStep: _onStep, ...rest } = options;
+  return DebianImageOptions.parse(rest);
+}
+
+/** The cache key `buildDebianImage` would use for these options (the entry is `debian-<key>`). */
+export async function debianImageKey(options: DebianImageOptions): Promise<string> {
+  const o = parseOptions(options);
+  return recipeKey(o, o.mirror ?? (await hostDebianMirror()));
+}
+
 /**
  * Builds the image, or returns the cached one for the same recipe. The entry is built in a
  * `<key>.partial-<pid>` directory and renamed into place only when complete, so a half-written
  * entry is never used; a failed build removes its partial directory.
  */
 export async function buildDebianImage(options: DebianImageOptions): Promise<DebianImage> {
-  const o = DebianImageOptions.parse({ ...options, onStep: undefined });
+  const o = parseOptions(options);
   const started = performance.now();
   const mirror = o.mirror ?? (await hostDebianMirror());
   const key = recipeKey(o, mirror);
@@ -406,4 +417,27 @@ async function patchCoreBlocklist(core: string): Promise<void> {
   bytes.writeUInt16LE(sectors - 1, 508);
   bytes.writeUInt16LE(0x820, 510);
   await writeFile(core, bytes);
+}
+
+export interface OsLine {
+  os: string;
+  root: string;
+  target: string;
+  session: string;
+  userspaceMs: number;
+}
+
+/** The image's OS line from a serial log (matched on its fields: systemd echoes unit descriptions). */
+export function parseOsLine(serial: string): OsLine | null {
+  const m = /BMI-OS os="([^"]*)" root="([^"]*)" target="([^"]*)" session="([^"]*)" userspaceMs=(\d+)/.exec(
+    serial,
+  );
+  if (!m) return null;
+  return {
+    os: m[1] ?? "",
+    root: m[2] ?? "",
+    target: m[3] ?? "",
+    session: m[4] ?? "",
+    userspaceMs: Number(m[5]),
+  };
 }
