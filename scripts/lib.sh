@@ -9,9 +9,10 @@ APT_PACKAGES=(
   tgt tgt-rbd libiscsi-bin qemu-utils qemu-block-extra
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf
   python3 python3-rbd util-linux coreutils
+  debootstrap grub-pc-bin e2fsprogs fdisk
 )
 # One binary per package tells whether it is installed (dpkg -s is slow for 17 packages).
-APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout)
+APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout debootstrap sfdisk mkfs.ext4 grub-mkimage)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -20,7 +21,7 @@ missing_apt_packages() {
   for bin in "${APT_PROBES[@]}"; do command -v "$bin" >/dev/null 2>&1 || missing=1; done
   for f in /usr/lib/tgt/backing-store/bs_rbd.so /usr/lib/ipxe/ipxe.lkrn /usr/lib/ipxe/qemu/efi-e1000.rom \
     /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32 /usr/share/ovmf/OVMF.fd /usr/lib/x86_64-linux-gnu/librbd.so.1 \
-    /usr/lib/python3/dist-packages/rbd.cpython-311-x86_64-linux-gnu.so; do
+    /usr/lib/python3/dist-packages/rbd.cpython-311-x86_64-linux-gnu.so /usr/lib/grub/i386-pc/boot.img; do
     [ -e "$f" ] || missing=1
   done
   return $((1 - missing))

@@ -21,6 +21,8 @@ export interface BootVmOptions {
   /** What proves the boot worked. Default /BMI-BOOT-OK/. */
   expect?: RegExp;
   memoryMb?: number;
+  /** qemu fw_cfg entries (`opt/<name>` → host file), read in the guest under /sys/firmware/qemu_fw_cfg. */
+  fwCfgFiles?: Record<string, string>;
   nic?: "e1000" | "virtio-net-pci";
   qemu?: string;
   signal?: AbortSignal;
@@ -87,6 +89,11 @@ export async function qemuArgs(options: BootVmOptions, serialLog: string): Promi
     "-nodefaults",
   ];
   if (options.firmware === "uefi") args.push("-bios", await findOvmf());
+  for (const [name, file] of Object.entries(options.fwCfgFiles ?? {})) {
+    if (!/^opt\/[\w./-]+$/.test(name) || file.includes(","))
+      throw new Error(`bad fw_cfg entry ${name}=${file}`);
+    args.push("-fw_cfg", `name=${name},file=${file}`);
+  }
   if (options.disk !== undefined) {
     args.push("-drive", `file=${options.disk},format=raw,if=ide`, "-boot", "c", "-net", "none");
     return args;

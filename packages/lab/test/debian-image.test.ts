@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { buildDebianImage, debianImageKey, FW_CFG_RUN, parseOsLine, qemuArgs } from "../src/index.js";
+
+const mirror = "http://deb.debian.org/debian";
+
+describe("debian image recipe", () => {
+  it("keys the cache by the recipe: same options same key, another size another key", async () => {
+    const a = await debianImageKey({ cacheDir: "/a", mirror });
+    expect(await debianImageKey({ cacheDir: "/b", mirror })).toBe(a);
+    expect(await debianImageKey({ cacheDir: "/a", mirror, sizeMiB: 768 })).not.toBe(a);
+    expect(await debianImageKey({ cacheDir: "/a", mirror: "http://mirror.example/debian" })).not.toBe(a);
+  });
+
+  it.each([
+    [{ cacheDir: "" }, /cacheDir/],
+    [{ cacheDir: "/c", mirror: "not a url" }, /mirror/],
+    [{ cacheDir: "/c", sizeMiB: 4096 }, /sizeMiB/],
+  ])("rejects %j before building anything", async (options, message) => {
+    await expect(buildDebianImage(options)).rejects.toThrow(message);
+  });
+});
+
+describe("parseOsLine", () => {
+  it("reads the fields the image prints, not systemd's echo of the unit description", () => {
+    const serial = [
+      "[  OK  ] Starting bmi-os-line.service - BMI OS line on ttyS0...",
+      'BMI-OS os="Debian GNU/Linux 12 (bookworm)" root="/dev/sda1" target="iqn.2010-04.org.bmi:x" session="10.0.2.2:3260,1 iqn.2010-04.org.bmi:x" userspaceMs=61234 uptime=80.1',
+    ].join("\r\n");
+    expect(parseOsLine(serial)).toEqual({
+      os: "Debian GNU/Linux 12 (bookworm)",
+      root: "/dev/sda1",
+      target: "iqn.2010-04.org.bmi:x",
+      session: "10.0.2.2:3260,1 iqn.2010-04.org.bmi:x",
+      userspaceMs: 61234,
+    });
+    expect(parseOsLine("Starting BMI-OS line")).toBeNull();
+  });
+});
+
+describe("qemuArgs fw_cfg", () => {
+  it("passes host files as fw_cfg entries and refuses names outside opt/ or commas in paths", async () => {
+    const args = await qemuArgs(
+      { mac: "52:54:00:00:00:01", disk: "/d.raw", fwCfgFiles: { [FW_CFG_RUN]: "/s.sh" } },
+      "/l",
+    );
+    expect(args.join(" ")).toContain(`-fw_cfg name=${FW_CFG_RUN},file=/s.sh`);
+    await expect(qemuArgs({ mac: "m", disk: "/d", fwCfgFiles: { "etc/x": "/s" } }, "/l")).rejects.toThrow(
+      /fw_cfg/,
+    );
+    await expect(qemuArgs({ mac: "m", disk: "/d", fwCfgFiles: { "opt/x": "/a,b" } }, "/l")).rejects.toThrow(
+      /fw_cfg/,
+    );
+  });
+});
