@@ -4,7 +4,6 @@ import {
   type BmiConfig,
   BmiError,
   type ConfigLogger,
-  createLogger,
   type Image,
   type Logger,
   loadConfig,
@@ -761,10 +760,15 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     )
     .action(
       action(async (g, o: { ip?: string; port?: number; drain: number }) => {
-        const logger = g.verbose
-          ? createLogger({ level: "debug" }, { write: (s: string) => stderr.write(s) })
-          : createLogger({ level: "info" }, { write: (s: string) => stderr.write(s) });
         const wired = wire({ ...g, verbose: false });
+        // The server logs to [logs] path at [logs] debug's level, and always to stderr, which is
+        // what its operator (or systemd's journal) watches; --verbose adds the debug lines.
+        const configured = loggerFromConfig(
+          { ...wired.config.logs, verbose: true },
+          { console: stderr, forceConsole: g.verbose === true },
+        );
+        logFiles.push(configured);
+        const { logger } = configured;
         if (!wired.config.rest_api && o.port === undefined) {
           throw new BmiError(
             "invalid_input",

@@ -3,7 +3,7 @@
  * (the defects that need real daemons are tested in test/integration and test/reliability).
  * Each test reproduces a defect found on the real lab and fails without its fix.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -69,6 +69,24 @@ describe("22.1 repair destroys only what this database proves it made", () => {
       expect(() =>
         openSqliteStore({ path, uid: "1", snapshotName: "s", create: true }).close(),
       ).not.toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a path that is not an SQLite database says so, and names the path", () => {
+    const dir = mkdtempSync(join(tmpdir(), "bmi-store-"));
+    try {
+      const path = join(dir, "bmi.db");
+      writeFileSync(path, "[db]\npath = /var/lib/bmi/bmi.db\n".repeat(200)); // a config where the DB should be
+      let error: BmiError | undefined;
+      try {
+        openSqliteStore({ path, uid: "1", snapshotName: "s" }).close();
+      } catch (e) {
+        error = e as BmiError;
+      }
+      expect(error?.message).toMatch(/not an SQLite database/);
+      expect(error?.message).toContain(path);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

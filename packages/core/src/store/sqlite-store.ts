@@ -720,9 +720,12 @@ function ensureDir(dir: string): void {
   mkdirSync(dir);
 }
 
+/** What an operator can do about an SQLite failure at open: the sentence from SQLITE_FAILURES, else the code. */
 function sqliteReason(error: unknown): string {
   const code = (error as { code?: unknown }).code;
-  return typeof code === "string" ? code : "unexpected error";
+  if (typeof code !== "string") return "unexpected error";
+  const known = SQLITE_FAILURES.find(([prefix]) => code === prefix || code.startsWith(`${prefix}_`));
+  return known ? `${known[2]} (${code})` : code;
 }
 
 /** SQLite failures an operator can act on, with what to tell them. */
