@@ -118,8 +118,15 @@ describe("22.1 repair destroys only what this database proves it made", () => {
     expect(await env.exporter.list()).toHaveLength(1);
     expect(await env.boot.read("n1")).not.toBeNull();
 
+    // A BMC that does not answer keeps them too; HIL saying the node's OBM is off (no power
+    // management at all) leaves the journal's proof to decide.
     env.exporter.setSessions(target?.target ?? "", 0);
-    env.power.setPower("n1", "off");
+    env.power.failNext("powerState", new BmiError("unavailable", "obmd is down", { subsystem: "power" }));
+    expect((await env.bmi.reconcile({ repair: true })).failed.map((f) => f.drift.kind)).toContain(
+      "orphan_boot_files",
+    );
+    expect(await env.boot.read("n1")).not.toBeNull();
+    env.power.failNext("powerState", new BmiError("conflict", "OBM is not enabled", { subsystem: "power" }));
     const repaired = await env.bmi.reconcile({ repair: true });
     expect(repaired.failed).toEqual([]);
     expect((await env.bmi.reconcile()).drift).toEqual([]);

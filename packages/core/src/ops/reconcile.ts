@@ -442,10 +442,12 @@ async function bootDrift(ctx: BmiContext, proof: Provenance, changed: Map<string
 }
 
 async function removeBootFilesUnlessPowered(ctx: BmiContext, node: string): Promise<void> {
-  // A node without a BMC (not_found) cannot be running from them; without a power driver BMI
-  // cannot tell, and the journal's proof that the files are ours decides alone.
+  // A node without a BMC (not_found) cannot be running from them. Without a power driver, or
+  // with the node's OBM switched off in HIL (conflict), nothing can tell, and the journal's proof
+  // (or the operator naming the node) decides alone. A BMC that does not answer: try later.
   const state = await ctx.drivers.power?.powerState(node).catch((error: unknown) => {
     if (isBmiError(error, "not_found")) return "off" as const;
+    if (isBmiError(error, "conflict")) return undefined;
     throw error;
   });
   if (state === "on" || state === "unknown") {
