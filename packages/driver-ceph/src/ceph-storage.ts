@@ -20,6 +20,7 @@ import {
   cephTimeoutSeconds,
   FilePath,
   imageName,
+  rbdBacking,
   snapRef,
   TRASH_NAME,
 } from "./options.js";
@@ -288,16 +289,7 @@ export function createCephStorage(options: CephStorageOptions): StorageDriver {
         .sort();
     },
 
-    backingFor(image): Backing {
-      const name = imageName(image);
-      return {
-        kind: "rbd",
-        pool,
-        image: name,
-        ...(o.conf ? { conf: o.conf } : {}),
-        ...(o.clientId ? { clientId: o.clientId } : {}),
-      };
-    },
+    backingFor: (image): Backing => rbdBacking(pool, o, image),
 
     async importFile(path, image, call) {
       const file = resolve(parseInput(FilePath, path, "path", "storage"));

@@ -12,7 +12,7 @@ import {
 import { z } from "zod";
 import { check, createConnection } from "./librbd-connection.js";
 import { type Librbd, RBD_SNAP_NAMESPACE_TYPE_TRASH } from "./librbd-native.js";
-import { CommonOptionsSchema, FilePath, imageName, snapRef } from "./options.js";
+import { CommonOptionsSchema, FilePath, imageName, rbdBacking, snapRef } from "./options.js";
 
 /** Options of {@link createLibrbdStorage}: the CLI back end's, without the binary and runner. */
 export type LibrbdStorageOptions = z.input<typeof CommonOptionsSchema>;
@@ -307,16 +307,7 @@ export function createLibrbdStorage(options: LibrbdStorageOptions): LibrbdStorag
       );
     },
 
-    backingFor(image): Backing {
-      const name = imageName(image);
-      return {
-        kind: "rbd",
-        pool,
-        image: name,
-        ...(o.conf ? { conf: o.conf } : {}),
-        ...(o.clientId ? { clientId: o.clientId } : {}),
-      };
-    },
+    backingFor: (image): Backing => rbdBacking(pool, o, image),
 
     async importFile(path, image, call) {
       const file = resolve(parseInput(FilePath, path, "path", "storage"));

@@ -1,4 +1,11 @@
-import { PoolName, parseInput, RbdImageName, RbdSnapshotName, type SnapshotRef } from "@bmi/core";
+import {
+  type Backing,
+  PoolName,
+  parseInput,
+  RbdImageName,
+  RbdSnapshotName,
+  type SnapshotRef,
+} from "@bmi/core";
 import { z } from "zod";
 
 const ClientId = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
@@ -40,3 +47,16 @@ export const snapRef = (ref: unknown, field = "snapshot"): SnapshotRef => {
 /** Ceph's own timeouts (seconds) fire a little before ours, so the reason comes from Ceph. */
 export const cephTimeoutSeconds = (timeoutMs: number) =>
   String(Math.max(1, Math.floor((timeoutMs * 0.8) / 1000)));
+
+/** What tgtd's rbd backing store needs to open `image` as this client: the same for both back ends. */
+export const rbdBacking = (
+  pool: string,
+  client: { conf?: string | undefined; clientId?: string | undefined },
+  image: unknown,
+): Backing => ({
+  kind: "rbd",
+  pool,
+  image: imageName(image),
+  ...(client.conf ? { conf: client.conf } : {}),
+  ...(client.clientId ? { clientId: client.clientId } : {}),
+});
