@@ -2,7 +2,7 @@ import { BmiError } from "@bmi/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createHilClient, createHilIsolation } from "../src/index.js";
 import { type HilServer, startHilServer } from "../src/testing/index.js";
-import { ALICE, hilFixture } from "./fixture.js";
+import { ADMIN, ALICE, hilFixture } from "./fixture.js";
 
 // Issue 19 points 1, 2 and 7: the HIL-compatible server's realism knobs (no per-NIC lock, the
 // auth cost, a networking daemon that can stop) and a client that never repeats a POST whose
@@ -88,6 +88,27 @@ describe("HIL-compatible server: what real HIL does", () => {
     expect((await client.showNetworkingAction(id)).status).toBe("PENDING");
     server.resumeDaemon();
     expect((await client.showNetworkingAction(id)).status).toBe("DONE");
+  });
+});
+
+describe("HIL-compatible server: a serial networking daemon", () => {
+  it("applies queued actions one at a time, in queue order, each taking actionMs", async () => {
+    const server = await start({ knobs: { serialDaemon: true, actionMs: 40 } });
+    const admin = createHilClient({ url: server.url, ...ADMIN, ...fast });
+    const nodes = ["node1", "node3"]; // the cabled NICs of allocated nodes
+    const ids = [];
+    for (const node of nodes) ids.push(await admin.connectNetwork(node, "eth0", "pub"));
+    const doneOrder: string[] = [];
+    const seenTogether: number[] = [];
+    while (doneOrder.length < ids.length) {
+      const done = ids.filter((id) => server.state.actions.get(id)?.status === "DONE");
+      seenTogether.push(done.length - doneOrder.length);
+      for (const id of done) if (!doneOrder.includes(id)) doneOrder.push(id);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // One action per 40 ms, polled every 5 ms: never two finished between two looks.
+    expect(doneOrder).toEqual(ids);
+    expect(Math.max(...seenTogether)).toBe(1);
   });
 });
 

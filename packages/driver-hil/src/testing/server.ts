@@ -56,6 +56,13 @@ export interface HilServerKnobs {
   nicLock: boolean;
   /** Time spent authenticating each request with database auth (real HIL: ~165 ms); default 0. */
   authCostMs: number;
+  /** How long the networking daemon takes to apply one action (a switch's time); default `actionDelayMs`. */
+  actionMs: number;
+  /**
+   * false (default): actions are applied concurrently, each `actionMs` after it was queued. true:
+   * like HIL's networking daemon, one at a time in queue order, so N actions take N × `actionMs`.
+   */
+  serialDaemon: boolean;
 }
 
 export interface HilServer {
@@ -269,21 +276,44 @@ function faultBody(fault: StatusFault): string {
  */
 export async function startHilServer(options: HilServerOptions = {}): Promise<HilServer> {
   const mode = options.auth ?? "basic";
-  const actionDelayMs = options.actionDelayMs ?? 50;
   const host = options.host ?? "127.0.0.1";
   const state = createState(options.vlanPool);
   const faults = createFaultEngine();
   const timers = new Set<NodeJS.Timeout>();
-  const knobs: HilServerKnobs = { nicLock: true, authCostMs: 0, ...options.knobs };
-  const daemon = { paused: false, backlog: [] as NetworkingAction[] };
+  const knobs: HilServerKnobs = {
+    nicLock: true,
+    authCostMs: 0,
+    actionMs: options.actionDelayMs ?? 50,
+    serialDaemon: false,
+    ...options.knobs,
+  };
+  const daemon = { paused: false, backlog: [] as NetworkingAction[], queue: [] as NetworkingAction[], busy: false };
 
-  const schedule = (action: NetworkingAction) => {
+  const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
       timers.delete(timer);
-      if (daemon.paused) daemon.backlog.push(action);
-      else applyAction(state, action);
-    }, actionDelayMs);
+      fn();
+    }, ms);
     timers.add(timer);
+  };
+  const apply = (action: NetworkingAction) => {
+    if (daemon.paused) daemon.backlog.push(action);
+    else applyAction(state, action);
+  };
+  /** The serial daemon: the head of the queue takes `actionMs`, then the next one starts. */
+  const applyNext = () => {
+    const action = daemon.queue.shift();
+    daemon.busy = action !== undefined;
+    if (action)
+      later(knobs.actionMs, () => {
+        apply(action);
+        applyNext();
+      });
+  };
+  const schedule = (action: NetworkingAction) => {
+    if (!knobs.serialDaemon) return later(knobs.actionMs, () => apply(action));
+    daemon.queue.push(action);
+    if (!daemon.busy) applyNext();
   };
 
   /** Without the NIC lock, a connect/detach checks the NIC as it was on arrival. */
@@ -408,6 +438,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     async close() {
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
+      daemon.queue.length = 0;
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
