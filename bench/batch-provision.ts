@@ -8,12 +8,22 @@
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { type BmiEvent, type CommandRunner, createBmi, createExecaRunner } from "@bmi/core";
+import { type BmiEvent, createBmi, createExecaRunner } from "@bmi/core";
 import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
 import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
-import { log, median, round, table, timingRunner, writeResult } from "./lib.js";
+import {
+  isEssentialTgtadm,
+  log,
+  median,
+  type Recorded,
+  recordingRunner,
+  round,
+  table,
+  timingRunner,
+  writeResult,
+} from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -28,27 +38,6 @@ const CONCURRENCY = values.concurrency.split(",").map(Number);
 const ROUNDS = Number(values.rounds);
 const MAX_NODES = Math.max(...SIZES);
 
-interface Recorded {
-  file: string;
-  args: string[];
-}
-
-/** Records every command line (for the script's templates) on top of the timing runner. */
-function recordingRunner(inner: CommandRunner): CommandRunner & { take(): Recorded[] } {
-  let calls: Recorded[] = [];
-  const run: CommandRunner = (file, args, options) => {
-    calls.push({ file, args: [...args] });
-    return inner(file, args, options);
-  };
-  return Object.assign(run, {
-    take: () => {
-      const taken = calls;
-      calls = [];
-      return taken;
-    },
-  });
-}
-
 const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
 
 /** A shell word for `arg`, with the warm-up disk's names replaced by "$RBD" (and its tid by "$TID"). */
@@ -60,12 +49,8 @@ function templated(arg: string, rbd: string, tid: string | undefined, previous: 
     .join('"$RBD"');
 }
 
-const isEssential = (c: Recorded) => {
-  const a = c.args;
-  const op = (mode: string, o: string) => a.includes(mode) && a[a.indexOf("--op") + 1] === o;
-  if (c.file.endsWith("rbd")) return a.includes("clone") || a.includes("rm");
-  return op("target", "new") || op("logicalunit", "new") || op("target", "bind") || op("target", "delete");
-};
+const isEssential = (c: Recorded) =>
+  c.file.endsWith("rbd") ? c.args.includes("clone") || c.args.includes("rm") : isEssentialTgtadm(c);
 
 const describe = (c: Recorded) =>
   c.file.endsWith("tgtadm")

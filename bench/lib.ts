@@ -112,3 +112,32 @@ export function timingRunner(inner: CommandRunner): CommandRunner & {
 }
 
 export const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+/** One external command the SDK ran (for floors that replay the SDK's own command lines). */
+export interface Recorded {
+  file: string;
+  args: string[];
+}
+
+/** Records every command line (for the script's templates) on top of the timing runner. */
+export function recordingRunner(inner: CommandRunner): CommandRunner & { take(): Recorded[] } {
+  let calls: Recorded[] = [];
+  const run: CommandRunner = (file, args, options) => {
+    calls.push({ file, args: [...args] });
+    return inner(file, args, options);
+  };
+  return Object.assign(run, {
+    take: () => {
+      const taken = calls;
+      calls = [];
+      return taken;
+    },
+  });
+}
+
+/** The tgtadm calls a target needs (new target, its LUN, its ACL; delete), not the SDK's checks. */
+export function isEssentialTgtadm(c: Recorded): boolean {
+  const a = c.args;
+  const op = (mode: string, o: string) => a.includes(mode) && a[a.indexOf("--op") + 1] === o;
+  return op("target", "new") || op("logicalunit", "new") || op("target", "bind") || op("target", "delete");
+}
