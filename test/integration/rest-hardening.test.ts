@@ -56,7 +56,13 @@ async function serve(limits: Parameters<typeof startRestServer>[0]["limits"] = {
 }
 
 beforeAll(async () => {
-  lab = await startBmiLab({ ceph: inject("ceph"), nodes: 2, hilActionDelayMs: 5 });
+  // The rbd CLI back end: its command lines (conf, keyring, id) are what must not reach a tenant.
+  lab = await startBmiLab({
+    ceph: inject("ceph"),
+    nodes: 2,
+    hilActionDelayMs: 5,
+    configOverrides: { fs: { client: "cli" } },
+  });
   auth = basic(lab.hilUser.name, lab.hilUser.password);
   source = `lab${lab.settings.uid}-hard-src`;
   await lab.drivers.storage.create(source, 8 * 1024 * 1024);

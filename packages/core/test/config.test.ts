@@ -78,7 +78,7 @@ describe("loadConfig: the sample bmi_config.cfg", () => {
       conf_file: "/etc/ceph/ceph.conf",
       keyring: "/etc/ceph/ceph.client.admin.keyring",
       timeout_ms: 60_000,
-      client: "cli",
+      client: "librbd",
     });
     expect(config.iscsi).toMatchObject({ ip: "127.0.0.1", port: 3260, lun: 1, initiators: "ALL" });
     expect(config.net_isolator).toMatchObject({

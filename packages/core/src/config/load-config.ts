@@ -206,7 +206,7 @@ function sectionSchemas(baseDir: string) {
       conf_file: path,
       keyring: path.nullable().default(null),
       timeout_ms: int(100, 3_600_000).default(60_000),
-      client: z.enum(["librbd", "cli"], { error: "must be librbd or cli" }).default("cli"),
+      client: z.enum(["librbd", "cli"], { error: "must be librbd or cli" }).default("librbd"),
     }),
     iscsi: z.object({
       ip: Host,
