@@ -340,6 +340,16 @@ describe("snapshots", () => {
     expect(
       (await thrown(() => bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }))).message,
     ).toMatch(/its BMC does not say it is off/);
+    // OBM disabled in HIL answers conflict: still "off" unproven, and the message says how on.
+    power.failNext(
+      "powerState",
+      new BmiError("conflict", "HIL: OBM is not enabled for node n1", { subsystem: "power" }),
+    );
+    const noObm = await thrown(() => bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1" }));
+    expect(noObm.code).toBe("busy");
+    expect(noObm.message).toMatch(
+      /its power state cannot be read \(HIL: OBM is not enabled for node n1\).*pass force/,
+    );
     await expect(
       bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1", force: true }),
     ).resolves.toMatchObject({ name: "s1" });

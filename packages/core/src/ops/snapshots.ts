@@ -123,18 +123,33 @@ async function pendingOf(ctx: BmiContext, disk: Image) {
  * is the operator's word that the node is off.
  */
 async function requirePoweredOff(ctx: BmiContext, disk: string, node: string): Promise<void> {
-  const state = ctx.drivers.power ? await ctx.drivers.power.powerState(node) : undefined;
+  let state: string | undefined;
+  let unreadable: BmiError | undefined;
+  try {
+    state = ctx.drivers.power ? await ctx.drivers.power.powerState(node) : undefined;
+  } catch (error) {
+    // OBM disabled in HIL (conflict), a silent BMC (unavailable): no answer is not "off".
+    if (!(error instanceof BmiError) || error.code === "cancelled") throw error;
+    unreadable = error;
+    state = "unknown";
+  }
   if (state === "off") return;
   const why =
     state === undefined
       ? "BMI has no power driver to check that it is off"
       : state === "on"
         ? "it is powered on"
-        : "its BMC does not say it is off";
+        : unreadable
+          ? `its power state cannot be read (${unreadable.message})`
+          : "its BMC does not say it is off";
   throw new BmiError(
     "busy",
     `disk ${disk} boots node ${node} and ${why}: power the node off first (bmi power off), or pass force if you know its disk is quiet`,
-    { subsystem: "storage", details: { node, power: state ?? null } },
+    {
+      subsystem: "storage",
+      details: { node, power: state ?? null },
+      ...(unreadable ? { cause: unreadable } : {}),
+    },
   );
 }
 
