@@ -106,7 +106,12 @@ export interface BmiLab {
 const HIL_USER = { name: "bmi", password: "lab-hil-password" };
 const PROVISIONING_NETWORK = "bmi-provision";
 
-const labMac = (i: number) => `52:54:00:b1:00:${(i + 1).toString(16).padStart(2, "0")}`;
+/** Node i's MAC: the low two bytes count nodes, so a lab has up to 65,535 of them. */
+const labMac = (i: number) => {
+  const n = i + 1;
+  const hex = (b: number) => b.toString(16).padStart(2, "0");
+  return `52:54:00:b1:${hex((n >> 8) & 0xff)}:${hex(n & 0xff)}`;
+};
 
 /**
  * A whole BMI on one machine: a throwaway Ceph cluster, tgtd on loopback, a HIL-compatible server
