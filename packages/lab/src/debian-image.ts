@@ -233,7 +233,7 @@ export async function buildDebianImage(options: DebianImageOptions): Promise<Deb
   if (await exists(join(entry, "manifest.json"))) return result(true);
 
   const partial = `${entry}.partial-${process.pid}`;
-  await rm(partial, { recursive: true, force: true });
+  await removeBuildDir(partial);
   await mkdir(partial, { recursive: true });
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t = performance.now();
@@ -258,10 +258,25 @@ export async function buildDebianImage(options: DebianImageOptions): Promise<Deb
     await rm(entry, { recursive: true, force: true });
     await rename(partial, entry);
   } catch (error) {
-    await rm(partial, { recursive: true, force: true });
+    await removeBuildDir(partial);
     throw error;
   }
   return result(false);
+}
+
+/**
+ * Removes a build directory, first unmounting what a failed or killed debootstrap left mounted in
+ * its tree (it mounts /proc and /sys there): a recursive removal must never walk into the host's.
+ */
+export async function removeBuildDir(dir: string): Promise<void> {
+  const mounts = await readFile("/proc/mounts", "utf8").catch(() => "");
+  const below = mounts
+    .split("\n")
+    .map((line) => line.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((point): point is string => point?.startsWith(`${dir}/`) === true)
+    .sort((a, b) => b.length - a.length);
+  for (const point of below) await run("unmount", "umount", ["--lazy", point], 60_000);
+  await rm(dir, { recursive: true, force: true });
 }
 
 type Step = <T>(name: string, fn: () => Promise<T>) => Promise<T>;

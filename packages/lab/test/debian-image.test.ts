@@ -1,5 +1,17 @@
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { buildDebianImage, debianImageKey, FW_CFG_RUN, parseOsLine, qemuArgs } from "../src/index.js";
+import {
+  buildDebianImage,
+  debianImageKey,
+  FW_CFG_RUN,
+  parseOsLine,
+  qemuArgs,
+  removeBuildDir,
+} from "../src/index.js";
 
 const mirror = "http://deb.debian.org/debian";
 
@@ -50,5 +62,26 @@ describe("qemuArgs fw_cfg", () => {
     await expect(qemuArgs({ mac: "m", disk: "/d", fwCfgFiles: { "opt/x": "/a,b" } }, "/l")).rejects.toThrow(
       /fw_cfg/,
     );
+  });
+});
+
+describe("removeBuildDir", () => {
+  it("unmounts what a killed debootstrap left mounted in the tree before removing it, so the host's files stay", async () => {
+    const scratch = await mkdtemp(join(tmpdir(), "bmi-builddir-"));
+    try {
+      const host = join(scratch, "host-dir");
+      await mkdir(host);
+      await writeFile(join(host, "precious"), "keep me");
+      const build = join(scratch, "debian-x.partial-1");
+      const mountPoint = join(build, "tree", "proc");
+      await mkdir(mountPoint, { recursive: true });
+      await execa("mount", ["--bind", host, mountPoint]);
+      await removeBuildDir(build);
+      expect(existsSync(build)).toBe(false);
+      expect(await readFile(join(host, "precious"), "utf8")).toBe("keep me");
+      expect(await readFile("/proc/mounts", "utf8")).not.toContain(mountPoint);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 });
