@@ -10,7 +10,6 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { BmiError } from "@bmi/core";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { formatTimings, STAGE_LINES, watchStages } from "./stage-timings.js";
@@ -52,25 +51,18 @@ afterAll(async () => {
 /** Calls that reached the obmd endpoint so far (HIL itself only redirects). */
 const obmdCalls = () => [...lab.hil.obmd.faults.requests.values()].reduce((sum, n) => sum + n, 0);
 
-const thrown = async (fn: () => Promise<unknown>): Promise<BmiError> => {
-  try {
-    await fn();
-  } catch (error) {
-    return error as BmiError;
-  }
-  throw new Error("expected a rejection");
-};
-
 describe("power and boot through HIL -> obmd -> QMP -> qemu", () => {
   it("power as a project that does not own the node is forbidden, and no call reaches obmd", async () => {
     const node = lab.nodes[1]?.name ?? "";
     const before = obmdCalls();
     for (const action of ["on", "off", "cycle"] as const) {
-      const error = await thrown(() => lab.bmi.power({ project: "other", node, action, bootDevice: "pxe" }));
-      expect(error.code).toBe("forbidden");
-      expect(error.message).toContain(node);
+      await expect(
+        lab.bmi.power({ project: "other", node, action, bootDevice: "pxe" }),
+      ).rejects.toMatchObject({ code: "forbidden", message: expect.stringContaining(node) });
     }
-    expect((await thrown(() => lab.bmi.powerStatus({ project: "other", node }))).code).toBe("forbidden");
+    await expect(lab.bmi.powerStatus({ project: "other", node })).rejects.toMatchObject({
+      code: "forbidden",
+    });
     expect(obmdCalls()).toBe(before);
     expect(lab.powerHistory(node)).toEqual([]);
     // The owner's call does reach it (so the count above could have moved).
@@ -120,11 +112,12 @@ describe("power and boot through HIL -> obmd -> QMP -> qemu", () => {
     const node = lab.nodes[0]?.name ?? "";
     const disk = `${node}-disk`;
     expect(await lab.bmi.powerStatus({ project: lab.project, node })).toBe("on");
-    const refused = await thrown(() =>
+    await expect(
       lab.bmi.snapshotDisk({ project: lab.project, disk, snapshot: "while-running" }),
-    );
-    expect(refused.code).toBe("busy");
-    expect(refused.message).toMatch(/boots node node-01 and it is powered on: power the node off first/);
+    ).rejects.toMatchObject({
+      code: "busy",
+      message: expect.stringMatching(/boots node node-01 and it is powered on: power the node off first/),
+    });
     expect(lab.bmi.listSnapshots({ project: lab.project })).toEqual([]);
 
     expect(await lab.bmi.power({ project: lab.project, node, action: "off" })).toBe("off");
