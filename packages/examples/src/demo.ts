@@ -335,6 +335,8 @@ The lab is still running (--keep). Use it:
   CEPH_CONF=${keptLab.ceph.conf} rbd --id ${keptLab.ceph.clientId} ls ${keptLab.ceph.pool}
   tgtadm -C ${keptLab.tgtd.controlPort} --lld iscsi --mode target --op show
   curl -u ${keptLab.hilUser.name}:<password in bmi_config.cfg> ${keptLab.hil.url}/v0/project/${project}/nodes
+  curl -u ${keptLab.hilUser.name}:<password> ${keptLab.hil.url}/v0/node/<node>/power_status -L   # its BMC, through HIL
+  tail -f ${keptLab.console(keptLab.nodes[0]?.name ?? "node-01").path}   # a node's serial console
 Stop it with Ctrl-C.`);
       await new Promise(() => {}); // held open until Ctrl-C, which tears the lab down
     }
