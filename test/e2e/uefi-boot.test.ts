@@ -8,7 +8,9 @@
  * console: the EFI build fetched the node's script, logged in to our target (it registers the SAN
  * device only after the iSCSI login and a read of the disk) and started booting from it.
  *
- * Everything is wired from a generated bmi_config.cfg by @bmi/lab on the run's shared Ceph.
+ * Everything is wired from a generated bmi_config.cfg by @bmi/lab on the run's shared Ceph. The
+ * node is powered through the SDK (HIL -> its obmd-compatible endpoint -> QMP -> qemu with OVMF),
+ * and BMI's waiter sees iPXE's login to the target.
  */
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -35,7 +37,7 @@ afterAll(async () => {
     const node = lab.nodes[0];
     if (node) {
       await lab.bmi
-        .deprovision({ project: lab.project, node: node.name, deleteDisk: true })
+        .deprovision({ project: lab.project, node: node.name, deleteDisk: true, powerOff: true })
         .catch(() => undefined);
     }
     await lab.bmi.removeImage({ project: lab.project, image: "golden" }).catch(() => undefined);
@@ -55,6 +57,9 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
   const node = lab.nodes[0];
   if (!node) throw new Error("the lab has no node");
   const disk = "disk-uefi";
+  lab.configureNode(node.name, { firmware: "uefi" });
+  const from = await lab.console(node.name).mark();
+  const started = Date.now();
   const provisioning = await lab.bmi.provision({
     project: lab.project,
     node: node.name,
@@ -62,7 +67,12 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
     image: "golden",
     nic: node.nic,
     firmware: "uefi",
+    power: "cycle",
+    wait: true,
+    until: "firmware_login",
+    timeoutMs: BOOT_BOUND_MS,
   });
+  expect(provisioning.boot?.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login"]);
   expect(provisioning.target).toMatchObject({ portal: "10.0.2.2", port: lab.tgtd.port, lun: 1 });
   const clone = lab.bmi.listDisks({ project: lab.project }).find((d) => d.name === disk)?.cephName;
   expect(clone).toMatch(new RegExp(`^${lab.settings.uid}img\\d+$`));
@@ -77,14 +87,11 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
   const script = await readFile(join(lab.tftpRoot, `${node.name}.ipxe`), "utf8");
   expect(script).toContain(`sanboot --keep iscsi:10.0.2.2::${lab.tgtd.port}:1:${provisioning.target.name}`);
 
-  const result = await lab.bootNode(node.name, {
-    firmware: "uefi",
-    expect: SAN_STEP,
-    timeoutMs: BOOT_BOUND_MS,
-    serialLog: join(lab.dir, "uefi.serial.log"),
-  });
-  process.stderr.write(`e2e UEFI boot: SAN step ${result.markerMs} ms after qemu start\n`);
-  const serial = result.serial;
+  const result = await lab.console(node.name).waitFor(SAN_STEP, { from, timeoutMs: BOOT_BOUND_MS });
+  const sanMs = result.seenAt - started;
+  const stages = provisioning.boot?.stages.map((s) => `${s.stage} ${s.atMs} ms`).join(", ");
+  process.stderr.write(`e2e UEFI boot: SAN step ${sanMs} ms after the provision call; waiter: ${stages}\n`);
+  const serial = result.text;
   // The EFI build of iPXE ran (the BIOS build lists PXE/bzImage features instead of EFI).
   expect(serial).toMatch(/Features:[^\n]*\bEFI\b/);
   expect(serial).not.toMatch(/Features:[^\n]*\bPXE\b/);
@@ -100,9 +107,9 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
   for (const [i, step] of steps.entries()) expect(at[i], step).toBeGreaterThanOrEqual(0);
   expect([...at].sort((a, b) => a - b)).toEqual(at);
   expect(serial).not.toContain("Could not open SAN device");
-  expect(result.markerMs).toBeLessThan(BOOT_BOUND_MS);
 
-  await lab.bmi.deprovision({ project: lab.project, node: node.name, deleteDisk: true });
+  await lab.bmi.deprovision({ project: lab.project, node: node.name, deleteDisk: true, powerOff: true });
+  expect(await lab.bmi.powerStatus({ project: lab.project, node: node.name })).toBe("off");
   expect(await lab.drivers.boot.read(node.name)).toBeNull();
   for (const file of entry?.files ?? []) expect(await exists(join(lab.tftpRoot, file)), file).toBe(false);
   expect(await exists(join(lab.tftpRoot, `${node.name}.ipxe`))).toBe(false);

@@ -106,6 +106,31 @@ describe("provision with power and wait (issue 16.4)", () => {
     expect(env.power.boots("n1")).toBe(1);
   });
 
+  it("with until firmware_login, an image that never logs in again (a boot sector) succeeds at iPXE's login", async () => {
+    const env = await setup();
+    env.bmi.on((event) => {
+      if (event.type !== "operation:finished" || event.operation !== "power") return;
+      const target = env.bmi.listProvisionings().find((p) => p.node === "n1")?.target.name ?? "";
+      setTimeout(() => env.exporter.login(target, "iqn.2010-04.org.ipxe:n1"), 20); // iPXE only
+    });
+    const record = await env.bmi.provision({
+      project: "p1",
+      node: "n1",
+      disk: "d1",
+      image: "golden",
+      power: "cycle",
+      wait: true,
+      until: "firmware_login",
+      timeoutMs: 30_000,
+    });
+    expect(record.boot?.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login"]);
+    const error = await thrown(() =>
+      env.bmi.provision({ project: "p1", node: "n2", disk: "d2", image: "golden", until: "kernel" } as never),
+    );
+    expect(error.code).toBe("invalid_input");
+    expect(error.message).toMatch(/until/);
+  });
+
   it("provisions many nodes, each powered and waited for", async () => {
     const env = await setup();
     bootsWhenPowered(env);

@@ -11,18 +11,26 @@ import {
   type IsolationDriver,
   type Logger,
   loadConfig,
+  type PowerDriver,
   type SqliteStore,
   type StorageDriver,
   silentLogger,
   type TargetInfo,
 } from "@bmi/core";
+import { createHilPower } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import { installTftpRoot } from "@bmi/driver-pxe";
 import { execa } from "execa";
 import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";
+import {
+  createLabNodeVm,
+  type LabNodeSettings,
+  type LabNodeVm,
+  type NodeConsole,
+  type PowerEvent,
+} from "./lab-node.js";
 import { makeTempDir } from "./process.js";
-import { type BootVmResult, bootVm } from "./qemu.js";
 import { startTgtd, type TgtdHandle } from "./tgtd.js";
 
 /** The host as a qemu user-mode guest sees it: where the guest finds the loopback tgtd. */
@@ -64,7 +72,13 @@ export interface BmiLab {
   settings: BmiSettings;
   bmi: Bmi;
   store: SqliteStore;
-  drivers: { storage: StorageDriver; export: ExportDriver; boot: BootDriver; isolation: IsolationDriver };
+  drivers: {
+    storage: StorageDriver;
+    export: ExportDriver;
+    boot: BootDriver;
+    isolation: IsolationDriver;
+    power: PowerDriver;
+  };
   ceph: CephLabInfo;
   tgtd: TgtdHandle;
   hil: HilServer;
@@ -75,23 +89,23 @@ export interface BmiLab {
   nodes: LabNode[];
   /** HIL credentials of the lab's user (a member of `project`). */
   hilUser: { name: string; password: string };
-  /** Builds a bootable disk image printing `marker`, imports it into Ceph, registers it as a golden image. */
-  createGoldenImage(name: string, options?: { marker?: string; public?: boolean }): Promise<Image>;
   /**
-   * Boots a diskless qemu VM with the node's MAC from the lab's TFTP root, through the original's
-   * chain (PXE → pxelinux.0 → ipxe.lkrn → node script) or straight through iPXE. `firmware: "uefi"`
-   * boots OVMF, whose EFI iPXE ROM takes the iPXE chain (pxelinux is BIOS-only).
+   * Imports a disk image into Ceph and registers it as a golden image: `file` (e.g. the Debian
+   * image from `buildDebianImage`), or else a boot sector the lab builds that prints `marker`.
    */
-  bootNode(
-    node: string,
-    options?: {
-      chain?: "pxelinux" | "ipxe";
-      firmware?: "bios" | "uefi";
-      timeoutMs?: number;
-      expect?: RegExp;
-      serialLog?: string;
-    },
-  ): Promise<BootVmResult>;
+  createGoldenImage(
+    name: string,
+    options?: { marker?: string; file?: string; public?: boolean },
+  ): Promise<Image>;
+  /**
+   * Sets how the node's VM starts at its next power-on (the lab's nodes have a BMC: HIL's OBM
+   * → the obmd-compatible endpoint → QMP → qemu; nothing else starts them). Replaces earlier settings.
+   */
+  configureNode(node: string, settings: LabNodeSettings): void;
+  /** The node's serial console (a file appended to by every boot). */
+  console(node: string): NodeConsole;
+  /** When the node's BMC started, reset and stopped its VM (wall-clock ms), oldest first. */
+  powerHistory(node: string): readonly PowerEvent[];
   /**
    * Writes a new boot sector printing `marker` into a disk through its iSCSI target, as the node
    * itself would write to its root disk (the write lands in the clone, never in the golden image).
@@ -112,6 +126,9 @@ const labMac = (i: number) => {
   const hex = (b: number) => b.toString(16).padStart(2, "0");
   return `52:54:00:b1:${hex((n >> 8) & 0xff)}:${hex(n & 0xff)}`;
 };
+/** Distinct per node (iPXE's initiator name comes from it) and per lab, so labs never share one. */
+const labUuid = (i: number) =>
+  `b1000000-0000-4000-8000-${(process.pid * 256 + i + 1).toString(16).padStart(12, "0").slice(-12)}`;
 
 /**
  * A whole BMI on one machine: a throwaway Ceph cluster, tgtd on loopback, a HIL-compatible server
@@ -161,9 +178,31 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       mac: labMac(i),
       nic: "eth0",
     }));
+    const tftpRoot = join(dir, "tftpboot");
+    const installed = await timed("tftp", () => installTftpRoot({ root: tftpRoot }));
+    const vms = new Map<string, LabNodeVm>();
+    for (const [i, node] of nodes.entries()) {
+      const vm = createLabNodeVm({
+        name: node.name,
+        mac: node.mac,
+        uuid: labUuid(i),
+        dir: join(dir, "nodes"),
+        tftpRoot,
+        ipxeBootfile: installed.dispatcher,
+      });
+      vms.set(node.name, vm);
+    }
+    await mkdir(join(dir, "nodes"), { recursive: true });
+    const vmOf = (name: string) => {
+      const vm = vms.get(name);
+      if (!vm) throw new Error(`the lab has no node ${name}`);
+      return vm;
+    };
+
     const hil = await timed("hil", () =>
       startHilServer({
         auth: "basic",
+        machine: (name) => vmOf(name).machine,
         actionDelayMs: options.hilActionDelayMs ?? 20,
         fixture: {
           projects: [project],
@@ -174,9 +213,11 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       }),
     );
     cleanups.push(() => hil.close());
-
-    const tftpRoot = join(dir, "tftpboot");
-    const installed = await timed("tftp", () => installTftpRoot({ root: tftpRoot }));
+    // Every VM the nodes' BMCs started goes before the HIL server (and the rest) does.
+    cleanups.push(() => Promise.all([...vms.values()].map((vm) => vm.stop())));
+    // As an admin does for each node with a BMC (HIL fetches a token from the node's obmd).
+    const obm = createHilPower({ url: hil.url, username: HIL_USER.name, password: HIL_USER.password });
+    for (const node of nodes) await obm.client.setObm(node.name, true);
 
     const configPath = join(dir, "bmi_config.cfg");
     await writeFile(
@@ -232,8 +273,8 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       nodes,
       hilUser: HIL_USER,
       async createGoldenImage(name, imageOptions = {}) {
-        const file = join(dir, `${name}.raw`);
-        await buildBootImage(file, { marker: imageOptions.marker });
+        const file = imageOptions.file ?? join(dir, `${name}.raw`);
+        if (!imageOptions.file) await buildBootImage(file, { marker: imageOptions.marker });
         const source = `lab${settings.uid}-${name}-src`; // unique in a shared pool
         await drivers.storage.importFile?.(file, source);
         cleanups.push(async () => {
@@ -241,21 +282,11 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         });
         return bmi.importImage({ project, source, name, isPublic: imageOptions.public ?? true });
       },
-      async bootNode(name, bootOptions = {}) {
-        const node = nodes.find((n) => n.name === name);
-        if (!node) throw new Error(`the lab has no node ${name}`);
-        if (bootOptions.firmware === "uefi" && bootOptions.chain === "pxelinux")
-          throw new Error("pxelinux.0 is a BIOS loader; UEFI nodes boot through the iPXE chain");
-        return bootVm({
-          mac: node.mac,
-          tftpRoot,
-          bootfile: bootOptions.chain === "pxelinux" ? "pxelinux.0" : installed.dispatcher,
-          firmware: bootOptions.firmware,
-          timeoutMs: bootOptions.timeoutMs ?? 180_000,
-          expect: bootOptions.expect,
-          serialLog: bootOptions.serialLog,
-        });
+      configureNode(name, nodeSettings) {
+        vmOf(name).configure(nodeSettings);
       },
+      console: (name) => vmOf(name).console,
+      powerHistory: (name) => vmOf(name).history,
       async writeBootMarker(disk, marker) {
         if (!disk.target) throw new Error("the disk is not exported");
         const file = join(dir, `marker-${process.pid}-${Date.now()}.raw`);

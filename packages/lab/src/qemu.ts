@@ -24,6 +24,10 @@ export interface BootVmOptions {
   /** qemu fw_cfg entries (`opt/<name>` → host file), read in the guest under /sys/firmware/qemu_fw_cfg. */
   fwCfgFiles?: Record<string, string>;
   nic?: "e1000" | "virtio-net-pci";
+  /** The SMBIOS UUID; iPXE names its initiator after it, so give each node its own. */
+  uuid?: string;
+  /** qemu `-boot` order for a network boot: `n` (default, the network) or `c` (the local disk). */
+  bootOrder?: "n" | "c";
   qemu?: string;
   signal?: AbortSignal;
 }
@@ -72,8 +76,17 @@ export const serialTail = (text: string, lines = 40): string =>
     .join("\n");
 
 /** The qemu arguments for a VM without a disk (or with only `disk`), TCG, serial to a file. */
-export async function qemuArgs(options: BootVmOptions, serialLog: string): Promise<string[]> {
+export async function qemuArgs(
+  options: BootVmOptions,
+  serialLog: string,
+  output: { appendSerial?: boolean } = {},
+): Promise<string[]> {
   const nic = options.nic ?? "e1000";
+  if (serialLog.includes(",")) throw new Error(`qemu option value must not contain ',': ${serialLog}`);
+  // Appended (a lab node's console across power cycles), or a fresh file per boot.
+  const serial = output.appendSerial
+    ? ["-chardev", `file,id=serial0,path=${serialLog},append=on`, "-serial", "chardev:serial0"]
+    : ["-serial", `file:${serialLog}`];
   const args = [
     "-machine",
     "accel=tcg", // no KVM on the build hosts
@@ -81,14 +94,18 @@ export async function qemuArgs(options: BootVmOptions, serialLog: string): Promi
     String(options.memoryMb ?? 256),
     // -nographic turns off graphics, so SeaBIOS mirrors the screen (iPXE's messages) to COM1.
     "-nographic",
-    "-serial",
-    `file:${serialLog}`,
+    ...serial,
     "-monitor",
     "none",
     "-no-user-config",
     "-nodefaults",
   ];
   if (options.firmware === "uefi") args.push("-bios", await findOvmf());
+  if (options.uuid !== undefined) {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(options.uuid))
+      throw new Error(`bad VM uuid ${options.uuid}`);
+    args.push("-uuid", options.uuid);
+  }
   for (const [name, file] of Object.entries(options.fwCfgFiles ?? {})) {
     if (!/^opt\/[\w./-]+$/.test(name) || file.includes(","))
       throw new Error(`bad fw_cfg entry ${name}=${file}`);
@@ -113,7 +130,7 @@ export async function qemuArgs(options: BootVmOptions, serialLog: string): Promi
     "-device",
     `${nic},netdev=n0,mac=${options.mac}`,
     "-boot",
-    "n",
+    options.bootOrder ?? "n",
   );
   return args;
 }

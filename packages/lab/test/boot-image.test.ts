@@ -80,6 +80,28 @@ describe("qemuArgs", () => {
     ).rejects.toThrow(/must not contain ','/);
   });
 
+  it("a lab node's VM: its own UUID, a console appended across boots, the boot order its BMC set", async () => {
+    const args = await qemuArgs(
+      {
+        mac: "52:54:00:aa:bb:01",
+        tftpRoot: "/srv/tftp",
+        bootfile: "x",
+        uuid: "b1000000-0000-4000-8000-000000000001",
+        bootOrder: "c",
+      },
+      "/tmp/node.console.log",
+      { appendSerial: true },
+    );
+    const line = args.join(" ");
+    expect(line).toContain("-uuid b1000000-0000-4000-8000-000000000001");
+    expect(line).toContain(
+      "-chardev file,id=serial0,path=/tmp/node.console.log,append=on -serial chardev:serial0",
+    );
+    expect(line).toContain("-boot c");
+    await expect(qemuArgs({ mac: "m", disk: "/d", uuid: "not-a-uuid" }, "/l")).rejects.toThrow(/bad VM uuid/);
+    await expect(qemuArgs({ mac: "m", disk: "/d" }, "/l,x")).rejects.toThrow(/must not contain ','/);
+  });
+
   it("serialTail strips iPXE's colours and countdown", () => {
     const raw = "\x1b[0;1miPXE\x1b[0m\r\nPress Ctrl-B\b \b\b \bnet0: up\r\n\r\nBMI-BOOT-OK\r\n";
     expect(serialTail(raw)).toBe("iPXE\nPress Ctrl-Bnet0: up\nBMI-BOOT-OK");

@@ -16,6 +16,11 @@ const BootFields = z.strictObject({
   wait: z.boolean().optional(),
   /** How long the wait may take (default 10 minutes). */
   timeoutMs: z.number().int().min(1).max(86_400_000).optional(),
+  /**
+   * The stage that counts as booted (default `os_login`): `firmware_login` for an image whose
+   * OS never logs in to the target again (a boot sector, an OS that copies itself to RAM).
+   */
+  until: z.enum(["firmware_login", "os_login"]).optional(),
 });
 type BootFields = z.output<typeof BootFields>;
 
@@ -27,8 +32,8 @@ export type ProvisionResult = Provisioning & { boot?: BootWaitResult };
 /** Splits the power fields from the provisioning's own, validating both before anything runs. */
 function split(input: ProvisionBootInput): { boot: BootFields; rest: nodes.ProvisionInput } {
   if (typeof input !== "object" || input === null) return { boot: {}, rest: input };
-  const { power, wait, timeoutMs, ...rest } = input;
-  const boot = parseInput(BootFields, { power, wait, timeoutMs }, "input");
+  const { power, wait, timeoutMs, until, ...rest } = input;
+  const boot = parseInput(BootFields, { power, wait, timeoutMs, until }, "input");
   if (boot.wait && (boot.power ?? "none") === "none") {
     throw new BmiError(
       "invalid_input",
@@ -58,10 +63,14 @@ export async function provisionAndBoot(
   if (!boot.power || boot.power === "none") return record;
   const who = { project: record.project, node: record.node };
   const watch = boot.wait
-    ? await prepareBootWait(ctx, who, {
-        ...options,
-        ...(boot.timeoutMs ? { timeoutMs: boot.timeoutMs } : {}),
-      })
+    ? await prepareBootWait(
+        ctx,
+        { ...who, ...(boot.until ? { until: boot.until } : {}) },
+        {
+          ...options,
+          ...(boot.timeoutMs ? { timeoutMs: boot.timeoutMs } : {}),
+        },
+      )
     : undefined;
   const bootDevice = ctx.drivers.power?.capabilities.bootDevice ? ("pxe" as const) : undefined;
   await powerNode(ctx, { ...who, action: boot.power, force: true, ...(bootDevice ? { bootDevice } : {}) });
