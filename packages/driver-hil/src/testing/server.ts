@@ -287,7 +287,12 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     serialDaemon: false,
     ...options.knobs,
   };
-  const daemon = { paused: false, backlog: [] as NetworkingAction[], queue: [] as NetworkingAction[], busy: false };
+  const daemon = {
+    paused: false,
+    backlog: [] as NetworkingAction[],
+    queue: [] as NetworkingAction[],
+    busy: false,
+  };
 
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
