@@ -11,7 +11,7 @@ export interface TaskView {
 /** What an event says to people, or nothing for the events a view skips. */
 export function describeEvent(event: BmiEvent): string | undefined {
   if (event.type === "step:started") return `${event.step}…`;
-  if (event.type === "step:finished") return `${event.step} (${event.durationMs} ms)`;
+  if (event.type === "step:finished") return `${event.step} (${Math.round(event.durationMs)} ms)`;
   if (event.type === "step:undone") return `undone: ${event.step}`;
   if (event.type === "boot:stage")
     return `${event.node}: ${event.stage} after ${(event.atMs / 1000).toFixed(1)} s`;
