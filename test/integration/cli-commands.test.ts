@@ -219,7 +219,7 @@ describe("bmi CLI against the lab", () => {
     expect((await bmi("deprovision", "demo", "node-01")).code).toBe(EXIT.notFound);
   });
 
-  it("provision-many reports progress on stderr and one result per node", async () => {
+  it("provision-many reports one result per node (progress only at a terminal)", async () => {
     const file = join(lab.dir, "batch.txt");
     await writeFile(file, "# node disk nic\nnode-01 b1 eth0\nnode-02 b2\n");
     const ok = await bmi(

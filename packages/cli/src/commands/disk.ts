@@ -3,6 +3,7 @@ import { done, list, show } from "../output.js";
 import { DISK_COLUMNS, found, withParent, withParents } from "./columns.js";
 import type { CliContext } from "./context.js";
 import { withColumns } from "./options.js";
+import { withProgress } from "./progress.js";
 
 /** `bmi disk create|delete|ls|show` and the original's `showdisks`: CoW clones exported over iSCSI. */
 export function registerDisks(program: Command, ctx: CliContext): void {
@@ -15,7 +16,10 @@ export function registerDisks(program: Command, ctx: CliContext): void {
     .argument("<disk>")
     .action(
       ctx.action(async (g, project: string, image: string, name: string) => {
-        const created = await ctx.connect(g).bmi.createDisk({ project, image, disk: name }, ctx.call);
+        const { bmi } = ctx.connect(g);
+        const created = await withProgress(ctx, g, bmi, `create disk ${name} from ${image}`, () =>
+          bmi.createDisk({ project, image, disk: name }, ctx.call),
+        );
         const target = created.target?.name ?? "-";
         return done(created, [`disk ${created.name} created: RBD ${created.cephName}, target ${target}`]);
       }),
@@ -30,7 +34,8 @@ export function registerDisks(program: Command, ctx: CliContext): void {
     .action(
       ctx.action(async (g, project: string, name: string, o: { force?: boolean }) => {
         const input = { project, disk: name, ...(o.force ? { force: true } : {}) };
-        await ctx.connect(g).bmi.deleteDisk(input, ctx.call);
+        const { bmi } = ctx.connect(g);
+        await withProgress(ctx, g, bmi, `delete disk ${name}`, () => bmi.deleteDisk(input, ctx.call));
         return done({ project, disk: name, removed: true }, [`disk ${name} deleted`]);
       }),
     );

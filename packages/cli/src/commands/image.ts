@@ -29,7 +29,8 @@ export function registerImages(program: Command, ctx: CliContext): void {
     return list(withParents(bmi.listImages({ project }), bmi.listAllImages()), IMAGE_COLUMNS);
   });
   const removeImage = ctx.action(async (g, project: string, image: string) => {
-    await ctx.connect(g).bmi.removeImage({ project, image }, ctx.call);
+    const { bmi } = ctx.connect(g);
+    await withProgress(ctx, g, bmi, `remove ${image}`, () => bmi.removeImage({ project, image }, ctx.call));
     return done({ project, image, removed: true }, [`removed ${image}`]);
   });
   const showImage = ctx.action((g, project: string, image: string) => {

@@ -122,17 +122,15 @@ function registerDeprovision(program: Command, ctx: CliContext): void {
       ctx.action(async (g, project: string, node: string, nic: string | undefined, o: DeprovisionFlags) => {
         const { bmi } = ctx.connect(g);
         const disk = bmi.listProvisionings({ project }).find((p) => p.node === node)?.disk;
-        await bmi.deprovision(
-          {
-            project,
-            node,
-            ...(nic ? { nic } : {}),
-            ...(o.deleteDisk ? { deleteDisk: true } : {}),
-            ...(o.powerOff ? { powerOff: true } : {}),
-            ...(o.force ? { force: true } : {}),
-          },
-          ctx.call,
-        );
+        const input = {
+          project,
+          node,
+          ...(nic ? { nic } : {}),
+          ...(o.deleteDisk ? { deleteDisk: true } : {}),
+          ...(o.powerOff ? { powerOff: true } : {}),
+          ...(o.force ? { force: true } : {}),
+        };
+        await withProgress(ctx, g, bmi, `deprovision ${node}`, () => bmi.deprovision(input, ctx.call));
         return done({ project, node, deprovisioned: true, diskDeleted: o.deleteDisk === true }, [
           `node ${node} deprovisioned${o.deleteDisk ? ` and disk ${disk ?? ""} deleted` : ""}`,
         ]);
