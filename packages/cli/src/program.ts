@@ -107,7 +107,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     return error instanceof CommanderError ? EXIT.usage : exitCodeFor(e);
   } finally {
     stopping.dispose();
-    ctx.close();
+    await ctx.close();
   }
 }
 

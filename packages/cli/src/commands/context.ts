@@ -10,14 +10,16 @@ import {
 import type { Command } from "commander";
 import { EXIT } from "../exit-codes.js";
 import { type Format, type Result, render } from "../output.js";
-import { createBmiFromConfig } from "../wiring.js";
+import { type ConfigDrivers, createBmiFromConfig } from "../wiring.js";
 
 /** What a command works on: the facade, the loaded config, and what opening the store warned. */
 export interface Connection {
   bmi: Bmi;
   config: BmiConfig;
   warnings: readonly string[];
-  close(): void;
+  /** The drivers the config wired (absent for a BMI built another way, e.g. in memory). */
+  drivers?: ConfigDrivers;
+  close(): void | Promise<void>;
 }
 
 export interface ConnectOptions {
@@ -77,7 +79,7 @@ export interface CliContext {
     body: (g: Globals, ...args: A) => Promise<Result> | Result,
   ): (...args: unknown[]) => Promise<void>;
   /** Closes every database and log file the command opened. */
-  close(): void;
+  close(): Promise<void>;
 }
 
 export function createContext(options: RunOptions, signal: AbortSignal): CliContext {
@@ -125,8 +127,8 @@ export function createContext(options: RunOptions, signal: AbortSignal): CliCont
         stdout.write(render(result, ctx.format(g), g.column ?? []));
         ctx.exitCode = result.exitCode ?? EXIT.ok;
       },
-    close() {
-      for (const connection of opened) connection.close();
+    async close() {
+      for (const connection of opened) await connection.close();
       for (const log of logFiles) log.close();
     },
   };
@@ -135,5 +137,6 @@ export function createContext(options: RunOptions, signal: AbortSignal): CliCont
 
 function defaultConnect(config: BmiConfig, options: ConnectOptions): Connection {
   const wired = createBmiFromConfig(config, options);
-  return { bmi: wired.bmi, config, warnings: wired.store.warnings, close: wired.close };
+  const { bmi, drivers, store, close } = wired;
+  return { bmi, config, warnings: store.warnings, drivers, close };
 }
