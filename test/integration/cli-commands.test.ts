@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { EXIT, run } from "@bmi/cli";
+import { createHilClient } from "@bmi/driver-hil";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -43,6 +44,10 @@ function unusedTgtControlPort(): number {
 let lab: BmiLab;
 let source: string;
 const exported: string[] = [];
+
+/** HIL as the project's user sees it (to enable a node's OBM, as its owner would). */
+const hil = () =>
+  createHilClient({ url: lab.hil.url, username: lab.hilUser.name, password: lab.hilUser.password });
 
 async function bmi(...args: string[]): Promise<Result> {
   const out = sink();
@@ -115,7 +120,8 @@ describe("bmi CLI against the lab", () => {
     expect(bad.code).toBe(EXIT.usage);
     expect(bad.stderr).toMatch(/^bmi: error: .*\(invalid_input\)/);
     expect((await bmi("project", "rm", "ghost")).code).toBe(EXIT.notFound);
-    expect((await bmi("project", "ls")).stdout).toMatch(/^77\tother$/m);
+    expect((await bmi("project", "ls", "-f", "value")).stdout).toMatch(/^77\tother$/m);
+    expect((await bmi("project", "ls")).stdout).toMatch(/│ id +│ name +│[\s\S]*│ 77 +│ other +│/);
   });
 
   it("import adopts an RBD image; ls and image ls list it; a second import conflicts", async () => {
@@ -123,7 +129,7 @@ describe("bmi CLI against the lab", () => {
     expect(imported.code).toBe(EXIT.ok);
     expect(imported.json.cephName).toMatch(new RegExp(`^${lab.settings.uid}img\\d+$`));
     expect(await lab.drivers.storage.exists(imported.json.cephName)).toBe(true);
-    expect((await bmi("ls", "demo")).stdout).toBe("golden\n");
+    expect((await bmi("ls", "demo", "-f", "value", "-c", "name")).stdout).toBe("golden\n");
     expect((await bmi("image", "ls", "demo", "--json")).json.map((i: { name: string }) => i.name)).toEqual([
       "golden",
     ]);
@@ -138,7 +144,7 @@ describe("bmi CLI against the lab", () => {
     const moved = await bmi("mv", "other", "golden2", "other", "golden3", "--json");
     expect(moved.code).toBe(EXIT.ok);
     expect(moved.json.cephName).toBe(copied.json.cephName); // a move keeps the RBD name
-    expect((await bmi("ls", "other")).stdout).toBe("golden3\n");
+    expect((await bmi("ls", "other", "-f", "value", "-c", "name")).stdout).toBe("golden3\n");
     expect((await bmi("cp", "demo", "nope", "other")).code).toBe(EXIT.notFound);
     expect((await bmi("rm", "other", "golden3")).code).toBe(EXIT.ok);
     expect(await lab.drivers.storage.exists(copied.json.cephName)).toBe(false);
@@ -159,9 +165,12 @@ describe("bmi CLI against the lab", () => {
     expect(created.code).toBe(EXIT.ok);
     const targets = (await lab.drivers.export.list()).map((t) => t.target);
     expect(targets).toContain(created.json.target.name);
-    const listed = await bmi("disk", "ls", "demo");
-    expect(listed.stdout).toBe(`d1\tgolden\t${created.json.target.name}\t-\n`);
-    expect((await bmi("showdisks", "demo")).stdout).toBe(listed.stdout);
+    const columns = ["-f", "value", "-c", "name,parent,target,node"];
+    const listed = await bmi("disk", "ls", "demo", ...columns);
+    expect(listed.stdout).toBe(`d1\tgolden\t${created.json.target.name}\t\n`);
+    expect((await bmi("showdisks", "demo", ...columns)).stdout).toBe(listed.stdout);
+    const shown = await bmi("disk", "show", "demo", "d1", "--json");
+    expect(shown.json).toMatchObject({ name: "d1", parent: "golden", target: created.json.target });
     expect((await bmi("disk", "create", "demo", "golden", "d1")).code).toBe(EXIT.conflict);
     expect((await bmi("disk", "create", "demo", "nope", "d2")).code).toBe(EXIT.notFound);
     // A disk is never a clone source (spec §2.3).
@@ -175,7 +184,7 @@ describe("bmi CLI against the lab", () => {
     const entry = await lab.drivers.boot.read("node-01");
     expect(entry?.target?.name).toBe(pro.json.target.name);
     expect((await bmi("provision", "demo", "node-01", "d1")).code).toBe(EXIT.ok);
-    expect((await bmi("nodes", "demo")).stdout).toMatch(/^node-01\tdemo\td1\teth0\t/m);
+    expect((await bmi("nodes", "demo", "-f", "value")).stdout).toMatch(/^node-01\tdemo\td1\teth0\t/m);
     const busy = await bmi("pro", "demo", "node-02", "d1", "--json");
     expect(busy.code).toBe(EXIT.conflict);
     expect(busy.json.error.code).toBe("busy");
@@ -185,7 +194,7 @@ describe("bmi CLI against the lab", () => {
     const free = await bmi("pro", "demo", "node-04", "d4", "--image", "golden", "--json");
     expect(free.code).toBe(EXIT.auth);
     expect(free.json.error.code).toBe("forbidden");
-    expect((await bmi("disk", "ls", "demo")).stdout).not.toMatch(/^d4/m); // undone
+    expect((await bmi("disk", "ls", "demo", "-f", "value")).stdout).not.toMatch(/^d4/m); // undone
     expect(await lab.drivers.boot.read("node-04")).toBeNull();
   });
 
@@ -194,10 +203,10 @@ describe("bmi CLI against the lab", () => {
     const snap = await bmi("snap", "create", "demo", "d1", "s1", "--force", "--json");
     expect(snap.code).toBe(EXIT.ok);
     expect(await lab.drivers.storage.exists(snap.json.cephName)).toBe(true);
-    expect((await bmi("snap", "ls", "demo")).stdout).toBe("s1\tgolden\n");
+    expect((await bmi("snap", "ls", "demo", "-f", "value", "-c", "name,parent")).stdout).toBe("s1\tgolden\n");
     expect((await bmi("snap", "rm", "demo", "s1")).code).toBe(EXIT.ok);
     expect(await lab.drivers.storage.exists(snap.json.cephName)).toBe(false);
-    expect((await bmi("snap", "ls", "demo")).stdout).toBe("");
+    expect((await bmi("snap", "ls", "demo")).stdout).toBe("no results\n");
   });
 
   it("dpro checks the NIC, removes boot files and (with --delete-disk) the disk", async () => {
@@ -206,18 +215,27 @@ describe("bmi CLI against the lab", () => {
     expect((await bmi("dpro", "demo", "node-01", "eth0", "--delete-disk")).code).toBe(EXIT.ok);
     expect(await lab.drivers.boot.read("node-01")).toBeNull();
     expect((await lab.drivers.export.list()).map((t) => t.target)).not.toContain(target);
-    expect((await bmi("disk", "ls", "demo")).stdout).toBe("");
+    expect((await bmi("disk", "ls", "demo", "-f", "value")).stdout).toBe("");
     expect((await bmi("deprovision", "demo", "node-01")).code).toBe(EXIT.notFound);
   });
 
-  it("provision-many reports progress on stderr and one result per node", async () => {
+  it("provision-many reports one result per node (progress only at a terminal)", async () => {
     const file = join(lab.dir, "batch.txt");
     await writeFile(file, "# node disk nic\nnode-01 b1 eth0\nnode-02 b2\n");
-    const ok = await bmi("provision-many", "demo", file, "--image", "golden");
+    const ok = await bmi(
+      "provision-many",
+      "demo",
+      file,
+      "--image",
+      "golden",
+      "-f",
+      "value",
+      "-c",
+      "node,ok,disk",
+    );
     expect(ok.code).toBe(EXIT.ok);
-    expect(ok.stdout).toBe("2 of 2 node(s) provisioned\n");
-    expect(ok.stderr).toMatch(/node-01 boots disk b1/);
-    expect(ok.stderr).toMatch(/node-02 boots disk b2/);
+    expect(ok.stdout).toBe("node-01\ttrue\tb1\nnode-02\ttrue\tb2\n");
+    expect(ok.stderr).toBe(""); // progress only at a terminal
 
     await writeFile(
       file,
@@ -239,11 +257,60 @@ describe("bmi CLI against the lab", () => {
     expect((await lab.leftovers()).bootFiles).toEqual([]);
   });
 
+  it("power goes through HIL's redirect to the node's obmd; pro --power --wait on a node that does not boot times out naming the stage", async () => {
+    const disabled = await bmi("power", "on", "demo", "node-01", "--json");
+    expect(disabled.code).toBe(EXIT.conflict); // OBM not enabled in HIL yet
+    await hil().setObm("node-01", true);
+    const machine = lab.hil.obmd.nodes.get("node-01");
+    const on = await bmi("power", "on", "demo", "node-01", "--json");
+    expect(on.code).toBe(EXIT.ok);
+    expect(on.json).toEqual({ project: "demo", node: "node-01", power: "on" });
+    expect(await machine?.state()).toBe("on");
+    expect(
+      (await bmi("power", "cycle", "demo", "node-01", "--force", "-f", "value", "-c", "power")).stdout,
+    ).toBe("on\n");
+    expect((await bmi("power", "status", "demo", "node-01", "-f", "value", "-c", "power")).stdout).toBe(
+      "on\n",
+    );
+    expect((await bmi("power", "off", "demo", "node-01", "-f", "value", "-c", "power")).stdout).toBe("off\n");
+    expect(await machine?.state()).toBe("off");
+    const foreign = await bmi("power", "status", "demo", "node-04", "--json"); // free since the pro test
+    expect(foreign.code).toBe(EXIT.auth);
+    expect(foreign.json.error.code).toBe("forbidden");
+
+    // The lab's BMC is a memory machine: it powers on, but nothing logs in to the target.
+    const pro = await bmi(
+      "pro",
+      "demo",
+      "node-01",
+      "w1",
+      "--image",
+      "golden",
+      "--power",
+      "cycle",
+      "--wait",
+      "--timeout",
+      "2s",
+      "--json",
+    );
+    expect(pro.code).toBe(EXIT.serverFault);
+    expect(pro.json.error).toMatchObject({ code: "timeout", subsystem: "power" });
+    expect(pro.json.error.message).toMatch(/did not reach firmware_login: stopped after powered_on/);
+    expect(pro.json.error.details.boot.stages.map((s: { stage: string }) => s.stage)).toEqual(["powered_on"]);
+    expect(await machine?.state()).toBe("on");
+    expect((await bmi("nodes", "demo", "-f", "value", "-c", "node,disk")).stdout).toBe("node-01\tw1\n");
+    const dpro = await bmi("dpro", "demo", "node-01", "--power-off", "--delete-disk");
+    expect(dpro.code, dpro.stderr).toBe(EXIT.ok);
+    expect(await machine?.state()).toBe("off");
+    await hil().setObm("node-01", false);
+    expect((await lab.leftovers()).bootFiles).toEqual([]);
+  });
+
   it("iscsi create / ls / rm mount an image as a target", async () => {
     const mounted = await bmi("iscsi", "create", "demo", "golden", "--json");
     expect(mounted.code).toBe(EXIT.ok);
     expect((await lab.drivers.export.list()).map((t) => t.target)).toContain(mounted.json.name);
-    expect((await bmi("iscsi", "ls", "demo")).stdout).toMatch(
+    expect((await bmi("iscsi", "ls", "demo", "-f", "value")).stdout).toMatch(
       new RegExp(`^golden\\t${mounted.json.name}\\t`, "m"),
     );
     expect((await bmi("rm", "demo", "golden")).code).toBe(EXIT.conflict); // mounted
@@ -256,9 +323,9 @@ describe("bmi CLI against the lab", () => {
     expect((await bmi("disk", "create", "demo", "golden", "c1")).code).toBe(EXIT.ok);
     const all = await bmi("db", "ls", "--json");
     expect(all.json.map((r: { name: string }) => r.name).sort()).toEqual(["c1", "golden"]);
-    const clones = await bmi("db", "ls", "-c", "--project", "demo");
+    const clones = await bmi("db", "ls", "-c", "--project", "demo", "-f", "value");
     expect(clones.stdout).toMatch(/^\d+\tc1\tdemo\t\S+img\d+\tfalse\tfalse\tgolden\n$/);
-    expect((await bmi("db", "ls", "-s")).stdout).toBe("");
+    expect((await bmi("db", "ls", "-s", "-f", "value")).stdout).toBe("");
     expect((await bmi("db", "ls", "--name", "golden", "--json")).json).toHaveLength(1);
     expect((await bmi("rm", "demo", "golden")).code).toBe(EXIT.conflict); // c1 is cloned from it
     expect((await bmi("disk", "delete", "demo", "c1")).code).toBe(EXIT.ok);
@@ -339,7 +406,7 @@ describe("bmi CLI against the lab", () => {
 
   it("BMI_CONFIG is honoured when --config is absent", async () => {
     const out = sink();
-    const code = await run(["ls", "demo"], {
+    const code = await run(["ls", "demo", "-f", "value", "-c", "name"], {
       stdout: out.stream,
       stderr: sink().stream,
       env: { BMI_CONFIG: lab.configPath },

@@ -1,15 +1,9 @@
 import { constants } from "node:fs";
-import { access, rm, stat, writeFile } from "node:fs/promises";
+import { access, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import {
-  type BmiConfig,
-  isBmiError,
-  loadConfig,
-  openSqliteStore,
-  settingsFromConfig,
-  toBmiError,
-} from "@bmi/core";
+import { type BmiConfig, isBmiError, loadConfig, settingsFromConfig, toBmiError } from "@bmi/core";
 import type { HilClient } from "@bmi/driver-hil";
+import { inspectDatabase } from "./doctor-database.js";
 import { type ConfigDrivers, createDriversFromConfig } from "./wiring.js";
 
 export interface DoctorCheck {
@@ -27,103 +21,83 @@ const LOADERS: Record<BmiConfig["tftp"]["firmware"], string[]> = {
   uefi: ["ipxe.efi"],
 };
 
+/** One check of `bmi doctor`, run on its own so a caller can show each as it happens. */
+export interface DoctorStep {
+  name: DoctorCheck["name"];
+  run(): Promise<DoctorCheck>;
+}
+
+export interface DoctorOptions {
+  path?: string;
+  env?: Record<string, string | undefined>;
+}
+
 /**
  * Checks that the deployment a config describes works: the config loads, the database opens,
  * Ceph answers `rbd ls`, tgtd answers `tgtadm show`, the TFTP root is writable and has its
  * loaders, HIL answers with the configured credentials. Every check runs, whatever failed before.
+ * Nothing is created or changed: the database is read from a copy, directories are probed with access().
  */
-export async function runDoctor(options: {
-  path?: string;
-  env?: Record<string, string | undefined>;
-}): Promise<DoctorCheck[]> {
+export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  for (const step of doctorSteps(options)) checks.push(await step.run());
+  return checks;
+}
+
+/** The checks in order; without a loadable config, only the config check (which fails). */
+export function doctorSteps(options: DoctorOptions): DoctorStep[] {
   const env = options.env ?? process.env;
   let config: BmiConfig;
-  const checks: DoctorCheck[] = [];
+  let warnings: string[];
   try {
-    const loaded = loadConfig({ ...(options.path ? { path: options.path } : {}), env });
-    config = loaded.config;
-    checks.push({
-      name: "config",
-      ok: true,
-      detail: `${config.file ?? "config"} loaded${loaded.warnings.length > 0 ? `; ${loaded.warnings.length} warning(s): ${loaded.warnings.join("; ")}` : ""}`,
-      fix: null,
-    });
+    ({ config, warnings } = loadConfig({ ...(options.path ? { path: options.path } : {}), env }));
   } catch (error) {
-    checks.push({
-      name: "config",
-      ok: false,
-      detail: toBmiError(error, "config").message,
-      fix: "pass --config <file> or set BMI_CONFIG, and correct the named section and key",
-    });
-    return checks;
+    const detail = toBmiError(error, "config").message;
+    const fix = "pass --config <file> or set BMI_CONFIG, and correct the named section and key";
+    return [{ name: "config", run: async () => ({ name: "config", ok: false, detail, fix }) }];
   }
-
-  const settings = settingsFromConfig(config);
-  checks.push(
-    await check("database", "run `bmi db init`, and check that [db] path is writable", () => {
-      const store = openSqliteStore({
-        path: config.db.path,
-        uid: settings.uid,
-        snapshotName: settings.snapshotName,
-      });
-      try {
-        const admin = store.getProject(settings.adminProject);
-        if (!admin) throw new Error(`the admin project ${settings.adminProject} does not exist`);
-        return `${config.db.path}: ${store.listProjects().length} project(s), ${store.listImages().length} image(s)`;
-      } finally {
-        store.close();
-      }
-    }),
-  );
-
+  const noted = warnings.length > 0 ? `; ${warnings.length} warning(s): ${warnings.join("; ")}` : "";
+  const loaded: DoctorCheck = {
+    name: "config",
+    ok: true,
+    detail: `${config.file ?? "config"} loaded${noted}`,
+    fix: null,
+  };
   // Each driver is built inside its own check, so one bad section does not hide the others.
   const driver = <K extends keyof ConfigDrivers>(key: K): ConfigDrivers[K] =>
     createDriversFromConfig(config, { env }, [key])[key];
-  checks.push(
-    await check(
+  const step = (
+    name: DoctorCheck["name"],
+    fix: string,
+    probe: () => Promise<string> | string,
+  ): DoctorStep => ({
+    name,
+    run: () => check(name, fix, probe),
+  });
+  return [
+    { name: "config", run: async () => loaded },
+    step("database", "run `bmi db init`, and check that [db] path is readable", () =>
+      inspectDatabase(config.db.path, settingsFromConfig(config).adminProject),
+    ),
+    step(
       "ceph",
       `check that the monitors in ${config.fs.conf_file} are up and that client.${config.fs.id} (keyring ${config.fs.keyring ?? "default"}) may read pool ${config.fs.pool}`,
       async () => `pool ${config.fs.pool}: ${(await driver("storage").list()).length} RBD image(s)`,
     ),
-  );
-  checks.push(
-    await check(
+    step(
       "tgtd",
       `start tgtd${config.iscsi.tgt_control_port ? ` with --control-port ${config.iscsi.tgt_control_port}` : ""} (Debian packages tgt and tgt-rbd), or correct [iscsi] tgt_control_port`,
       async () => `tgtd answers: ${(await driver("export").list()).length} target(s)`,
     ),
-  );
-  checks.push(
-    await check(
+    step(
       "tftp",
       "install the boot loaders (`installTftpRoot` from @bmi/driver-pxe, or Debian pxelinux, syslinux-common, ipxe) and make the directories writable",
-      async () => {
+      () => {
         driver("boot");
-        const root = config.tftp.ipxe_path;
-        const dirs = [...new Set([root, config.tftp.pxelinux_path])];
-        const later: string[] = [];
-        for (const dir of dirs) {
-          // A fresh root has no pxelinux.cfg/ yet: the boot driver creates it on the first provision.
-          const exists = (await stat(dir).catch(() => null)) !== null;
-          if (!exists && dir !== root && (await isDirectory(dirname(dir)))) later.push(dir);
-          await writableDirectory(exists || dir === root ? dir : dirname(dir));
-        }
-        const wanted = [
-          ...LOADERS[config.tftp.firmware],
-          ...(config.tftp.firmware === "bios" ? [config.tftp.ipxe_kernel] : []),
-        ];
-        const missing: string[] = [];
-        for (const file of wanted) {
-          await access(join(root, file), constants.R_OK).catch(() => missing.push(file));
-        }
-        if (missing.length > 0) throw new Error(`${root} lacks ${missing.join(", ")}`);
-        const note = later.length > 0 ? `; ${later.join(", ")} will be created by the first provision` : "";
-        return `${root} is writable and has ${wanted.join(", ")}${note}`;
+        return tftpRoot(config);
       },
     ),
-  );
-  checks.push(
-    await check(
+    step(
       "hil",
       "check [net_isolator] url and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD), and that [net_isolator] provisioning_network exists in HIL with [net_isolator] channel",
       async () => {
@@ -133,8 +107,30 @@ export async function runDoctor(options: {
         return `${answers}; ${await provisioningNetworkCheck(config, client)}`;
       },
     ),
-  );
-  return checks;
+  ];
+}
+
+async function tftpRoot(config: BmiConfig): Promise<string> {
+  const root = config.tftp.ipxe_path;
+  const dirs = [...new Set([root, config.tftp.pxelinux_path])];
+  const later: string[] = [];
+  for (const dir of dirs) {
+    // A fresh root has no pxelinux.cfg/ yet: the boot driver creates it on the first provision.
+    const exists = (await stat(dir).catch(() => null)) !== null;
+    if (!exists && dir !== root && (await isDirectory(dirname(dir)))) later.push(dir);
+    await writableDirectory(exists || dir === root ? dir : dirname(dir));
+  }
+  const wanted = [
+    ...LOADERS[config.tftp.firmware],
+    ...(config.tftp.firmware === "bios" ? [config.tftp.ipxe_kernel] : []),
+  ];
+  const missing: string[] = [];
+  for (const file of wanted) {
+    await access(join(root, file), constants.R_OK).catch(() => missing.push(file));
+  }
+  if (missing.length > 0) throw new Error(`${root} lacks ${missing.join(", ")}`);
+  const note = later.length > 0 ? `; ${later.join(", ")} will be created by the first provision` : "";
+  return `${root} is writable and has ${wanted.join(", ")}${note}`;
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -143,11 +139,10 @@ async function isDirectory(path: string): Promise<boolean> {
 
 async function writableDirectory(dir: string): Promise<void> {
   if (!(await isDirectory(dir))) throw new Error(`${dir} is not a directory`);
-  const probe = join(dir, `.bmi-doctor-${process.pid}`);
-  await writeFile(probe, "").catch(() => {
+  // access(), not a probe file: doctor changes nothing.
+  await access(dir, constants.W_OK).catch(() => {
     throw new Error(`${dir} is not writable`);
   });
-  await rm(probe, { force: true });
 }
 
 /**

@@ -1,9 +1,13 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { openSqliteStore } from "@bmi/core";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDoctor } from "../src/doctor.js";
+import { EXIT, run } from "../src/index.js";
+import { sink } from "./harness.js";
 
 // Issue 19 point 5: doctor checks the provisioning network in HIL (exists, has the channel) and
 // accepts a freshly installed TFTP root (pxelinux.cfg/ comes with the first provision).
@@ -30,7 +34,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function configFile(net: { network: string; channel: string }): string {
+function configFile(net: { network: string; channel: string }, db = join(dir, "bmi.db")): string {
   const path = join(dir, `bmi-${net.network}-${net.channel.replace("/", "-")}.cfg`);
   writeFileSync(
     path,
@@ -38,7 +42,7 @@ function configFile(net: { network: string; channel: string }): string {
       "[bmi]",
       "uid = 1",
       "[db]",
-      `path = ${join(dir, "bmi.db")}`,
+      `path = ${db}`,
       "[fs]",
       "id = admin",
       "pool = rbd",
@@ -89,5 +93,89 @@ describe("bmi doctor: HIL's provisioning network and a fresh TFTP root", () => {
     expect(channel?.detail).toMatch(
       /has channels vlan\/native, vlan\/300, not \[net_isolator\] channel vlan\/999/,
     );
+  });
+});
+
+describe("bmi doctor changes nothing (issue 21.1)", () => {
+  const listing = (path: string) =>
+    readdirSync(path).map(
+      (name) => `${name}:${statSync(join(path, name)).mtimeMs}:${statSync(join(path, name)).size}`,
+    );
+  const prov = { network: "prov", channel: "vlan/native" };
+
+  it("does not create a missing database (nor any file), and says to run db init", async () => {
+    const dbDir = mkdtempSync(join(dir, "db-missing-"));
+    const before = listing(dbDir);
+    const db = (await runDoctor({ path: configFile(prov, join(dbDir, "bmi.db")), env: {} })).find(
+      (c) => c.name === "database",
+    );
+    expect(db).toMatchObject({ ok: false, detail: `the database ${join(dbDir, "bmi.db")} does not exist` });
+    expect(db?.fix).toMatch(/bmi db init/);
+    expect(listing(dbDir)).toEqual(before);
+  });
+
+  it("reads a closed WAL database without leaving -wal/-shm or touching it", async () => {
+    const dbDir = mkdtempSync(join(dir, "db-wal-"));
+    const path = join(dbDir, "bmi.db");
+    const store = openSqliteStore({ path, uid: "1", snapshotName: "snapshot", create: true });
+    store.createProject("bmi_infra");
+    store.createProject("tenant");
+    store.close();
+    const before = listing(dbDir);
+    const bytes = readFileSync(path);
+    const db = (await runDoctor({ path: configFile(prov, path), env: {} })).find(
+      (c) => c.name === "database",
+    );
+    expect(db).toMatchObject({ ok: true, detail: `${path}: 2 project(s), 0 image(s)` });
+    expect(listing(dbDir)).toEqual(before);
+    expect(readFileSync(path).equals(bytes)).toBe(true);
+  });
+
+  it("leaves an original BMI database at schema 0 (the first real command migrates it)", async () => {
+    const dbDir = mkdtempSync(join(dir, "db-original-"));
+    const path = join(dbDir, "bmi.db");
+    const original = new Database(path);
+    // The original's two tables (as SQLAlchemy made them, trimmed), no user_version.
+    original.exec(`CREATE TABLE project (id INTEGER NOT NULL, name VARCHAR NOT NULL, PRIMARY KEY (id), UNIQUE (name));
+      CREATE TABLE image (id INTEGER NOT NULL, name VARCHAR NOT NULL, is_public BOOLEAN NOT NULL,
+        is_snapshot BOOLEAN NOT NULL, project_id INTEGER NOT NULL, parent_id INTEGER, PRIMARY KEY (id));
+      INSERT INTO project (id, name) VALUES (1, 'bmi_infra');`);
+    original.close();
+    const before = listing(dbDir);
+    const db = (await runDoctor({ path: configFile(prov, path), env: {} })).find(
+      (c) => c.name === "database",
+    );
+    expect(db?.ok, db?.detail).toBe(true);
+    expect(db?.detail).toMatch(/1 project\(s\), 0 image\(s\) \(schema 0: the first command that opens it/);
+    expect(listing(dbDir)).toEqual(before);
+    const reopened = new Database(path, { readonly: true });
+    expect(reopened.pragma("user_version", { simple: true })).toBe(0);
+    reopened.close();
+  });
+
+  it("names a missing admin project", async () => {
+    const dbDir = mkdtempSync(join(dir, "db-noadmin-"));
+    const path = join(dbDir, "bmi.db");
+    openSqliteStore({ path, uid: "1", snapshotName: "snapshot", create: true }).close();
+    const db = (await runDoctor({ path: configFile(prov, path), env: {} })).find(
+      (c) => c.name === "database",
+    );
+    expect(db).toMatchObject({ ok: false, detail: "the admin project bmi_infra does not exist" });
+  });
+});
+
+describe("bmi doctor's progress", () => {
+  it("shows each check as it runs on a terminal (stderr), and the results on stdout", async () => {
+    const out = sink();
+    const err = sink(true);
+    const path = configFile({ network: "prov", channel: "vlan/native" });
+    const code = await run(["--config", path, "doctor"], { stdout: out.stream, stderr: err.stream, env: {} });
+    expect(code).toBe(EXIT.serverFault); // no Ceph, no tgtd here
+    for (const name of ["config", "database", "ceph", "tgtd", "tftp", "hil"]) {
+      expect(err.text()).toMatch(new RegExp(`${name}: `));
+      expect(out.text()).toMatch(new RegExp(`^(OK  |FAIL) ${name}`, "m"));
+    }
+    expect(err.text()).toMatch(/hil: HIL at .* answers/);
+    expect(err.text() + out.text()).not.toContain("bmi-pw-12345");
   });
 });

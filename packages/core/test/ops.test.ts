@@ -287,6 +287,18 @@ describe("provision and deprovision", () => {
     expect((await thrown(() => bmi.deprovision({ project: "p2", node: "n1" }))).code).toBe("forbidden");
   });
 
+  it("refuses to deprovision through another NIC than the provisioned one, and keeps everything", async () => {
+    const { bmi, boot } = await setup();
+    await bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden", nic: "eth0" });
+    const wrong = await thrown(() => bmi.deprovision({ project: "p1", node: "n1", nic: "eth1" }));
+    expect(wrong.code).toBe("invalid_input");
+    expect(wrong.message).toBe("node n1 is provisioned through NIC eth0, not eth1");
+    expect(await boot.read("n1")).not.toBeNull();
+    expect(bmi.listProvisionings()).toHaveLength(1);
+    await bmi.deprovision({ project: "p1", node: "n1", nic: "eth0" });
+    expect(bmi.listProvisionings()).toEqual([]);
+  });
+
   it("provisions a batch with a concurrency limit and reports each node", async () => {
     const { bmi } = await setup();
     const results = await bmi.provisionMany(

@@ -184,6 +184,8 @@ function bootNic(node: NodeInfo, name: string, label: string | undefined): NodeI
 const DeprovisionInput = z.strictObject({
   project: ProjectName,
   node: NodeName,
+  /** The NIC the caller believes boots the node (the original's `nic`): refused if it is another. */
+  nic: NicLabel.optional(),
   /** Also delete the node's disk (its clone, target and row). */
   deleteDisk: z.boolean().optional(),
   /**
@@ -207,6 +209,17 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
     }
     if (record.project !== args.project) {
       throw new BmiError("forbidden", `node ${args.node} is not provisioned by project ${args.project}`);
+    }
+    // Checked under the node's lock, so it holds for the record this deprovision removes.
+    if (args.nic !== undefined && args.nic !== record.nic) {
+      throw new BmiError(
+        "invalid_input",
+        `node ${args.node} is provisioned through NIC ${record.nic}, not ${args.nic}`,
+        {
+          subsystem: "isolation",
+          details: { field: "nic", nic: record.nic },
+        },
+      );
     }
     const project = requireProject(ctx, args.project);
     if (args.force)
