@@ -10,9 +10,10 @@ APT_PACKAGES=(
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf
   python3 python3-rbd util-linux coreutils
   debootstrap grub-pc-bin e2fsprogs fdisk
+  dnsmasq-base iproute2
 )
 # One binary per package tells whether it is installed (dpkg -s is slow for 17 packages).
-APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout debootstrap sfdisk mkfs.ext4 grub-mkimage)
+APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout debootstrap sfdisk mkfs.ext4 grub-mkimage dnsmasq ip bridge)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
