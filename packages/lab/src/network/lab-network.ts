@@ -214,6 +214,8 @@ async function build(
     ports.add(tap);
   }
 
+  // dnsmasq watches the hosts dir only if it exists when it starts.
+  if (input.dhcpHostsDir !== undefined) await mkdir(input.dhcpHostsDir, { recursive: true });
   const dnsmasq = await startDnsmasq({
     netns,
     bridge,
