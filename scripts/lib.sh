@@ -3,7 +3,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PNPM_VERSION=10.34.9
 # Debian packages the lab needs: Ceph (mon, OSD, mgr, rbd), tgt with its rbd backing store,
-# an iSCSI initiator for checks, qemu + iPXE + pxelinux (+ OVMF for UEFI) for booting VMs.
+# an iSCSI initiator for checks, qemu + iPXE + pxelinux (+ OVMF for UEFI) for booting VMs,
+# dnsmasq-base (the binary only: the `dnsmasq` package would start a host-wide service) and
+# iproute2 for the lab's provisioning network.
 APT_PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common
   tgt tgt-rbd libiscsi-bin qemu-utils qemu-block-extra

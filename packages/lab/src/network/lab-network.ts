@@ -10,7 +10,7 @@ import {
   cleanUpDeadLab,
   NETNS_PREFIX,
   type NetworkStateRecord,
-  removeRecorded,
+  removeAndForget,
   writeNetworkState,
 } from "./state-file.js";
 
@@ -182,7 +182,7 @@ export async function startLabNetwork(
   try {
     return await build(input, netns, state, log);
   } catch (error) {
-    await removeRecorded(state).catch(() => undefined);
+    await removeAndForget(input.dir, state).catch(() => undefined);
     throw error;
   }
 }
@@ -285,7 +285,7 @@ async function build(
       stopped = true;
       await dnsmasq.stop();
       // The state file names everything (also what a failed probe left half made); then it goes.
-      await cleanUpDeadLab(input.dir);
+      await removeAndForget(input.dir, state);
     },
   };
 }

@@ -57,17 +57,22 @@ export async function removeRecorded(state: NetworkStateRecord): Promise<void> {
 
 /**
  * What a lab killed before its stop left in `dir`: removed when its owner is dead. A live owner
- * (another process running this lab) is refused, never touched.
+ * (another process running this lab, or this one) is refused, never touched.
  */
 export async function cleanUpDeadLab(dir: string): Promise<NetworkStateRecord | null> {
   const state = await readNetworkState(dir);
   if (state === null) return null;
-  if (state.ownerPid !== process.pid && (await isAlive(state.ownerPid))) {
+  if (await isAlive(state.ownerPid)) {
     throw new Error(
       `the lab network in ${dir} belongs to the live process ${state.ownerPid}; stop that lab first`,
     );
   }
+  await removeAndForget(dir, state);
+  return state;
+}
+
+/** Removes what `state` names, then the state file. */
+export async function removeAndForget(dir: string, state: NetworkStateRecord): Promise<void> {
   await removeRecorded(state);
   await rm(stateFileOf(dir), { force: true });
-  return state;
 }
