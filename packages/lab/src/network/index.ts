@@ -10,4 +10,5 @@ export {
   startLabNetwork,
   type UserModeNetwork,
 } from "./lab-network.js";
+export { bridgeLoopbackPorts, cephClientPorts, type LoopbackBridge } from "./loopback-bridge.js";
 export { NETNS_PREFIX, readNetworkState } from "./state-file.js";

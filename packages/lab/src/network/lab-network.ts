@@ -6,6 +6,7 @@ import { z } from "zod";
 import { createBridgeSwitch, vlanBridge } from "./bridge-switch.js";
 import { ipIn, mustRun, runCommand } from "./commands.js";
 import { type BootChain, type DnsmasqHandle, startDnsmasq } from "./dnsmasq.js";
+import { bridgeLoopbackPorts } from "./loopback-bridge.js";
 import {
   cleanUpDeadLab,
   NETNS_PREFIX,
@@ -60,6 +61,7 @@ const OptionsSchema = z.object({
     .regex(/^[\w.-]+(\/[\w.-]+)*$/)
     .default("ipxe-mac/boot.ipxe"),
   mode: z.enum(["auto", "netns", "user"]).default("auto"),
+  hostLoopbackPorts: z.array(z.number().int().min(1).max(65535)).max(64).default([]),
   log: z.function().optional(),
 });
 
@@ -88,6 +90,12 @@ export interface StartLabNetworkOptions {
   ipxeBootFile?: string;
   /** `auto` (default): a real network when root with netns and /dev/net/tun, else qemu's user mode. */
   mode?: "auto" | "netns" | "user";
+  /**
+   * Ports of the host's 127.0.0.1 that processes inside the namespace reach at their own
+   * 127.0.0.1 (the lab's Ceph monitors and OSDs, `cephClientPorts()`, for tgtd's rbd backing
+   * store), through unix sockets: nothing is routed out of the namespace.
+   */
+  hostLoopbackPorts?: number[];
   /** Where the lab says which network it uses. */
   log?: (line: string) => void;
 }
@@ -228,6 +236,14 @@ async function build(
   });
   state.processes.push({ pid: dnsmasq.pid, match: dnsmasq.pidFile });
   await writeNetworkState(input.dir, state);
+  const loopback =
+    input.hostLoopbackPorts.length === 0
+      ? undefined
+      : await bridgeLoopbackPorts(netns, input.dir, input.hostLoopbackPorts);
+  if (loopback !== undefined) {
+    state.processes.push({ pid: loopback.pid, match: input.dir });
+    await writeNetworkState(input.dir, state);
+  }
 
   const probes: LabProbe[] = [];
   const addProbe = async (name: string): Promise<LabProbe> => {
@@ -284,6 +300,7 @@ async function build(
       if (stopped) return;
       stopped = true;
       await dnsmasq.stop();
+      await loopback?.stop();
       // The state file names everything (also what a failed probe left half made); then it goes.
       await removeAndForget(input.dir, state);
     },
