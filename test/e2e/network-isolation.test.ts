@@ -27,6 +27,7 @@ import {
   startLabNetwork,
   startTgtd,
   type TgtdHandle,
+  waitFor,
 } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { filePrefix, rbdAsClient } from "../integration/ceph-helpers.js";
@@ -247,7 +248,13 @@ describe("the lab's provisioning network", () => {
     await isolation.attach(provisioningOf(node));
     const unknown = await tryBoot(node, "attached, not provisioned");
     expect(unknown.booted).toBe(false);
-    expect((await dnsmasqLog()).some((l) => l.includes(`${node.mac} ignored`))).toBe(true);
+    // dnsmasq saw its DISCOVERs and ignored them (the switch let them through).
+    const ignored = await waitFor(
+      "dnsmasq to log the ignored DISCOVER",
+      async () => (await dnsmasqLog()).some((l) => l.includes(`${node.mac} ignored`)),
+      { timeoutMs: 10_000 },
+    ).catch(async () => (await dnsmasqLog()).slice(-15).join("\n"));
+    expect(ignored, String(ignored)).toBe(true);
     expect(await leased(node.mac)).toBe(false);
     await isolation.detach(provisioningOf(node));
 
@@ -292,7 +299,7 @@ describe("the lab's provisioning network", () => {
       const url = `iscsi://${network.hostAddress}:${tgtd.port}/${target.target}/1`;
       const fromA = await probes.os01?.run("iscsi-inq", ["-i", `${IQN}:os-01`, url]);
       expect(fromA?.exitCode, fromA?.stderr).toBe(0);
-      const fromB = await probes.osB?.run("timeout", ["20", "iscsi-inq", "-i", `${IQN}:os-b`, url]);
+      const fromB = await probes.osB?.run("timeout", ["10", "iscsi-inq", "-i", `${IQN}:os-b`, url]);
       expect(fromB?.exitCode).not.toBe(0);
       expect(`${fromB?.stderr}`).not.toMatch(/Login Failed/); // not refused by tgt: never reached it
       notes.push(
