@@ -28,6 +28,7 @@ import {
   startTgtd,
   type TgtdHandle,
 } from "@bmi/lab";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { filePrefix, rbdAsClient } from "../integration/ceph-helpers.js";
 
@@ -245,6 +246,10 @@ describe("the lab's provisioning network", () => {
     const node = nodes.pxelinux;
     // On the provisioning VLAN, but not provisioned: dnsmasq has no host entry and ignores it.
     await isolation.attach(provisioningOf(node));
+    notes.push(
+      `links before node-02's first boot:\n${(await execa("ip", ["-n", network.netns, "-o", "link", "show"])).stdout}`,
+    );
+    notes.push(`bridge ports:\n${(await execa("bridge", ["-n", network.netns, "link"])).stdout}`);
     const unknown = await tryBoot(node, "attached, not provisioned");
     expect(unknown.booted).toBe(false);
     // Whether dnsmasq logged the DISCOVERs it ignored is reported, not asserted: in 2 of 4 runs
