@@ -14,5 +14,7 @@ export function pxeOptionsFromConfig(config: BmiConfig): PxeBootOptions {
     menuTimeout: tftp.menu_timeout,
     // `any`: plain `dhcp`, which tries every NIC (one-NIC nodes and VMs); `netN` pins one NIC.
     bootNic: tftp.boot_nic === "any" ? null : tftp.boot_nic,
+    ...(tftp.dhcp_hosts_path === null ? {} : { dhcpHostsPath: tftp.dhcp_hosts_path }),
+    ...(tftp.dnsmasq_pid_file === null ? {} : { dnsmasqPidFile: tftp.dnsmasq_pid_file }),
   };
 }

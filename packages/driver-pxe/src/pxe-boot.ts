@@ -17,6 +17,7 @@ import {
   writeFileAtomic,
 } from "@bmi/core";
 import { z } from "zod";
+import { HOSTS_SUFFIX, parseHostsFile, reloadDnsmasq, renderHostsFile } from "./dhcp-hosts.js";
 import {
   hyphenated,
   macFromFileName,
@@ -54,6 +55,11 @@ const Options = z.object({
     error: "must name a file",
   }).optional(),
   menuTimeout: z.number().int().min(0).max(36000).optional(),
+  dhcpHostsPath: z.string().optional(),
+  dnsmasqPidFile: z
+    .string()
+    .refine(isAbsolute, { error: "dnsmasqPidFile must be an absolute path" })
+    .optional(),
 });
 
 export interface PxeBootOptions {
@@ -78,11 +84,29 @@ export interface PxeBootOptions {
   ipxeKernel?: string;
   /** pxelinux menu timeout in tenths of a second (default 30, the original's 3 s). */
   menuTimeout?: number;
+  /**
+   * `[dhcp] hosts_path`: also write one dnsmasq host entry per provisioned MAC, as `<node>.hosts`
+   * in this directory inside the root (dnsmasq's `--dhcp-hostsdir`, run with
+   * `--dhcp-ignore=tag:!known` so only those MACs get a lease). Default: none.
+   */
+  dhcpHostsPath?: string;
+  /**
+   * `[dhcp] dnsmasq_pid_file`: the dnsmasq to SIGHUP when a host entry is removed or changed
+   * (it picks new files up by itself, but forgets removed entries only on SIGHUP).
+   */
+  dnsmasqPidFile?: string;
 }
 
 export interface PxeBoot extends BootDriver {
   /** The resolved layout, relative to the root ("" = the root itself). */
-  readonly layout: { root: string; ipxeDir: string; pxelinuxDir: string; macScriptDir: string };
+  readonly layout: {
+    root: string;
+    ipxeDir: string;
+    pxelinuxDir: string;
+    macScriptDir: string;
+    /** Where the dnsmasq host entries go, or null when the driver writes none. */
+    dhcpHostsDir: string | null;
+  };
 }
 
 const Spec = BootSpecSchema;
@@ -178,6 +202,25 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       details: { field: "macScriptPath" },
     });
   }
+  const dhcpHostsDir =
+    parsed.dhcpHostsPath === undefined ? null : relativeDir(root, parsed.dhcpHostsPath, "", "dhcpHostsPath");
+  // dnsmasq reads every file in its hosts dir as host entries: it must hold nothing else.
+  if (dhcpHostsDir !== null && [ipxeDir, pxelinuxDir, macScriptDir].includes(dhcpHostsDir)) {
+    throw new BmiError(
+      "invalid_input",
+      "invalid dhcpHostsPath: must be a directory of its own in the TFTP root",
+      {
+        subsystem: "boot",
+        details: { field: "dhcpHostsPath" },
+      },
+    );
+  }
+  const pidFile = parsed.dnsmasqPidFile;
+  const reload = async () => {
+    if (pidFile !== undefined) await reloadDnsmasq(pidFile);
+  };
+  const hostsFileOf = (node: string) =>
+    dhcpHostsDir === null ? null : under(dhcpHostsDir, `${node}${HOSTS_SUFFIX}`);
   const bootNic = parsed.bootNic ?? null;
   const kernel = parsed.ipxeKernel ?? "ipxe.lkrn";
   const timeout = parsed.menuTimeout ?? 30;
@@ -300,14 +343,23 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     index: string[] | null;
     /** Its per-MAC entries. */
     own: MacEntry[];
+    /** The MACs of its dnsmasq host file, or null when it has none. */
+    hosts: string[] | null;
   }
+
+  const readHosts = async (node: string): Promise<string[] | null> => {
+    const file = hostsFileOf(node);
+    const text = file === null ? null : await readText(file);
+    return text === null ? null : parseHostsFile(text, node);
+  };
 
   /** A node's files, from its index (O(its MACs)); a full scan only for nodes without one. */
   const nodeFiles = async (node: string): Promise<NodeFiles> => {
-    const [script, index, legacy] = await Promise.all([
+    const [script, index, legacy, hosts] = await Promise.all([
       readText(nodeScriptOf(node)),
       readIndex(node),
       legacyEntries(),
+      readHosts(node),
     ]);
     let candidates: string[];
     if (index !== null) {
@@ -324,21 +376,23 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       // A listed file that now boots another node is not ours to report or remove.
       if (entry !== null && entry.node === node) own.push(entry);
     }
-    return { script, index, own };
+    return { script, index, own, hosts };
   };
 
   const entryOf = (node: string, files: NodeFiles, hasIndex: boolean): BootEntry | null => {
-    const { script: text, own } = files;
-    if (text === null && own.length === 0) return null;
+    const { script: text, own, hosts } = files;
+    if (text === null && own.length === 0 && hosts === null) return null;
     const script = nodeScriptOf(node);
+    const hostsFile = hostsFileOf(node);
     const all = [
       ...(text === null ? [] : [script]),
       ...(hasIndex ? [indexOf(node)] : []),
       ...own.map((entry) => entry.file),
+      ...(hosts === null || hostsFile === null ? [] : [hostsFile]),
     ].sort();
     return {
       node,
-      macs: [...new Set(own.map((entry) => entry.mac))].sort(),
+      macs: [...new Set([...own.map((entry) => entry.mac), ...(hosts ?? [])])].sort(),
       target: text === null ? null : parseNodeScript(text),
       firmware: own.some((entry) => entry.kind === "pxelinux") || own.length === 0 ? "bios" : "uefi",
       files: all,
@@ -372,7 +426,7 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
   return {
     name: "pxe",
     capabilities: { firmware: FIRMWARE },
-    layout: { root, ipxeDir, pxelinuxDir, macScriptDir },
+    layout: { root, ipxeDir, pxelinuxDir, macScriptDir, dhcpHostsDir },
 
     async write(spec: BootSpec, call?: CallOptions): Promise<BootEntry> {
       const input = parseInput(Spec, spec, "boot", "boot");
@@ -397,7 +451,8 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         }
       }
       const before = await nodeFiles(input.node);
-      const existed = before.script !== null || before.own.length > 0 || before.index !== null;
+      const existed =
+        before.script !== null || before.own.length > 0 || before.index !== null || before.hosts !== null;
       const script = nodeScriptOf(input.node);
       const wanted = new Map<string, { text: string; mode: number }>();
       wanted.set(script, {
@@ -417,7 +472,12 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
           mode: ENTRY_MODE,
         });
       }
-      const entryFiles = [...wanted.keys()].filter((file) => file !== script);
+      const hostsFile = hostsFileOf(input.node);
+      const hostsText = renderHostsFile(input.node, macs);
+      if (hostsFile !== null) wanted.set(hostsFile, { text: hostsText, mode: ENTRY_MODE });
+      // dnsmasq forgets a changed entry's old MACs only when told (new files it reads by itself).
+      const hostsChanged = before.hosts !== null && renderHostsFile(input.node, before.hosts) !== hostsText;
+      const entryFiles = [...wanted.keys()].filter((file) => file !== script && file !== hostsFile);
       const stale = before.own.filter((entry) => !wanted.has(entry.file)).map((entry) => entry.file);
       const index = indexOf(input.node);
       try {
@@ -431,9 +491,13 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         // earlier BMI wrote) would keep booting it from another NIC: remove them.
         await all(stale.map(removeFile));
         if (stale.length > 0) await write(index, renderIndex(input.node, entryFiles), ENTRY_MODE);
+        if (hostsChanged) await reload();
       } catch (error) {
-        // A node that had no files must not be left half-written.
-        if (!existed) await Promise.allSettled([...wanted.keys(), index].map(removeFile));
+        // A node that had no files must not be left half-written (dnsmasq may have read its entry).
+        if (!existed) {
+          await Promise.allSettled([...wanted.keys(), index].map(removeFile));
+          if (hostsFile !== null) await reload().catch(() => undefined);
+        }
         throw error;
       }
       legacy.delete(input.node);
@@ -446,8 +510,14 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     async remove(node: string, call?: CallOptions): Promise<void> {
       const name = parseInput(NodeName, node, "node", "boot");
       checkSignal(call?.signal, "remove");
-      const { own } = await nodeFiles(name);
-      // Per-MAC entries first: a half-removed node then has no way to reach a missing script.
+      const { own, hosts } = await nodeFiles(name);
+      // The DHCP entry first: a node being removed gets no new lease, then no boot file.
+      const hostsFile = hostsFileOf(name);
+      if (hosts !== null && hostsFile !== null) {
+        await removeFile(hostsFile);
+        await reload();
+      }
+      // Per-MAC entries next: a half-removed node then has no way to reach a missing script.
       // The index goes last, so a removal cut short is finished by the next one.
       await all(own.map((entry) => removeFile(entry.file)));
       await removeFile(nodeScriptOf(name));
@@ -472,11 +542,21 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         // Other .ipxe files in the root (menus, the user's own) are not node scripts.
         if (text !== null && parseNodeScript(text) !== null) nodes.add(node);
       }
+      if (dhcpHostsDir !== null) {
+        for (const name of await listDir(dhcpHostsDir)) {
+          const node = name.endsWith(HOSTS_SUFFIX) ? name.slice(0, -HOSTS_SUFFIX.length) : "";
+          if (NodeName.safeParse(node).success && (await readHosts(node)) !== null) nodes.add(node);
+        }
+      }
       const result: BootEntry[] = [];
       for (const node of [...nodes].sort()) {
-        const [script, index] = await Promise.all([readText(nodeScriptOf(node)), readText(indexOf(node))]);
+        const [script, index, hosts] = await Promise.all([
+          readText(nodeScriptOf(node)),
+          readText(indexOf(node)),
+          readHosts(node),
+        ]);
         const own = entries.filter((entry) => entry.node === node);
-        const entry = entryOf(node, { script, index: null, own }, index !== null);
+        const entry = entryOf(node, { script, index: null, own, hosts }, index !== null);
         if (entry !== null) result.push(entry);
       }
       return result;

@@ -54,6 +54,78 @@ testBootDriver({
   },
 });
 
+testBootDriver({
+  name: "pxe (with dnsmasq host entries in dhcp-hosts/)",
+  create: async () => {
+    const dir = await makeTempDir("pxe");
+    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts" });
+    return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
+  },
+});
+
+describe("dnsmasq host entries", () => {
+  let dir: { path: string; remove: () => Promise<void> };
+  beforeEach(async () => {
+    dir = await makeTempDir("pxe-dhcp");
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+  const spec = (macs: string[]) => ({
+    node: "node-07",
+    macs,
+    target: { name: "iqn.2026-11.org.bmi:1img7", portal: "10.0.2.2", port: 3260, lun: 1 },
+    firmware: "bios" as const,
+    label: "disk",
+  });
+
+  it("writes one dhcp-host line per MAC, reports the file, and removes it at remove", async () => {
+    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: `${dir.path}/dhcp-hosts/` });
+    const entry = await driver.write(spec(["52:54:00:AA:BB:02", "52:54:00:aa:bb:01"]));
+    expect(entry.files).toContain("dhcp-hosts/node-07.hosts");
+    expect(await readFile(join(dir.path, "dhcp-hosts/node-07.hosts"), "utf8")).toBe(
+      "# BMI: DHCP host entries of node node-07\n52:54:00:aa:bb:01,set:bmi\n52:54:00:aa:bb:02,set:bmi\n",
+    );
+    await driver.remove("node-07");
+    expect(await exists(join(dir.path, "dhcp-hosts/node-07.hosts"))).toBe(false);
+  });
+
+  it("lists a node that only has a host entry left, so reconcile finds it", async () => {
+    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts" });
+    await driver.write(spec(["52:54:00:aa:bb:01"]));
+    await rm(join(dir.path, "node-07.ipxe"));
+    await rm(join(dir.path, "node-07.bmi-index"));
+    await rm(join(dir.path, "pxelinux.cfg"), { recursive: true });
+    await rm(join(dir.path, "ipxe-mac"), { recursive: true });
+    const listed = await driver.list();
+    expect(listed.map((e) => [e.node, e.files, e.macs])).toEqual([
+      ["node-07", ["dhcp-hosts/node-07.hosts"], ["52:54:00:aa:bb:01"]],
+    ]);
+  });
+
+  it("refuses a hosts dir shared with boot files, or outside the root", () => {
+    expect(() => createPxeBoot({ root: dir.path, dhcpHostsPath: "pxelinux.cfg" })).toThrow(/dhcpHostsPath/);
+    expect(() => createPxeBoot({ root: dir.path, dhcpHostsPath: "" })).toThrow(/dhcpHostsPath/);
+    expect(() => createPxeBoot({ root: dir.path, dhcpHostsPath: "/etc/dnsmasq.d" })).toThrow(
+      /inside the TFTP root/,
+    );
+  });
+
+  it("a removal whose dnsmasq cannot be told is unavailable (retryable), and signals nothing else", async () => {
+    const pidFile = join(dir.path, "dnsmasq.pid");
+    await writeFile(pidFile, `${process.pid}\n`); // this test process: not a dnsmasq
+    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts", dnsmasqPidFile: pidFile });
+    await driver.write(spec(["52:54:00:aa:bb:01"]));
+    const error = await driver.remove("node-07").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BmiError);
+    expect((error as BmiError).code).toBe("unavailable");
+    expect((error as BmiError).message).toMatch(/is not dnsmasq/);
+    // The entry is gone from disk; a retry finishes the rest.
+    await driver.remove("node-07");
+    expect(await driver.read("node-07")).toBeNull();
+  });
+});
+
 const target = { name: "iqn.2026-11.org.bmi:1img7", portal: "10.0.2.2", port: 3261, lun: 1 };
 const spec = {
   node: "node-07",

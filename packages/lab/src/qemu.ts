@@ -28,6 +28,11 @@ export interface BootVmOptions {
   uuid?: string;
   /** qemu `-boot` order for a network boot: `n` (default, the network) or `c` (the local disk). */
   bootOrder?: "n" | "c";
+  /**
+   * `user` (default): qemu's own network, DHCP and TFTP from `tftpRoot`/`bootfile`. A tap: the
+   * NIC is that tap of the lab network (qemu runs inside `netns`), whose dnsmasq answers it.
+   */
+  network?: "user" | { tap: string; netns: string };
   qemu?: string;
   signal?: AbortSignal;
 }
@@ -115,6 +120,19 @@ export async function qemuArgs(
     args.push("-drive", `file=${options.disk},format=raw,if=ide`, "-boot", "c", "-net", "none");
     return args;
   }
+  if (typeof options.network === "object") {
+    const { tap } = options.network;
+    if (!/^[\w-]{1,15}$/.test(tap)) throw new Error(`bad tap name ${tap}`);
+    args.push(
+      "-netdev",
+      `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      "-device",
+      `${nic},netdev=n0,mac=${options.mac}`,
+      "-boot",
+      "n",
+    );
+    return args;
+  }
   if (options.tftpRoot === undefined || options.bootfile === undefined) {
     throw new Error("bootVm needs tftpRoot and bootfile for a network boot, or disk for a local one");
   }
@@ -148,8 +166,10 @@ export async function bootVm(options: BootVmOptions): Promise<BootVmResult> {
   let pid: number | undefined;
   try {
     const args = await qemuArgs(options, serialLog);
-    const command = [qemu, ...args];
-    const child = spawn(qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const netns = typeof options.network === "object" ? options.network.netns : undefined;
+    // `ip netns exec` execs qemu itself: the PID we stop is qemu's.
+    const command = netns === undefined ? [qemu, ...args] : ["ip", "netns", "exec", netns, qemu, ...args];
+    const child = spawn(command[0] as string, command.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr?.on("data", (chunk: Buffer) => {
       if (stderr.length < 16_384) stderr += chunk.toString("utf8");

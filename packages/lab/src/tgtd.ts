@@ -24,6 +24,11 @@ export interface StartTgtdOptions {
   controlPort?: number;
   /** How long to wait for tgtd to answer. */
   timeoutMs?: number;
+  /**
+   * Run tgtd inside this network namespace (the lab network's), so its portal is on the lab's
+   * provisioning VLAN; tgtadm still reaches it through its control socket in /var/run/tgtd.
+   */
+  netns?: string;
 }
 
 export interface TgtdHandle {
@@ -62,6 +67,7 @@ class TgtdStartError extends Error {
 }
 
 async function launch(
+  netns: string | undefined,
   portal: string,
   port: number,
   controlPort: number,
@@ -71,9 +77,12 @@ async function launch(
   const fd = openSync(logFile, "a");
   let child: ChildProcess;
   try {
-    child = spawn("tgtd", ["-f", "-C", String(controlPort), "--iscsi", `portal=${portal}:${port}`], {
-      stdio: ["ignore", fd, fd],
-    });
+    const args = ["-f", "-C", String(controlPort), "--iscsi", `portal=${portal}:${port}`];
+    // `ip netns exec` execs tgtd itself, so the PID we stop is tgtd's.
+    child =
+      netns === undefined
+        ? spawn("tgtd", args, { stdio: ["ignore", fd, fd] })
+        : spawn("ip", ["netns", "exec", netns, "tgtd", ...args], { stdio: ["ignore", fd, fd] });
   } finally {
     closeSync(fd);
   }
@@ -138,7 +147,7 @@ export async function startTgtd(options: StartTgtdOptions = {}): Promise<TgtdHan
   let child: ChildProcess | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
-      child = await launch(portal, port, controlPort, logFile, timeoutMs);
+      child = await launch(options.netns, portal, port, controlPort, logFile, timeoutMs);
       break;
     } catch (error) {
       const retryWith = error instanceof TgtdStartError ? error.retryWith : "none";
@@ -204,7 +213,7 @@ export async function startTgtd(options: StartTgtdOptions = {}): Promise<TgtdHan
 
   const restart = async () => {
     if (await isAlive(pidOf())) await kill();
-    current = await launch(portal, port, controlPort, logFile, timeoutMs);
+    current = await launch(options.netns, portal, port, controlPort, logFile, timeoutMs);
   };
 
   return {

@@ -85,6 +85,10 @@ export interface BmiConfig {
     /** pxelinux menu timeout in tenths of a second (`TIMEOUT 30` = 3 s). */
     menu_timeout: number;
     dnsmasq_leases: string;
+    /** Where the PXE driver writes one dnsmasq host entry per provisioned MAC (inside the TFTP root); null: none. */
+    dhcp_hosts_path: string | null;
+    /** The dnsmasq to SIGHUP when a host entry goes (it only adds entries by itself); null: none. */
+    dnsmasq_pid_file: string | null;
   };
   /** The REST server's bind address; null when the file has no `[rest_api]` (no server). */
   rest_api: { ip: string; port: number } | null;
@@ -255,6 +259,8 @@ function sectionSchemas(baseDir: string) {
       ipxe_kernel: simpleName("a file name").default("ipxe.lkrn"),
       menu_timeout: int(0, 36_000).default(30),
       dnsmasq_leases: path.default("/var/lib/misc/dnsmasq.leases"),
+      dhcp_hosts_path: dir.nullable().default(null),
+      dnsmasq_pid_file: path.nullable().default(null),
     }),
     rest_api: z.object({ ip: Host, port }),
     logs: z.object({

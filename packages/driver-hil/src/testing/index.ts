@@ -13,3 +13,4 @@ export {
 } from "./obmd.js";
 export { type HilServer, type HilServerKnobs, type HilServerOptions, startHilServer } from "./server.js";
 export type { HilState, NetworkingAction, NetworkState, NicState, NodeState } from "./state.js";
+export { type SwitchBackend, type SwitchNic, type SwitchVlan, vlanOfChannel } from "./switch.js";

@@ -7,7 +7,6 @@ import { type HilFixture, loadFixture } from "./fixture.js";
 import { createMemoryMachine, createObmdEndpoint, type ObmdEndpoint, type ObmdMachine } from "./obmd.js";
 import { type Caller, matchPattern, type Reply, type Route, routes } from "./routes.js";
 import {
-  applyAction,
   authorization,
   createState,
   HilApiError,
@@ -22,6 +21,7 @@ import {
   snapshotView,
   validation,
 } from "./state.js";
+import { createActionApplier, type SwitchBackend } from "./switch.js";
 
 export interface HilServerOptions {
   /** The world the server starts with. */
@@ -43,6 +43,11 @@ export interface HilServerOptions {
    * `<url>/obmd`, where fixture nodes without an `obmd` point); default: an in-memory machine.
    */
   machine?: (node: string) => ObmdMachine;
+  /**
+   * A real switch the networking daemon programs (the lab's bridge); default none: records only.
+   * With one, an action's DONE follows the switch's change, and a refusal ends it in ERROR.
+   */
+  switch?: SwitchBackend;
 }
 
 /** What real HIL does that a kind fake would not; each can be changed while the server runs. */
@@ -293,6 +298,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     queue: [] as NetworkingAction[],
     busy: false,
   };
+  const applyAction = createActionApplier(state, options.switch);
 
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
@@ -303,7 +309,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
   };
   const apply = (action: NetworkingAction) => {
     if (daemon.paused) daemon.backlog.push(action);
-    else applyAction(state, action);
+    else applyAction(action);
   };
   /** The serial daemon: the head of the queue takes `actionMs`, then the next one starts. */
   const applyNext = () => {
@@ -422,13 +428,13 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     faults,
     obmd,
     flushActions() {
-      for (const action of state.actions.values()) applyAction(state, action);
+      for (const action of state.actions.values()) applyAction(action);
     },
     releaseActions(outcome = "done") {
       for (const action of state.actions.values()) {
         if (action.status === "PENDING" && action.outcome === "hold") {
           action.outcome = outcome;
-          applyAction(state, action);
+          applyAction(action);
         }
       }
     },
@@ -438,7 +444,7 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     },
     resumeDaemon() {
       daemon.paused = false;
-      for (const action of daemon.backlog.splice(0)) applyAction(state, action);
+      for (const action of daemon.backlog.splice(0)) applyAction(action);
     },
     async close() {
       for (const timer of timers) clearTimeout(timer);

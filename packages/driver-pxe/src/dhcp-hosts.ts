@@ -1,0 +1,52 @@
+import { readFile } from "node:fs/promises";
+import { BmiError } from "@bmi/core";
+
+/** Suffix of a node's dnsmasq host file (`<node>.hosts`) in the `dhcp-hostsdir`. */
+export const HOSTS_SUFFIX = ".hosts";
+const HEADER = "# BMI: DHCP host entries of node ";
+
+/**
+ * A node's dnsmasq host file: one `dhcp-host` line per MAC (`<mac>,set:bmi`), which marks the
+ * MAC `known` to a dnsmasq run with `--dhcp-ignore=tag:!known`, so only provisioned MACs get a lease.
+ */
+export const renderHostsFile = (node: string, macs: readonly string[]): string =>
+  `${HEADER}${node}\n${[...macs]
+    .sort()
+    .map((mac) => `${mac},set:bmi\n`)
+    .join("")}`;
+
+/** The MACs in a host file BMI wrote, or null for any other file. */
+export function parseHostsFile(text: string, node: string): string[] | null {
+  const [first, ...lines] = text.split("\n");
+  if (first !== `${HEADER}${node}`) return null;
+  return lines.filter((line) => line !== "").map((line) => line.split(",")[0] ?? "");
+}
+
+/**
+ * Tells the dnsmasq in `pidFile` to re-read its host files (SIGHUP): it adds new entries by
+ * itself but forgets removed or changed ones only then. The PID must be a dnsmasq's.
+ */
+export async function reloadDnsmasq(pidFile: string): Promise<void> {
+  const fail = (why: string, cause?: unknown) =>
+    new BmiError(
+      "unavailable",
+      `dnsmasq (pid file ${pidFile}) could not be told to re-read its host entries: ${why}`,
+      {
+        subsystem: "boot",
+        cause,
+        details: { pidFile },
+      },
+    );
+  const text = await readFile(pidFile, "utf8").catch((error: unknown) => {
+    throw fail("no pid file", error);
+  });
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 1) throw fail(`bad pid ${JSON.stringify(text.trim())}`);
+  const comm = await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "");
+  if (comm.trim() !== "dnsmasq") throw fail(`process ${pid} is not dnsmasq`);
+  try {
+    process.kill(pid, "SIGHUP");
+  } catch (error) {
+    throw fail(`cannot signal process ${pid}`, error);
+  }
+}
