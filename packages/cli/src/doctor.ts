@@ -10,7 +10,7 @@ import {
   toBmiError,
 } from "@bmi/core";
 import type { HilClient } from "@bmi/driver-hil";
-import { type ConfigDrivers, createDriversFromConfig } from "./wiring.js";
+import { type ConfigDrivers, createDriversFromConfig } from "@bmi/wiring";
 
 export interface DoctorCheck {
   name: "config" | "database" | "ceph" | "tgtd" | "tftp" | "hil";

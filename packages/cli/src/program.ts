@@ -12,12 +12,12 @@ import {
   redactedConfig,
   toBmiError,
 } from "@bmi/core";
+import { createBmiFromConfig, type WiredBmi } from "@bmi/wiring";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { Listr, ListrLogger, ProcessOutput } from "listr2";
 import { runDoctor } from "./doctor.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 import { DEFAULT_DRAIN_MS, startRestServer } from "./server.js";
-import { createBmiFromConfig, type WiredBmi } from "./wiring.js";
 
 export interface RunOptions {
   stdout?: Writable;
@@ -808,7 +808,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     }
   } finally {
     stopping.dispose();
-    for (const wired of opened) wired.close();
+    for (const wired of opened) await wired.close();
     for (const log of logFiles) log.close();
   }
   return exitCode;
