@@ -31,9 +31,12 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
+          exclude: ["test/consumer/**"],
           globalSetup: ["test/setup/global-lab.ts"],
         },
       },
+      // A project outside the workspace installs the packed tarballs (no daemons, no aliases used).
+      { extends: true, test: { name: "consumer", include: ["test/consumer/*.test.ts"] } },
     ],
     // Real daemons (Ceph, tgtd, qemu) make integration files slow; unit files finish far below this.
     testTimeout: 60_000,

@@ -51,7 +51,7 @@ describe("examples against the real lab", () => {
       expect(report.failed).toEqual([expect.objectContaining({ node: "nope", code: "not_found" })]);
       expect(report.steps).toBeGreaterThan(0);
     } finally {
-      close();
+      await close();
     }
   });
 
@@ -70,7 +70,7 @@ describe("examples against the real lab", () => {
       expect(await bmi.flattenPending()).toBe(1);
       expect((await lab.drivers.storage.info(image.cephName)).parent).toBeNull();
     } finally {
-      close();
+      await close();
     }
   });
 
@@ -80,7 +80,7 @@ describe("examples against the real lab", () => {
       await bmi.deprovision({ project: lab.project, node: "node-03", deleteDisk: true });
       expect(audit.map((a) => [a.action, a.node])).toEqual([["remove", "node-03"]]);
     } finally {
-      close();
+      await close();
     }
   });
 

@@ -11,36 +11,13 @@
  *   batch <config> <project> <count> <image>
  *       provisions nodes node-01..node-<count> with disks bd-<node>, 4 at a time; prints "step" per finished step
  */
-import {
-  type Bmi,
-  createBmi,
-  loadConfig,
-  openSqliteStore,
-  type StepHook,
-  settingsFromConfig,
-} from "@bmi/core";
-import { cephOptionsFromConfig, createCephStorage } from "@bmi/driver-ceph";
-import { createHilIsolation, hilOptionsFromConfig } from "@bmi/driver-hil";
-import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
-import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
+import { type Bmi, loadConfig, type StepHook } from "@bmi/core";
+import { createBmiFromConfig } from "@bmi/wiring";
 
+/** Wired by the composition root, exactly as the CLI wires a deployment. */
 function open(configPath: string, beforeStep?: StepHook): Bmi {
   const { config } = loadConfig({ path: configPath });
-  const settings = settingsFromConfig(config);
-  const store = openSqliteStore({
-    path: config.db.path,
-    uid: settings.uid,
-    snapshotName: settings.snapshotName,
-  });
-  return createBmi({
-    storage: createCephStorage(cephOptionsFromConfig(config)),
-    export: createTgtExport(tgtOptionsFromConfig(config, {})),
-    boot: createPxeBoot({ ...pxeOptionsFromConfig(config), bootNic: null }),
-    isolation: createHilIsolation(hilOptionsFromConfig(config, {})),
-    store,
-    settings,
-    beforeStep,
-  });
+  return createBmiFromConfig(config, { env: {}, beforeStep }).bmi;
 }
 
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);

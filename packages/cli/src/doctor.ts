@@ -3,8 +3,8 @@ import { access, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type BmiConfig, isBmiError, loadConfig, settingsFromConfig, toBmiError } from "@bmi/core";
 import type { HilClient } from "@bmi/driver-hil";
+import { type ConfigDrivers, createDriversFromConfig } from "@bmi/wiring";
 import { inspectDatabase } from "./doctor-database.js";
-import { type ConfigDrivers, createDriversFromConfig } from "./wiring.js";
 
 export interface DoctorCheck {
   name: "config" | "database" | "ceph" | "tgtd" | "tftp" | "hil";

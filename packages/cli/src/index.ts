@@ -1,4 +1,15 @@
 // @bmi/cli: the `bmi` command line and the REST server speaking the original BMI routes.
+
+/**
+ * @deprecated since 0.2: import these from `@bmi/wiring`. Re-exported for one release, removed in 0.3.
+ */
+export {
+  type ConfigDrivers,
+  createBmiFromConfig,
+  createDriversFromConfig,
+  type WiredBmi,
+  type WiringOptions,
+} from "@bmi/wiring";
 export { type DoctorCheck, type DoctorStep, doctorSteps, runDoctor } from "./doctor.js";
 export { EXIT, exitCodeFor, httpStatusFor } from "./exit-codes.js";
 export { type Column, FORMATS, type Format, type Result, render } from "./output.js";
@@ -10,10 +21,3 @@ export {
   ROUTES,
   startRestServer,
 } from "./server.js";
-export {
-  type ConfigDrivers,
-  createBmiFromConfig,
-  createDriversFromConfig,
-  type WiredBmi,
-  type WiringOptions,
-} from "./wiring.js";

@@ -1,11 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { BmiError, createBmi, type OperationOptions } from "../src/index.js";
-import {
-  createFaultInjector,
-  MUTATING_METHODS,
-  type ScenarioWorld,
-  scenariosFor,
-} from "../src/testing/index.js";
+import { BmiError, type OperationOptions } from "../src/index.js";
+import { CLEANUP_STEPS, type ScenarioWorld, scenariosFor } from "../src/testing/index.js";
 import { type Env, setup, thrown } from "./ops-helpers.js";
 
 interface Scenario {
@@ -23,7 +18,11 @@ const WORLD: ScenarioWorld = {
   exportName: "out",
 };
 
-/** Every multi-step operation (the catalogue the real lab runs too), plus memory-only cases. */
+/**
+ * Every multi-step operation (the catalogue the real lab runs too), plus memory-only cases. A
+ * failure at every step and inside every driver call runs on both environments in one loop
+ * (test/reliability/fault-injection.test.ts, `BMI_DRIVERS=memory,lab`); an abort at every step here.
+ */
 const scenarios: Scenario[] = [
   ...scenariosFor(WORLD).map(
     (s): Scenario => ({
@@ -39,14 +38,6 @@ const scenarios: Scenario[] = [
   },
 ];
 
-/** Steps after the point of no return (irreversible, or cleanups whose failure does not fail the op). */
-const FINAL_STEPS = new Set([
-  "unprotect source snapshot",
-  "remove source snapshot",
-  "unprotect disk snapshot",
-  "remove disk snapshot",
-]);
-
 async function stepsOf(scenario: Scenario): Promise<string[]> {
   const env = await setup();
   await scenario.prepare?.(env);
@@ -57,40 +48,6 @@ async function stepsOf(scenario: Scenario): Promise<string[]> {
   await scenario.run(env);
   return steps;
 }
-
-describe("a failure injected at each step leaves drivers and DB exactly as before", () => {
-  for (const scenario of scenarios) {
-    it(scenario.name, async () => {
-      const steps = await stepsOf(scenario);
-      expect(steps.length).toBeGreaterThan(0);
-      let injected = 0;
-      for (let at = 0; at < steps.length; at++) {
-        const env = await setup();
-        await scenario.prepare?.(env);
-        const before = await env.state();
-        const injectedError = new BmiError("unavailable", `injected at step ${at}`, { subsystem: "storage" });
-        env.setHook(({ index }) => {
-          if (index === at) throw injectedError;
-        });
-        const outcome = await scenario.run(env).then(
-          () => "succeeded",
-          (error: unknown) => error,
-        );
-        const step = steps[at] ?? "";
-        if (outcome === "succeeded") {
-          // Only a cleanup step may fail without failing the operation; it is journalled instead.
-          expect(FINAL_STEPS.has(step), `step "${step}" failed silently`).toBe(true);
-          continue;
-        }
-        expect(outcome).toBe(injectedError);
-        env.setHook(undefined);
-        expect(await env.state(), `after a failure at step ${at} (${step})`).toEqual(before);
-        injected++;
-      }
-      expect(injected).toBeGreaterThan(0);
-    });
-  }
-});
 
 describe("an abort at each step (issue 20.2) ends cancelled with everything undone", () => {
   for (const scenario of scenarios) {
@@ -116,7 +73,7 @@ describe("an abort at each step (issue 20.2) ends cancelled with everything undo
         const step = steps[at] ?? "(before the call)";
         if (outcome === "succeeded") {
           // An abort during the last step, or a cleanup past the point of no return: done, and tidy.
-          expect(at === steps.length - 1 || FINAL_STEPS.has(step), `abort at "${step}" ignored`).toBe(true);
+          expect(at === steps.length - 1 || CLEANUP_STEPS.has(step), `abort at "${step}" ignored`).toBe(true);
           expect((await env.bmi.reconcile()).drift, `after an abort at "${step}"`).toEqual([]);
           continue;
         }
@@ -146,52 +103,4 @@ describe("undo failures", () => {
     const report = await env.bmi.reconcile();
     expect(report.drift.map((d) => d.kind)).toContain("orphan_target");
   });
-});
-
-/** The same BMI with every driver wrapped by a fault injector (from @bmi/core/testing). */
-function injected(env: Env) {
-  const injector = createFaultInjector();
-  const bmi = createBmi({
-    storage: injector.wrap("storage", env.storage),
-    export: injector.wrap("export", env.exporter),
-    boot: injector.wrap("boot", env.boot),
-    isolation: injector.wrap("isolation", env.isolation),
-    store: env.store,
-    settings: env.settings,
-  });
-  return { env: { ...env, bmi }, injector };
-}
-
-describe("a reply lost after each mutating driver call (the work happened) is undone too", () => {
-  // Creating a project and moving an image change rows only: no driver call to lose.
-  for (const scenario of scenarios.filter((s) => s.name !== "create project" && s.name !== "move image")) {
-    it(scenario.name, async () => {
-      const counting = await setup();
-      await scenario.prepare?.(counting);
-      const probe = injected(counting);
-      probe.injector.arm({ at: Number.MAX_SAFE_INTEGER, mode: "after", onlyMutating: true });
-      await scenario.run(probe.env);
-      const total = probe.injector.calls.filter((c) => {
-        const [subsystem, method] = c.split(".") as [keyof typeof MUTATING_METHODS, string];
-        return MUTATING_METHODS[subsystem].includes(method);
-      }).length;
-      expect(total).toBeGreaterThan(0);
-      for (let at = 1; at <= total; at++) {
-        const env = await setup();
-        await scenario.prepare?.(env);
-        const before = await env.state();
-        const { env: faulty, injector } = injected(env);
-        injector.arm({ at, mode: "after", onlyMutating: true });
-        const outcome = await scenario.run(faulty).then(
-          () => "succeeded",
-          (error: unknown) => error,
-        );
-        expect(injector.fired, `lost reply ${at}`).toBe(true);
-        // A lost reply to a cleanup after the point of no return does not fail the operation.
-        if (outcome === "succeeded") continue;
-        expect(outcome, `lost reply ${at}`).toBeInstanceOf(BmiError);
-        expect(await env.state(), `after losing the reply of mutating call ${at}`).toEqual(before);
-      }
-    });
-  }
 });

@@ -44,6 +44,6 @@ runAsScript(import.meta.url, async ([project, image, ...nodes]) => {
   try {
     return JSON.stringify(await batchProvision(bmi, { project, image, nodes }), null, 2);
   } finally {
-    close();
+    await close();
   }
 });

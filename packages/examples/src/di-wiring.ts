@@ -1,6 +1,7 @@
 // Example: wire BMI with tsyringe, and swap one driver for your own.
-// Each driver package registers itself under core's TOKENS; a child container overrides one
-// registration (here the boot driver, wrapped with an audit trail) without touching the others.
+// `registerFromConfig` (@bmi/wiring) registers the stock drivers, the store and the settings under
+// core's TOKENS, wired as the CLI wires them; a child container overrides one registration (here
+// the boot driver, wrapped with an audit trail) without touching the others.
 import {
   type Bmi,
   type BootDriver,
@@ -8,34 +9,11 @@ import {
   type BootSpec,
   type DependencyContainer,
   loadConfig,
-  openSqliteStore,
   resolveBmi,
-  settingsFromConfig,
   TOKENS,
 } from "@bmi/core";
 import { container as rootContainer } from "@bmi/core/di";
-import { cephOptionsFromConfig, registerCephStorage } from "@bmi/driver-ceph";
-import { hilOptionsFromConfig, registerHilIsolation } from "@bmi/driver-hil";
-import { pxeOptionsFromConfig, registerPxeBoot } from "@bmi/driver-pxe";
-import { registerTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
-
-/** Registers the four stock drivers, the store and the settings from a config file. */
-export function registerFromConfig(container: DependencyContainer, configPath?: string): () => void {
-  const { config } = loadConfig({ path: configPath });
-  const settings = settingsFromConfig(config);
-  const store = openSqliteStore({
-    path: config.db.path,
-    uid: settings.uid,
-    snapshotName: settings.snapshotName,
-  });
-  registerCephStorage(container, cephOptionsFromConfig(config));
-  registerTgtExport(container, tgtOptionsFromConfig(config));
-  registerPxeBoot(container, pxeOptionsFromConfig(config));
-  registerHilIsolation(container, hilOptionsFromConfig(config));
-  container.registerInstance(TOKENS.store, store);
-  container.registerInstance(TOKENS.settings, settings);
-  return () => store.close();
-}
+import { registerFromConfig } from "@bmi/wiring";
 
 export interface AuditRecord {
   action: "write" | "remove";
@@ -74,10 +52,12 @@ export function auditedBmi(parent: DependencyContainer, audit: AuditRecord[]): B
   return resolveBmi(child);
 }
 
-/** Wiring as an application would do it at start-up. */
-export function main(configPath?: string): { bmi: Bmi; audit: AuditRecord[]; close: () => void } {
+/** Wiring as an application would do it at start-up. `close()` closes the drivers and the store. */
+export function main(configPath?: string): { bmi: Bmi; audit: AuditRecord[]; close: () => Promise<void> } {
   const container = rootContainer.createChildContainer();
-  const close = registerFromConfig(container, configPath);
+  const { config } = loadConfig(configPath === undefined ? {} : { path: configPath });
+  registerFromConfig(container, config);
   const audit: AuditRecord[] = [];
-  return { bmi: auditedBmi(container, audit), audit, close };
+  const bmi = auditedBmi(container, audit);
+  return { bmi, audit, close: () => bmi.close() };
 }

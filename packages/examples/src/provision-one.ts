@@ -26,7 +26,7 @@ export async function provisionOne(args: {
       throw new Error(`${args.node} does not belong to ${args.project} in HIL`);
     throw error;
   } finally {
-    close();
+    await close();
   }
 }
 

@@ -37,6 +37,6 @@ runAsScript(import.meta.url, async ([project, node, snapshot, targetNode]) => {
     const { image, provisioned } = await snapshotAndReprovision(bmi, { project, node, snapshot, targetNode });
     return `${image.name} (rbd ${image.cephName}) now boots ${provisioned.node} via ${provisioned.target.name}`;
   } finally {
-    close();
+    await close();
   }
 });

@@ -1,6 +1,5 @@
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createBmiFromConfig } from "@bmi/cli";
 import {
   type Bmi,
   type BmiConfig,
@@ -20,6 +19,7 @@ import {
 import { createHilPower } from "@bmi/driver-hil";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import { installTftpRoot } from "@bmi/driver-pxe";
+import { createBmiFromConfig } from "@bmi/wiring";
 import { execa } from "execa";
 import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";

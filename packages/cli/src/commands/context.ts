@@ -7,10 +7,10 @@ import {
   loadConfig,
   loggerFromConfig,
 } from "@bmi/core";
+import { type ConfigDrivers, createBmiFromConfig } from "@bmi/wiring";
 import type { Command } from "commander";
 import { EXIT } from "../exit-codes.js";
 import { type Format, type Result, render } from "../output.js";
-import { type ConfigDrivers, createBmiFromConfig } from "../wiring.js";
 
 /** What a command works on: the facade, the loaded config, and what opening the store warned. */
 export interface Connection {

@@ -7,6 +7,7 @@ import type { PowerState } from "../ports/index.js";
 import type { Store } from "../store/index.js";
 import * as bootWait from "./boot-wait.js";
 import { bindCallContext, type OperationOptions, withCallContext } from "./call-context.js";
+import { closerFor } from "./close.js";
 import type { BmiContext, Drivers } from "./context.js";
 import * as disks from "./disks.js";
 import { type BmiEventListener, createEventHub } from "./events.js";
@@ -34,8 +35,14 @@ export interface CreateBmiOptions extends Drivers {
  * The operations facade: every BMI operation over four drivers and a store. Each method validates
  * its input first, takes its locks, and runs as a saga (all or nothing).
  */
-export interface Bmi {
+export interface Bmi extends AsyncDisposable {
   readonly settings: BmiSettings;
+  /**
+   * Closes the store and the drivers that hold connections (e.g. the librbd back end's cluster
+   * connection); `await using bmi = createBmi(...)` does it too. The facade owns what it was built
+   * on: call it once no operation runs (the CLI and `bmi serve` drain first). Idempotent.
+   */
+  close(): Promise<void>;
   /** Subscribe to progress events; returns the unsubscribe function. */
   on(listener: BmiEventListener): () => void;
 
@@ -132,8 +139,14 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     <I, R>(op: (ctx: BmiContext, input: I) => Promise<R>) =>
     async (input: I, options?: OperationOptions): Promise<R> =>
       withCallContext(options, () => op(ctx, input));
+  const close = closerFor(
+    [options.storage, options.export, options.boot, options.isolation, options.power],
+    options.store,
+  );
   return {
     settings,
+    close,
+    [Symbol.asyncDispose]: close,
     on: (listener) => events.on(listener),
     createProject: call(projects.createProject),
     listProjects: () => projects.listProjects(ctx),

@@ -104,3 +104,41 @@ export const OPERATION_SCENARIOS: readonly OperationScenario[] = [
 /** The scenarios a world can run (those whose `needs` it provides). */
 export const scenariosFor = (world: ScenarioWorld): OperationScenario[] =>
   OPERATION_SCENARIOS.filter((s) => (s.needs ?? []).every((field) => world[field] !== undefined));
+
+/**
+ * Saga steps after an operation's point of no return: cleanups whose failure does not fail the
+ * operation (it is journalled for `reconcile()` instead).
+ */
+export const CLEANUP_STEPS: ReadonlySet<string> = new Set([
+  "unprotect source snapshot",
+  "remove source snapshot",
+  "unprotect disk snapshot",
+  "remove disk snapshot",
+]);
+
+/** Scenarios that change rows only: no driver call to inject a fault into. */
+export const ROWS_ONLY_SCENARIOS: ReadonlySet<string> = new Set(["create project", "move image"]);
+
+/**
+ * The environments named by `BMI_DRIVERS` (comma-separated, e.g. `memory,lab`; unset or empty:
+ * all of them), in the order given. An unknown name is an error, never a silently empty run.
+ */
+export function selectEnvironments<T>(
+  available: Record<string, () => T>,
+  env: Record<string, string | undefined> = process.env,
+): T[] {
+  const names = (env.BMI_DRIVERS ?? "")
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "");
+  const wanted = names.length > 0 ? names : Object.keys(available);
+  return wanted.map((name) => {
+    const create = available[name];
+    if (!create) {
+      throw new Error(
+        `BMI_DRIVERS: unknown environment ${name} (known: ${Object.keys(available).join(", ")})`,
+      );
+    }
+    return create();
+  });
+}

@@ -4,5 +4,6 @@
 export * from "./boot.js";
 export * from "./export.js";
 export * from "./isolation.js";
+export * from "./operations.js";
 export * from "./power.js";
 export * from "./storage.js";

@@ -1,20 +1,16 @@
 import {
-  type Bmi,
   type BmiConfig,
-  type BmiSettings,
   type BootDriver,
-  createBmi,
+  type CommandRunner,
   createCommandLimit,
   createExecaRunner,
   type ExportDriver,
   type IsolationDriver,
   type Logger,
   limitRunner,
-  openSqliteStore,
   type PowerDriver,
-  type SqliteStore,
+  type StepHook,
   type StorageDriver,
-  settingsFromConfig,
   silentLogger,
 } from "@bmi/core";
 import { createStorageFromConfig } from "@bmi/driver-ceph";
@@ -29,11 +25,14 @@ import { createPxeBoot, pxeOptionsFromConfig } from "@bmi/driver-pxe";
 import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
 
 export interface WiringOptions {
-  logger?: Logger;
-  /** Where `HIL_USERNAME` / `HIL_PASSWORD` come from when the config has no credentials. */
-  env?: Record<string, string | undefined>;
+  /** Passed to the store, the facade and every driver that logs (default: silent). */
+  logger?: Logger | undefined;
+  /** Where `HIL_USERNAME` / `HIL_PASSWORD` come from when the config has no credentials (default `process.env`). */
+  env?: Record<string, string | undefined> | undefined;
   /** Create the database if `[db] path` does not exist (only `bmi db init` and labs do). */
-  createStore?: boolean;
+  createStore?: boolean | undefined;
+  /** Passed to `createBmi`: a test hook run before every saga step (throw to inject a failure). */
+  beforeStep?: StepHook | undefined;
 }
 
 export interface ConfigDrivers {
@@ -59,10 +58,8 @@ export function createDriversFromConfig(
   only?: readonly (keyof ConfigDrivers)[],
 ): Partial<ConfigDrivers> {
   const logger = options.logger ?? silentLogger;
-  // rbd and tgtadm share one bound on running processes ([bmi] concurrency, CON-4).
-  const limit = createCommandLimit(config.bmi.concurrency);
-  const runner = (subsystem: "storage" | "export", timeoutMs: number) =>
-    limitRunner(createExecaRunner({ subsystem, timeoutMs }), limit);
+  const env = options.env ?? process.env;
+  const runner = sharedRunner(config);
   const factories: { [K in keyof ConfigDrivers]: () => ConfigDrivers[K] } = {
     storage: () => createStorageFromConfig(config, runner("storage", config.fs.timeout_ms)),
     export: () =>
@@ -70,44 +67,19 @@ export function createDriversFromConfig(
         tgtOptionsFromConfig(config, { logger, runner: runner("export", config.iscsi.timeout_ms) }),
       ),
     boot: () => createPxeBoot(pxeOptionsFromConfig(config)),
-    isolation: () =>
-      createHilIsolation({ ...hilOptionsFromConfig(config, options.env ?? process.env), logger }),
-    power: () => createHilPower({ ...powerOptionsFromConfig(config, options.env ?? process.env), logger }),
+    isolation: () => createHilIsolation({ ...hilOptionsFromConfig(config, env), logger }),
+    power: () => createHilPower({ ...powerOptionsFromConfig(config, env), logger }),
   };
   const keys = only ?? (Object.keys(factories) as (keyof ConfigDrivers)[]);
   return Object.fromEntries(keys.map((key) => [key, factories[key]()]));
 }
 
-export interface WiredBmi {
-  bmi: Bmi;
-  store: SqliteStore;
-  drivers: ConfigDrivers;
-  settings: BmiSettings;
-  config: BmiConfig;
-  /** Closes the database. The drivers hold no open connections. */
-  close(): void;
-}
-
 /**
- * One BMI wired from a loaded config exactly as a deployment runs it: the SQLite store from
- * `[db] path` and the Ceph, tgt, PXE and HIL (isolation and power) drivers. Every CLI command and the server use this.
+ * Runners for the drivers that run commands: rbd and tgtadm share one bound on running processes
+ * (`[bmi] concurrency`, CON-4), so a batch cannot start more of them than the host takes.
  */
-export function createBmiFromConfig(config: BmiConfig, options: WiringOptions = {}): WiredBmi {
-  const logger = options.logger ?? silentLogger;
-  const settings = settingsFromConfig(config);
-  const drivers = createDriversFromConfig(config, options);
-  const store = openSqliteStore({
-    path: config.db.path,
-    uid: settings.uid,
-    snapshotName: settings.snapshotName,
-    logger,
-    create: options.createStore === true,
-  });
-  try {
-    const bmi = createBmi({ ...drivers, store, settings, logger });
-    return { bmi, store, drivers, settings, config, close: () => store.close() };
-  } catch (error) {
-    store.close();
-    throw error;
-  }
+function sharedRunner(config: BmiConfig) {
+  const limit = createCommandLimit(config.bmi.concurrency);
+  return (subsystem: "storage" | "export", timeoutMs: number): CommandRunner =>
+    limitRunner(createExecaRunner({ subsystem, timeoutMs }), limit);
 }
