@@ -1,11 +1,11 @@
 import type { Logger } from "@bmi/core";
 
-/** The requests a server is running, each cancellable through its own AbortSignal. */
+/** The operations a server is running, each cancellable through its own AbortSignal. */
 export interface RequestTracker {
   /** True once `drain` was called: new requests are to be refused. */
   readonly draining: boolean;
   /** Runs one request's work with its signal; the returned promise settles with it. */
-  track(work: (signal: AbortSignal) => Promise<void>): Promise<void>;
+  track<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T>;
   /**
    * Waits for every running request; those still running after `graceMs` are aborted (their
    * operations undo themselves) and waited for too.
@@ -14,7 +14,7 @@ export interface RequestTracker {
 }
 
 export function createRequestTracker(logger: Logger): RequestTracker {
-  const running = new Map<Promise<void>, AbortController>();
+  const running = new Map<Promise<unknown>, AbortController>();
   let draining = false;
   return {
     get draining() {
