@@ -781,6 +781,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
         const server = await startRestServer({
           bmi: wired.bmi,
           config: wired.config,
+          drivers: wired.drivers,
           logger,
           ...(o.ip ? { host: o.ip } : {}),
           ...(o.port !== undefined ? { port: o.port } : {}),

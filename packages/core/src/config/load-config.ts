@@ -87,7 +87,13 @@ export interface BmiConfig {
     dnsmasq_leases: string;
   };
   /** The REST server's bind address; null when the file has no `[rest_api]` (no server). */
-  rest_api: { ip: string; port: number } | null;
+  rest_api: {
+    ip: string;
+    port: number;
+    /** PEM certificate (chain) and key for HTTPS; both or neither (the server receives HIL passwords). */
+    tls_cert: string | null;
+    tls_key: string | null;
+  } | null;
   logs: { path: string | null; debug: boolean; verbose: boolean };
   /** The drivers to wire. Only the ones this SDK ships are accepted (OPS-4). */
   driver: { fs: "ceph"; iscsi: "tgt"; net_isolator: "hil"; boot: "pxe" };
@@ -256,7 +262,17 @@ function sectionSchemas(baseDir: string) {
       menu_timeout: int(0, 36_000).default(30),
       dnsmasq_leases: path.default("/var/lib/misc/dnsmasq.leases"),
     }),
-    rest_api: z.object({ ip: Host, port }),
+    rest_api: z
+      .object({
+        ip: Host,
+        port,
+        tls_cert: path.nullable().default(null),
+        tls_key: path.nullable().default(null),
+      })
+      .refine((r) => (r.tls_cert === null) === (r.tls_key === null), {
+        error: "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)",
+        path: ["tls_key"],
+      }),
     logs: z.object({
       path: dir.nullable().default(null),
       debug: bool.default(false),
