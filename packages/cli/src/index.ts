@@ -4,6 +4,7 @@ export { EXIT, exitCodeFor, httpStatusFor } from "./exit-codes.js";
 export { type RunOptions, run } from "./program.js";
 export {
   basicCredentials,
+  type HealthDrivers,
   type RestServer,
   type RestServerOptions,
   ROUTES,

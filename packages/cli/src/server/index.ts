@@ -11,7 +11,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fast
 import { compatRoutes, ROUTES } from "./compat-routes.js";
 import { createServerContext } from "./context.js";
 import { createCredentialGate, HttpError } from "./credentials.js";
-import { createRequestTracker } from "./drain.js";
+import { createRequestTracker, type RequestTracker } from "./drain.js";
 import { sendError } from "./errors.js";
 import { type HealthDrivers, healthRoute } from "./health.js";
 import { createMetrics } from "./metrics.js";
@@ -101,7 +101,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   app.decorateRequest("seen", null as unknown as { user?: string; project?: string });
   app.decorateRequest("bmiCaller", null);
   app.decorateRequest("startedAt", 0);
-  addHooks(app, logger, () => requests.draining);
+  addHooks(app, logger, requests);
   app.setErrorHandler((error, request, reply) =>
     sendError(error, request, reply, { logger, draining: requests.draining }),
   );
@@ -165,7 +165,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
 }
 
 /** Request bookkeeping: refuse while draining, one log line per request, nosniff on every answer. */
-function addHooks(app: FastifyInstance, logger: Logger, draining: () => boolean): void {
+function addHooks(app: FastifyInstance, logger: Logger, requests: RequestTracker): void {
   const line = (request: import("fastify").FastifyRequest, status: number) => ({
     method: request.method,
     path: request.url,
@@ -173,10 +173,12 @@ function addHooks(app: FastifyInstance, logger: Logger, draining: () => boolean)
     ...request.seen,
     ms: Math.round(performance.now() - request.startedAt),
   });
-  app.addHook("onRequest", async (request) => {
+  app.addHook("onRequest", async (request, reply) => {
+    const tracked = requests.begin();
+    reply.raw.once("close", tracked.end);
     request.startedAt = performance.now();
     request.seen = {};
-    if (draining()) {
+    if (requests.draining) {
       throw new HttpError(503, "bmi serve is shutting down; retry shortly", { Connection: "close" });
     }
   });

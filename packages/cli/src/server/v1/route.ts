@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema } from "fastify";
-import type { z } from "zod";
+import { z } from "zod";
 import { checkAccess, checkAdmin } from "../access.js";
 import type { Caller, ServerContext } from "../context.js";
 import { BmiErrorBody } from "./schemas.js";
@@ -53,7 +53,7 @@ export function v1Route<P extends Obj, Q extends Obj, B extends Obj>(
       ...(route.params ? { params: route.params } : {}),
       ...(route.query ? { querystring: route.query } : {}),
       ...(route.body ? { body: route.body } : {}),
-      response: route.response ? { ...ERRORS, [status]: route.response } : ERRORS,
+      response: { ...ERRORS, [status]: route.response ?? z.null().describe("no content") },
     } as FastifySchema,
     onRequest: ctx.authenticate,
     handler: async (request, reply) => {
