@@ -262,17 +262,13 @@ function sectionSchemas(baseDir: string) {
       menu_timeout: int(0, 36_000).default(30),
       dnsmasq_leases: path.default("/var/lib/misc/dnsmasq.leases"),
     }),
-    rest_api: z
-      .object({
-        ip: Host,
-        port,
-        tls_cert: path.nullable().default(null),
-        tls_key: path.nullable().default(null),
-      })
-      .refine((r) => (r.tls_cert === null) === (r.tls_key === null), {
-        error: "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)",
-        path: ["tls_key"],
-      }),
+    // tls_cert and tls_key go together: checked after the section is read, as chap_user/chap_secret.
+    rest_api: z.object({
+      ip: Host,
+      port,
+      tls_cert: path.nullable().default(null),
+      tls_key: path.nullable().default(null),
+    }),
     logs: z.object({
       path: dir.nullable().default(null),
       debug: bool.default(false),
@@ -481,6 +477,14 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     const key = iscsi.chap_user === null ? "chap_user" : "chap_secret";
     throw configError(`missing [iscsi] ${key}: chap_user and chap_secret go together`, {
       section: "iscsi",
+      key,
+      file,
+    });
+  }
+  if (restApi && (restApi.tls_cert === null) !== (restApi.tls_key === null)) {
+    const key = restApi.tls_cert === null ? "tls_cert" : "tls_key";
+    throw configError(`missing [rest_api] ${key}: tls_cert and tls_key go together (HTTPS needs both)`, {
+      section: "rest_api",
       key,
       file,
     });
