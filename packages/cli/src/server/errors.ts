@@ -1,4 +1,4 @@
-import { BmiError, type Logger, toBmiError } from "@bmi/core";
+import { BmiError, isBmiError, type Logger, toBmiError } from "@bmi/core";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { httpStatusFor } from "../exit-codes.js";
@@ -70,7 +70,7 @@ export function sendError(
   // Answered before its body was read (a refused caller): close rather than wait for the rest.
   if (!request.raw.complete) reply.header("Connection", "close");
   const known =
-    thrown instanceof HttpError || thrown instanceof BmiError ? thrown : fromFastify(thrown as FastifyError);
+    thrown instanceof HttpError || isBmiError(thrown) ? thrown : fromFastify(thrown as FastifyError);
   if (known instanceof HttpError) {
     for (const [k, v] of Object.entries(known.headers)) reply.header(k, v);
     reply.code(known.status);
