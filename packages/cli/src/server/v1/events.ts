@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { checkAccess } from "../access.js";
 import type { ServerContext } from "../context.js";
+import { ERRORS } from "./route.js";
 import { ProjectParams } from "./schemas.js";
 
 /** Server-sent events keep a quiet connection open through proxies that cut idle ones. */
@@ -23,6 +24,7 @@ export function eventRoutes(app: FastifyInstance, ctx: ServerContext): void {
       params: ProjectParams,
       produces: ["text/event-stream"],
       response: {
+        ...ERRORS,
         200: z.string().describe("an event stream; each event's data is a JSON BmiEvent"),
       },
     },

@@ -27,7 +27,8 @@ export interface V1Route<P extends Obj, Q extends Obj, B extends Obj> {
   ): Promise<unknown>;
 }
 
-const ERRORS = {
+/** The error answers every /v1 route documents (a BmiError body). */
+export const ERRORS = {
   400: BmiErrorBody,
   401: BmiErrorBody,
   403: BmiErrorBody,
