@@ -90,7 +90,8 @@ it("answers /health while another process holds the database, and the waiting wr
     `${base}/create_disk`,
     form({ project: lab.project, disk_name: "waited", img: "golden" }),
   );
-  const health = await fetch(`${base}/health`);
+  // The database's check only: the deep checks (rbd, tgtadm, HIL) take their own time on a busy host.
+  const health = await fetch(`${base}/health?check=store`);
   // Answered while the other process still held the lock: the loop was not blocked by the wait.
   const releasedBeforeHealth = said.includes("released");
   expect(health.status).toBe(200);

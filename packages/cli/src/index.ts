@@ -16,6 +16,7 @@ export { type Column, FORMATS, type Format, type Result, render } from "./output
 export { type Connect, type Connection, type ConnectOptions, type RunOptions, run } from "./program.js";
 export {
   basicCredentials,
+  type HealthDrivers,
   type RestServer,
   type RestServerOptions,
   ROUTES,

@@ -97,7 +97,7 @@ describe("loadConfig: the sample bmi_config.cfg", () => {
       ipxe_kernel: "ipxe.lkrn",
       menu_timeout: 30,
     });
-    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000 });
+    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000, tls_cert: null, tls_key: null });
     expect(config.logs).toEqual({ path: "/var/log/bmi/", debug: true, verbose: false });
     expect(config.driver).toEqual({ fs: "ceph", iscsi: "tgt", net_isolator: "hil", boot: "pxe" });
   });
@@ -225,7 +225,7 @@ describe("loadConfig: Python SafeConfigParser compatibility", () => {
     const { config, warnings } = loadConfig({ text });
     expect(config.fs.pool).toBe("rbd");
     expect(config.net_isolator.url).toBe("http://127.0.0.1:7000");
-    expect(config.rest_api).toEqual({ ip: "127.0.0.2", port: 8000 });
+    expect(config.rest_api).toEqual({ ip: "127.0.0.2", port: 8000, tls_cert: null, tls_key: null });
     expect(warnings).toContain(
       "old names read as new ones: [ceph] read as [fs]; [haas] read as [net_isolator]; [http] read as [rest_api]; [http] bind_ip read as [rest_api] ip",
     );
@@ -309,6 +309,16 @@ describe("loadConfig: broken configs name the section and key", () => {
       "an out-of-range port",
       withValue("rest_api", "port", "70000"),
       /^invalid \[rest_api\] port: must be at most 65535/,
+    ],
+    [
+      "a TLS certificate without its key",
+      withValue("rest_api", "tls_cert", "/etc/bmi/rest.pem"),
+      /^missing \[rest_api\] tls_key: tls_cert and tls_key go together/,
+    ],
+    [
+      "a TLS key without its certificate",
+      withValue("rest_api", "tls_key", "/etc/bmi/rest.key"),
+      /^missing \[rest_api\] tls_cert: tls_cert and tls_key go together/,
     ],
     [
       "a LUN 0 (tgt's controller)",
@@ -481,7 +491,7 @@ describe("loadConfig: both layouts of the original (issue 19 point 6)", () => {
       pxelinux_path: "/var/lib/tftpboot/pxelinux.cfg/",
       ipxe_path: "/var/lib/tftpboot/",
     });
-    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000 });
+    expect(config.rest_api).toEqual({ ip: "127.0.0.1", port: 8000, tls_cert: null, tls_key: null });
     expect(config.logs).toEqual({ path: "/home/bmi/logs/", debug: false, verbose: false });
     expect(mapped).toEqual([
       "[ceph] read as [fs]",

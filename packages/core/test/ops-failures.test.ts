@@ -36,6 +36,19 @@ const scenarios: Scenario[] = [
     prepare: (e) => e.storage.createSnapshot({ image: "centos7", snapshot: "v1" }),
     run: (e, o) => e.bmi.importImage({ project: "p2", source: "centos7", snapshot: "v1", protect: true }, o),
   },
+  {
+    name: "switch a provisioned node to another disk (switchDisk)",
+    prepare: async (e) => {
+      await e.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
+      await e.bmi.createDisk({ project: "p1", image: "golden", disk: "d2" });
+    },
+    run: (e, o) => e.bmi.provision({ project: "p1", node: "n1", disk: "d2", switchDisk: true }, o),
+  },
+  {
+    name: "delete a disk that boots a node (deprovision first)",
+    prepare: (e) => e.bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" }),
+    run: (e, o) => e.bmi.deleteDisk({ project: "p1", disk: "d1", deprovision: true }, o),
+  },
 ];
 
 async function stepsOf(scenario: Scenario): Promise<string[]> {

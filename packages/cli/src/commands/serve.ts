@@ -9,7 +9,9 @@ import { port, seconds } from "./options.js";
 export function registerServe(program: Command, ctx: CliContext): void {
   program
     .command("serve")
-    .description("serve the original BMI REST routes on [rest_api] ip:port (alias [http]), plus GET /health")
+    .description(
+      "serve REST on [rest_api] ip:port (alias [http]): the /v1 JSON API (OpenAPI), the original routes, /metrics, /health",
+    )
     .option("--ip <address>", "bind address (default [rest_api] ip)")
     .option("--port <port>", "port (default [rest_api] port; 0 = any free port)", port)
     .option(
@@ -20,7 +22,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     )
     .action(
       ctx.action(async (g, o: { ip?: string; port?: number; drain: number }) => {
-        const { bmi, config } = ctx.connect({ ...g, verbose: false });
+        const { bmi, config, drivers } = ctx.connect({ ...g, verbose: false });
         // The server logs to [logs] path at [logs] debug's level, and always to stderr, which is
         // what its operator (or systemd's journal) watches; --verbose adds the debug lines.
         const logger = ctx.logger(g, config, { verbose: true });
@@ -37,6 +39,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
           bmi,
           config,
           logger,
+          drivers,
           ...(o.ip ? { host: o.ip } : {}),
           ...(o.port !== undefined ? { port: o.port } : {}),
         });

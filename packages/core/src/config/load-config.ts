@@ -91,7 +91,13 @@ export interface BmiConfig {
     dnsmasq_pid_file: string | null;
   };
   /** The REST server's bind address; null when the file has no `[rest_api]` (no server). */
-  rest_api: { ip: string; port: number } | null;
+  rest_api: {
+    ip: string;
+    port: number;
+    /** PEM certificate (chain) and key for HTTPS; both or neither (the server receives HIL passwords). */
+    tls_cert: string | null;
+    tls_key: string | null;
+  } | null;
   logs: { path: string | null; debug: boolean; verbose: boolean };
   /** The drivers to wire. Only the ones this SDK ships are accepted (OPS-4). */
   driver: { fs: "ceph"; iscsi: "tgt"; net_isolator: "hil"; boot: "pxe" };
@@ -262,7 +268,13 @@ function sectionSchemas(baseDir: string) {
       dhcp_hosts_path: dir.nullable().default(null),
       dnsmasq_pid_file: path.nullable().default(null),
     }),
-    rest_api: z.object({ ip: Host, port }),
+    // tls_cert and tls_key go together: checked after the section is read, as chap_user/chap_secret.
+    rest_api: z.object({
+      ip: Host,
+      port,
+      tls_cert: path.nullable().default(null),
+      tls_key: path.nullable().default(null),
+    }),
     logs: z.object({
       path: dir.nullable().default(null),
       debug: bool.default(false),
@@ -471,6 +483,14 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
     const key = iscsi.chap_user === null ? "chap_user" : "chap_secret";
     throw configError(`missing [iscsi] ${key}: chap_user and chap_secret go together`, {
       section: "iscsi",
+      key,
+      file,
+    });
+  }
+  if (restApi && (restApi.tls_cert === null) !== (restApi.tls_key === null)) {
+    const key = restApi.tls_cert === null ? "tls_cert" : "tls_key";
+    throw configError(`missing [rest_api] ${key}: tls_cert and tls_key go together (HTTPS needs both)`, {
+      section: "rest_api",
       key,
       file,
     });

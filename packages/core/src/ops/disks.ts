@@ -17,7 +17,8 @@ import {
   requireProject,
   unexportSteps,
 } from "./context.js";
-import { imageLock } from "./locks.js";
+import { imageLock, nodeLock } from "./locks.js";
+import { deprovisionSteps } from "./nodes.js";
 import type { Saga } from "./saga.js";
 import { settleDiskSnapshotsSteps } from "./snapshots.js";
 
@@ -75,21 +76,43 @@ const DeleteDiskInput = z.strictObject({
   disk: DiskName,
   /** Remove the target even with initiators logged in. */
   force: z.boolean().optional(),
+  /**
+   * A disk that boots a node: deprovision the node first (network, boot files, record), then
+   * delete, all in one saga under the node's and the disk's locks, as the original forced it.
+   * Without it that is refused with `busy`.
+   */
+  deprovision: z.boolean().optional(),
 });
 export type DeleteDiskInput = z.input<typeof DeleteDiskInput>;
 
 export function deleteDisk(ctx: BmiContext, input: DeleteDiskInput): Promise<void> {
   const args = parseInput(DeleteDiskInput, input, "input");
-  return operation(
-    ctx,
-    "delete disk",
-    { project: args.project, disk: args.disk },
-    [imageLock(args.project, args.disk)],
-    async (saga) => {
-      const project = requireProject(ctx, args.project);
-      await deleteDiskSteps(ctx, saga, project, args.disk, args.force ?? false);
-    },
-  );
+  const locks = [imageLock(args.project, args.disk)];
+  const booting = args.deprovision ? bootingNode(ctx, args.project, args.disk) : null;
+  if (booting) locks.push(nodeLock(booting));
+  return operation(ctx, "delete disk", { project: args.project, disk: args.disk }, locks, async (saga) => {
+    const project = requireProject(ctx, args.project);
+    const row = ctx.store.getImage(project.id, args.disk);
+    const record = row && args.deprovision ? ctx.store.getProvisioningByDisk(row.id) : null;
+    if (record) {
+      // Another node than the one locked (it changed since): refuse rather than act unlocked.
+      if (record.node !== booting) {
+        throw new BmiError("conflict", `disk ${args.disk} changed node while being deleted; retry`, {
+          subsystem: "store",
+          retryable: true,
+        });
+      }
+      await deprovisionSteps(ctx, saga, record, false);
+    }
+    await deleteDiskSteps(ctx, saga, project, args.disk, args.force ?? false, record?.node);
+  });
+}
+
+/** The node a disk boots, if any (read before the locks are taken, to know which to take). */
+function bootingNode(ctx: BmiContext, projectName: string, diskName: string): string | null {
+  const project = ctx.store.getProject(projectName);
+  const row = project ? ctx.store.getImage(project.id, diskName) : undefined;
+  return row ? (ctx.store.getProvisioningByDisk(row.id)?.node ?? null) : null;
 }
 
 /** The steps of deleteDisk, shared with deprovision. The caller holds the locks. */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Disk, NodeInfo, Provisioning } from "../domain/model.js";
+import type { Disk, NodeInfo, Project, Provisioning } from "../domain/model.js";
 import { DiskName, ImageName, NicLabel, NodeName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
@@ -15,6 +15,7 @@ import {
 } from "./context.js";
 import { createDiskSteps, deleteDiskSteps, toDisk } from "./disks.js";
 import { imageLock, nodeLock } from "./locks.js";
+import type { Saga } from "./saga.js";
 
 const ProvisionInput = z.strictObject({
   project: ProjectName,
@@ -25,6 +26,12 @@ const ProvisionInput = z.strictObject({
   /** The NIC that boots; defaults to the node's first NIC (as the original's ≤0.6 did). */
   nic: NicLabel.optional(),
   firmware: z.enum(["bios", "uefi"]).optional(),
+  /**
+   * A node the project provisioned with another disk is switched to this one in one saga (its
+   * boot files rewritten, the record moved; the old disk stays), as the original BMI did.
+   * Without it that is refused with `conflict`.
+   */
+  switchDisk: z.boolean().optional(),
 });
 export type ProvisionInput = z.input<typeof ProvisionInput>;
 
@@ -37,6 +44,10 @@ export type ProvisionInput = z.input<typeof ProvisionInput>;
 export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provisioning> {
   const args = parseInput(ProvisionInput, input, "input");
   const locks = [nodeLock(args.node), imageLock(args.project, args.disk)];
+  const before = args.switchDisk ? ctx.store.getProvisioning(args.node) : null;
+  if (before && before.project === args.project && before.disk !== args.disk) {
+    locks.push(imageLock(before.project, before.disk));
+  }
   return operation(
     ctx,
     "provision",
@@ -61,6 +72,9 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
           }
           return existing;
         }
+        if (args.switchDisk && existing.project === args.project) {
+          return switchDiskSteps(ctx, saga, args, existing);
+        }
         throw new BmiError(
           "conflict",
           `node ${args.node} is already provisioned with disk ${existing.disk}${existing.project === args.project ? "" : " by another project"}; deprovision it first`,
@@ -82,33 +96,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
         );
       }
 
-      let disk: Disk;
-      const row = ctx.store.getImage(project.id, args.disk);
-      if (row) {
-        requireKind(row, ["disk"], project, "provision");
-        disk = toDisk(ctx, row);
-        if (disk.node) {
-          throw new BmiError(
-            "busy",
-            `disk ${args.disk} already boots node ${disk.node}; a disk serves one node`,
-            {
-              subsystem: "store",
-            },
-          );
-        }
-        if (!disk.target) disk = { ...disk, target: await exportSteps(ctx, saga, disk) };
-      } else if (args.image) {
-        disk = await createDiskSteps(ctx, saga, project, args.image, args.disk);
-      } else {
-        throw new BmiError(
-          "not_found",
-          `disk ${args.disk} not found in project ${project.name} (pass image to create it)`,
-          {
-            subsystem: "store",
-          },
-        );
-      }
-
+      const disk = await diskToBoot(ctx, saga, project, args);
       const target = disk.target ?? targetInfoFor(ctx, disk);
       const firmware = args.firmware ?? ctx.settings.defaultFirmware;
       const spec: BootSpec = { node: args.node, macs: [nic.mac], target, firmware, label: args.disk };
@@ -158,6 +146,85 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
   );
 }
 
+type ProvisionArgs = z.output<typeof ProvisionInput>;
+
+/** The disk a node is to boot: an idle disk of the project (exported if it is not), or a new one from `image`. */
+async function diskToBoot(ctx: BmiContext, saga: Saga, project: Project, args: ProvisionArgs): Promise<Disk> {
+  const row = ctx.store.getImage(project.id, args.disk);
+  if (row) {
+    requireKind(row, ["disk"], project, "provision");
+    const disk = toDisk(ctx, row);
+    if (disk.node) {
+      throw new BmiError(
+        "busy",
+        `disk ${args.disk} already boots node ${disk.node}; a disk serves one node`,
+        {
+          subsystem: "store",
+        },
+      );
+    }
+    return disk.target ? disk : { ...disk, target: await exportSteps(ctx, saga, disk) };
+  }
+  if (args.image) return createDiskSteps(ctx, saga, project, args.image, args.disk);
+  throw new BmiError(
+    "not_found",
+    `disk ${args.disk} not found in project ${project.name} (pass image to create it)`,
+    {
+      subsystem: "store",
+    },
+  );
+}
+
+/**
+ * `switchDisk`: the node boots another disk of the same project. The NIC is checked as on every
+ * provision and must stay the one the node boots from; the boot files are rewritten (the undo
+ * writes the old ones back) and the record points at the new disk. The old disk is kept.
+ */
+async function switchDiskSteps(
+  ctx: BmiContext,
+  saga: Saga,
+  args: ProvisionArgs,
+  existing: Provisioning,
+): Promise<Provisioning> {
+  const project = requireProject(ctx, args.project);
+  const node = await saga.step("authorize node", () =>
+    ctx.drivers.isolation.authorize(args.project, args.node),
+  );
+  const nic = bootNic(node, args.node, args.nic ?? existing.nic);
+  if (nic.label !== existing.nic) {
+    throw new BmiError(
+      "conflict",
+      `node ${args.node} boots from NIC ${existing.nic}, not ${nic.label}; deprovision it to change the NIC`,
+      { subsystem: "isolation", retryable: false, details: { node: args.node, nic: existing.nic } },
+    );
+  }
+  const disk = await diskToBoot(ctx, saga, project, args);
+  const target = disk.target ?? targetInfoFor(ctx, disk);
+  const firmware = args.firmware ?? existing.firmware;
+  const spec: BootSpec = { node: args.node, macs: [nic.mac], target, firmware, label: args.disk };
+  await saga.step(
+    "switch boot files",
+    () => ctx.drivers.boot.write(spec),
+    () => ctx.drivers.boot.write(bootSpecOf(existing)),
+    { resources: [`boot:${args.node}`] },
+  );
+  const record: Provisioning = {
+    ...existing,
+    disk: args.disk,
+    diskId: disk.id,
+    mac: nic.mac,
+    firmware,
+    target,
+    createdAt: new Date().toISOString(),
+  };
+  await saga.step(
+    "record provisioning",
+    () => ctx.store.putProvisioning(record),
+    () => ctx.store.putProvisioning(existing),
+  );
+  return record;
+}
+
 /**
  * The NIC a node boots from: the one named, else its first usable one. A NIC the service knows
  * with a MAC address that is not one is named as such, not reported as missing.
@@ -193,6 +260,8 @@ const DeprovisionInput = z.strictObject({
    * given to another project (or to none). The provisioning record must still be the project's.
    */
   force: z.boolean().optional(),
+  /** A node that is not provisioned counts as deprovisioned (the original's answer) instead of `not_found`. */
+  missingOk: z.boolean().optional(),
 });
 export type DeprovisionInput = z.input<typeof DeprovisionInput>;
 
@@ -205,6 +274,7 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
   await operation(ctx, "deprovision", { project: args.project, node: args.node }, locks, async (saga) => {
     const record = ctx.store.getProvisioning(args.node);
     if (!record) {
+      if (args.missingOk) return;
       throw new BmiError("not_found", `node ${args.node} is not provisioned`, { subsystem: "store" });
     }
     if (record.project !== args.project) {
@@ -222,41 +292,51 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
       );
     }
     const project = requireProject(ctx, args.project);
-    if (args.force)
-      ctx.logger.warn(
-        { node: args.node, project: args.project },
-        "deprovision forced: ownership not checked",
-      );
-    else await saga.step("authorize node", () => ctx.drivers.isolation.authorize(args.project, args.node));
-    const { isolation, boot } = ctx.drivers;
-    if (record.network && isolation.capabilities.networks) {
-      const attachment = {
-        node: record.node,
-        nic: record.nic,
-        network: record.network,
-        channel: ctx.settings.provisioningChannel,
-      };
-      await saga.step(
-        "detach provisioning network",
-        () => isolation.detach(attachment),
-        () => isolation.attach(attachment),
-        { resources: [`attachment:${record.node}`] },
-      );
-    }
-    const spec = bootSpecOf(record);
-    await saga.step(
-      "remove boot files",
-      () => boot.remove(record.node),
-      () => boot.write(spec),
-      { resources: [`boot:${record.node}`] },
-    );
-    await saga.step(
-      "forget provisioning",
-      () => ctx.store.deleteProvisioning(record.node),
-      () => ctx.store.putProvisioning(record),
-    );
+    await deprovisionSteps(ctx, saga, record, args.force ?? false);
     if (args.deleteDisk) await deleteDiskSteps(ctx, saga, project, record.disk, true, record.node);
   });
+}
+
+/** The steps of deprovision, shared with deleteDisk's `deprovision`. The caller holds the node's and the disk's locks. */
+export async function deprovisionSteps(
+  ctx: BmiContext,
+  saga: Saga,
+  record: Provisioning,
+  force: boolean,
+): Promise<void> {
+  if (force)
+    ctx.logger.warn(
+      { node: record.node, project: record.project },
+      "deprovision forced: ownership not checked",
+    );
+  else await saga.step("authorize node", () => ctx.drivers.isolation.authorize(record.project, record.node));
+  const { isolation, boot } = ctx.drivers;
+  if (record.network && isolation.capabilities.networks) {
+    const attachment = {
+      node: record.node,
+      nic: record.nic,
+      network: record.network,
+      channel: ctx.settings.provisioningChannel,
+    };
+    await saga.step(
+      "detach provisioning network",
+      () => isolation.detach(attachment),
+      () => isolation.attach(attachment),
+      { resources: [`attachment:${record.node}`] },
+    );
+  }
+  const spec = bootSpecOf(record);
+  await saga.step(
+    "remove boot files",
+    () => boot.remove(record.node),
+    () => boot.write(spec),
+    { resources: [`boot:${record.node}`] },
+  );
+  await saga.step(
+    "forget provisioning",
+    () => ctx.store.deleteProvisioning(record.node),
+    () => ctx.store.putProvisioning(record),
+  );
 }
 
 export function listProvisionings(ctx: BmiContext, input: { project?: string } = {}): Provisioning[] {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { type BmiError, isBmiError } from "@bmi/core";
-import { HttpError } from "./server-auth.js";
+import { HttpError } from "./credentials.js";
 
 /**
  * Detail keys that describe BMI's machinery, not the tenant's request: command lines (with the
