@@ -21,7 +21,7 @@ describe("provision checks the NIC every time (issue 19 point 8)", () => {
     // Another NIC of the node: the record says otherwise, so it is a conflict, not a silent success.
     const other = await thrown(() => bmi.provision({ project: "p1", node: "n2", disk: "d2", nic: "eth0" }));
     expect(other.code).toBe("conflict");
-    expect(other.message).toMatch(/on NIC eth1, not eth0; deprovision it first/);
+    expect(other.message).toMatch(/boots from NIC eth1, not eth0; deprovision it to change the NIC/);
     // And a node HIL gave away meanwhile is refused, not answered from the record.
     isolation.setOwner("n2", "p2");
     expect((await thrown(() => bmi.provision({ project: "p1", node: "n2", disk: "d2" }))).code).toBe(

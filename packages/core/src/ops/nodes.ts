@@ -59,17 +59,7 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
       if (existing) {
         if (existing.project === args.project && existing.disk === args.disk) {
           // Idempotent, but not blind: the node is still the project's and the NIC is the one it boots from.
-          const node = await saga.step("authorize node", () =>
-            ctx.drivers.isolation.authorize(args.project, args.node),
-          );
-          const nic = bootNic(node, args.node, args.nic ?? existing.nic);
-          if (nic.label !== existing.nic) {
-            throw new BmiError(
-              "conflict",
-              `node ${args.node} is provisioned with disk ${args.disk} on NIC ${existing.nic}, not ${nic.label}; deprovision it first`,
-              { subsystem: "isolation", retryable: false, details: { node: args.node, nic: existing.nic } },
-            );
-          }
+          await authorizeSameNic(ctx, saga, args, existing);
           return existing;
         }
         if (args.switchDisk && existing.project === args.project) {
@@ -187,17 +177,7 @@ async function switchDiskSteps(
   existing: Provisioning,
 ): Promise<Provisioning> {
   const project = requireProject(ctx, args.project);
-  const node = await saga.step("authorize node", () =>
-    ctx.drivers.isolation.authorize(args.project, args.node),
-  );
-  const nic = bootNic(node, args.node, args.nic ?? existing.nic);
-  if (nic.label !== existing.nic) {
-    throw new BmiError(
-      "conflict",
-      `node ${args.node} boots from NIC ${existing.nic}, not ${nic.label}; deprovision it to change the NIC`,
-      { subsystem: "isolation", retryable: false, details: { node: args.node, nic: existing.nic } },
-    );
-  }
+  const nic = await authorizeSameNic(ctx, saga, args, existing);
   const disk = await diskToBoot(ctx, saga, project, args);
   const target = disk.target ?? targetInfoFor(ctx, disk);
   const firmware = args.firmware ?? existing.firmware;
@@ -223,6 +203,30 @@ async function switchDiskSteps(
     () => ctx.store.putProvisioning(existing),
   );
   return record;
+}
+
+/**
+ * For a node already provisioned: HIL still says the project owns it, and the NIC asked for (or
+ * the one it boots from) is that NIC. Changing the NIC takes a deprovision first.
+ */
+async function authorizeSameNic(
+  ctx: BmiContext,
+  saga: Saga,
+  args: ProvisionArgs,
+  existing: Provisioning,
+): Promise<NodeInfo["nics"][number]> {
+  const node = await saga.step("authorize node", () =>
+    ctx.drivers.isolation.authorize(args.project, args.node),
+  );
+  const nic = bootNic(node, args.node, args.nic ?? existing.nic);
+  if (nic.label !== existing.nic) {
+    throw new BmiError(
+      "conflict",
+      `node ${args.node} boots from NIC ${existing.nic}, not ${nic.label}; deprovision it to change the NIC`,
+      { subsystem: "isolation", retryable: false, details: { node: args.node, nic: existing.nic } },
+    );
+  }
+  return nic;
 }
 
 /**
