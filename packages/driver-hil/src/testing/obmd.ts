@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { text } from "node:stream/consumers";
 import { createFaultEngine, type HilFaults } from "./faults.js";
 
 /** What an obmd-compatible BMC drives: a qemu VM over QMP, or the in-memory machine below. */
@@ -215,15 +216,6 @@ export interface ObmdServer extends ObmdEndpoint {
   close(): Promise<void>;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
-}
-
 /** Serves an obmd-compatible endpoint on its own loopback port. */
 export async function startObmdServer(
   options: ObmdOptions & { port?: number; host?: string } = {},
@@ -234,7 +226,7 @@ export async function startObmdServer(
   let port = options.port ?? 0;
   const listen = async () => {
     const created = createServer((req, res) => {
-      readBody(req)
+      text(req)
         .then((raw) => endpoint.handle(req, res, req.url ?? "/", raw))
         .catch(() => req.socket.destroy());
     });

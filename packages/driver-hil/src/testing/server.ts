@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { text } from "node:stream/consumers";
 import { z } from "zod";
 import { createFaultEngine, type HilFaults, type StatusFault } from "./faults.js";
 import { type HilFixture, loadFixture } from "./fixture.js";
@@ -162,15 +163,6 @@ function send(res: ServerResponse, status: number, body: string, headers: Record
 
 const sendError = (res: ServerResponse, error: HilApiError) =>
   send(res, error.status, JSON.stringify({ type: error.type, msg: error.message }));
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
-}
 
 function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -341,13 +333,13 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", "http://hil.invalid");
     if (url.pathname.startsWith("/obmd/")) {
-      return obmd.handle(req, res, (req.url ?? "/").slice("/obmd".length), await readBody(req));
+      return obmd.handle(req, res, (req.url ?? "/").slice("/obmd".length), await text(req));
     }
     faults.count(method, url.pathname);
     const viewOf = viewOnArrival(method, url.pathname);
     const injected = faults.take(method, url.pathname);
     // The body first: a stalled server still has the request and handles it after the client left.
-    const raw = await readBody(req);
+    const raw = await text(req);
     if (injected.delayMs > 0) await sleep(injected.delayMs);
     if (injected.drop) {
       req.socket.destroy();
