@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 const src = (path: string) => fileURLToPath(new URL(`./packages/${path}`, import.meta.url));
 
@@ -31,7 +31,8 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/consumer/**"],
+          // Keep vitest's defaults (node_modules!): test/ is a workspace package with its own.
+          exclude: [...configDefaults.exclude, "test/consumer/**"],
           globalSetup: ["test/setup/global-lab.ts"],
         },
       },
