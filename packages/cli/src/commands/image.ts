@@ -1,4 +1,5 @@
-import type { Command } from "commander";
+import { resolve } from "node:path";
+import { type Command, Option } from "commander";
 import { done, list, show } from "../output.js";
 import { found, IMAGE_COLUMNS, withParent, withParents } from "./columns.js";
 import type { CliContext, Globals } from "./context.js";
@@ -47,10 +48,54 @@ export function registerImages(program: Command, ctx: CliContext): void {
   const image = program.command("image").description("images (also: bmi ls, bmi rm)");
   ls(image.command("ls").description("list a project's golden images"));
   rm(image.command("rm").description("remove a golden or snapshot image"));
+  registerUpload(image, ctx);
   withColumns(image.command("show").description("show one golden or snapshot image"))
     .argument("<project>")
     .argument("<image>")
     .action(showImage);
+}
+
+/** `bmi image upload <project> <file> <name>`: a raw or qcow2 file of this host becomes a golden image. */
+function registerUpload(image: Command, ctx: CliContext): void {
+  image
+    .command("upload")
+    .description("upload a raw or qcow2 disk image file as a new golden image (checksummed; qcow2 converted)")
+    .argument("<project>")
+    .argument("<file>", "the image file (relative paths are from the current directory)")
+    .argument("<name>", "the golden image's name")
+    .addOption(
+      new Option("--format <format>", "the file's format (default: read from the file)").choices([
+        "raw",
+        "qcow2",
+      ]),
+    )
+    .option("--sha256 <hex>", "refuse the file unless its SHA-256 is this")
+    .option("--public", "mark the image public")
+    .action(
+      ctx.action(async (g: Globals, project: string, file: string, name: string, o: UploadFlags) => {
+        const { bmi } = ctx.connect(g);
+        const input = {
+          project,
+          file: resolve(file),
+          name,
+          ...(o.format ? { format: o.format } : {}),
+          ...(o.sha256 ? { sha256: o.sha256 } : {}),
+          ...(o.public ? { isPublic: true } : {}),
+        };
+        const uploaded = await withProgress(ctx, g, bmi, `upload ${file}`, () =>
+          bmi.uploadImage(input, ctx.call),
+        );
+        return done(uploaded, [
+          `uploaded ${file} (${uploaded.format}, sha256 ${uploaded.sha256}) as ${uploaded.name} (RBD ${uploaded.cephName})`,
+        ]);
+      }),
+    );
+}
+
+interface UploadFlags {
+  format?: "raw" | "qcow2";
+  sha256?: string;
+  public?: boolean;
 }
 
 function registerImport(program: Command, ctx: CliContext): void {

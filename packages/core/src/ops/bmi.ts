@@ -21,6 +21,7 @@ import * as provisionBoot from "./provision-boot.js";
 import * as reconcileOps from "./reconcile.js";
 import type { StepHook } from "./saga.js";
 import * as snapshots from "./snapshots.js";
+import * as upload from "./upload.js";
 
 export interface CreateBmiOptions extends Drivers {
   store: Store;
@@ -51,6 +52,14 @@ export interface Bmi extends AsyncDisposable {
   deleteProject(input: { name: string }, options?: OperationOptions): Promise<void>;
 
   importImage(input: images.ImportImageInput, options?: OperationOptions): Promise<Image>;
+  /**
+   * Uploads a raw or qcow2 disk image file of this host as a new golden image in one step
+   * (checksummed, checked against `sha256` if given; qcow2 converted by qemu-img; undone on failure).
+   * @throws invalid_input (bad input, checksum mismatch, unreadable qcow2), not_found (project, file),
+   * already_exists, unsupported (no file import in the storage driver), timeout, unavailable, cancelled
+   * @example await bmi.uploadImage({ project: "p", file: "/srv/images/debian.qcow2", name: "debian" })
+   */
+  uploadImage(input: upload.UploadImageInput, options?: OperationOptions): Promise<upload.UploadedImage>;
   listImages(input: { project: string }): Image[];
   listAllImages(): Image[];
   removeImage(input: { project: string; image: string }, options?: OperationOptions): Promise<void>;
@@ -152,6 +161,7 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     listProjects: () => projects.listProjects(ctx),
     deleteProject: call(projects.deleteProject),
     importImage: call(images.importImage),
+    uploadImage: call(upload.uploadImage),
     listImages: (input) => images.listImages(ctx, input),
     listAllImages: () => images.listAllImages(ctx),
     removeImage: call(images.removeImage),

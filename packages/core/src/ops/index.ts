@@ -13,3 +13,4 @@ export type { ProvisionBootInput, ProvisionResult } from "./provision-boot.js";
 export type { Drift, DriftKind, ReconcileOptions, ReconcileReport } from "./reconcile.js";
 export type { Saga, SagaContext, StepHook } from "./saga.js";
 export type { SnapshotDiskInput } from "./snapshots.js";
+export type { UploadedImage, UploadImageInput } from "./upload.js";
