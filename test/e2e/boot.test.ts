@@ -11,6 +11,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type BmiLab, type LabNode, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { tearDownLab } from "./lab-teardown.js";
 
 const ceph = inject("ceph");
 const MARKER = "BMI-BOOT-OK from the iSCSI clone";
@@ -32,17 +33,9 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (!lab) return;
   try {
-    for (const node of lab.nodes) {
-      await lab.bmi
-        .deprovision({ project: lab.project, node: node.name, deleteDisk: true, powerOff: true })
-        .catch(() => undefined);
-    }
-    await lab.bmi.removeImage({ project: lab.project, image: "golden" }).catch(() => undefined);
-    expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });
+    await tearDownLab(lab, ["golden"]);
   } finally {
-    await lab.stop();
     if (timings.length > 0) process.stderr.write(`e2e boot times:\n  ${timings.join("\n  ")}\n`);
   }
 }, 180_000);

@@ -12,6 +12,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { tearDownLab } from "./lab-teardown.js";
 import { formatTimings, STAGE_LINES, watchStages } from "./stage-timings.js";
 
 const ceph = inject("ceph");
@@ -29,21 +30,9 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (!lab) return;
   try {
-    for (const node of lab.nodes) {
-      await lab.bmi
-        .deprovision({ project: lab.project, node: node.name, deleteDisk: true, powerOff: true })
-        .catch(() => undefined);
-    }
-    for (const image of lab.bmi.listSnapshots({ project: lab.project }))
-      await lab.bmi.removeImage({ project: lab.project, image: image.image.name }).catch(() => undefined);
-    for (const disk of lab.bmi.listDisks({ project: lab.project }))
-      await lab.bmi.deleteDisk({ project: lab.project, disk: disk.name, force: true }).catch(() => undefined);
-    await lab.bmi.removeImage({ project: lab.project, image: "golden" }).catch(() => undefined);
-    expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });
+    await tearDownLab(lab, ["golden"]);
   } finally {
-    await lab.stop();
     if (report.length > 0) process.stderr.write(`e2e power and boot:\n${report.join("\n")}\n`);
   }
 }, 180_000);

@@ -16,6 +16,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
+import { tearDownLab } from "./lab-teardown.js";
 
 const ceph = inject("ceph");
 /** Generous: TCG under OVMF on a shared 2-core host. Measured about 11 s to the SAN step when idle. */
@@ -30,22 +31,7 @@ beforeAll(async () => {
   golden = (await lab.createGoldenImage("golden")).cephName;
 }, 180_000);
 
-afterAll(async () => {
-  if (!lab) return;
-  try {
-    // Whatever a failed case left: the node's disk, then the golden image.
-    const node = lab.nodes[0];
-    if (node) {
-      await lab.bmi
-        .deprovision({ project: lab.project, node: node.name, deleteDisk: true, powerOff: true })
-        .catch(() => undefined);
-    }
-    await lab.bmi.removeImage({ project: lab.project, image: "golden" }).catch(() => undefined);
-    expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });
-  } finally {
-    await lab.stop();
-  }
-}, 180_000);
+afterAll(() => tearDownLab(lab, ["golden"]), 180_000);
 
 const exists = async (path: string) =>
   stat(path).then(

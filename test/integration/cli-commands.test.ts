@@ -199,7 +199,15 @@ describe("bmi CLI against the lab", () => {
   });
 
   it("snap create refuses a disk that boots a node unless --force; snap ls / rm", async () => {
-    expect((await bmi("snap", "create", "demo", "d1", "s1")).code).toBe(EXIT.conflict);
+    // d1 boots node-01. With its OBM disabled in HIL nobody can say the node is off: refused.
+    await hil().setObm("node-01", false);
+    try {
+      const refused = await bmi("snap", "create", "demo", "d1", "s1", "--json");
+      expect(refused.code).toBe(EXIT.conflict);
+      expect(refused.json.error.message).toMatch(/power state cannot be read.*pass force/);
+    } finally {
+      await hil().setObm("node-01", true);
+    }
     const snap = await bmi("snap", "create", "demo", "d1", "s1", "--force", "--json");
     expect(snap.code).toBe(EXIT.ok);
     expect(await lab.drivers.storage.exists(snap.json.cephName)).toBe(true);
@@ -258,8 +266,9 @@ describe("bmi CLI against the lab", () => {
   });
 
   it("power goes through HIL's redirect to the node's obmd; pro --power --wait on a node that does not boot times out naming the stage", async () => {
+    await hil().setObm("node-01", false); // the lab enables every node's OBM; an owner can turn it off
     const disabled = await bmi("power", "on", "demo", "node-01", "--json");
-    expect(disabled.code).toBe(EXIT.conflict); // OBM not enabled in HIL yet
+    expect(disabled.code).toBe(EXIT.conflict); // OBM not enabled in HIL
     await hil().setObm("node-01", true);
     const machine = lab.hil.obmd.nodes.get("node-01");
     const on = await bmi("power", "on", "demo", "node-01", "--json");

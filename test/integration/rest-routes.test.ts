@@ -5,6 +5,7 @@
  */
 import { Writable } from "node:stream";
 import { EXIT, run } from "@bmi/cli";
+import { createHilClient } from "@bmi/driver-hil";
 import { type BmiLab, freePort, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -322,13 +323,24 @@ describe("bmi serve: the original REST routes", () => {
   });
 
   it("PUT /create_snapshot/ and POST /list_snapshots/", async () => {
-    // The disk boots node-01: refused (CON-2) with 409, as the original could not.
-    const inUse = await call("PUT", "/create_snapshot/", {
-      project: "demo",
-      disk_name: "d1",
-      snap_name: "s1",
+    // The disk boots node-01, whose power nobody can read while its OBM is disabled in HIL:
+    // refused (CON-2) with 409, as the original could not. (Once off, it is allowed: power-boot e2e.)
+    const owner = createHilClient({
+      url: lab.hil.url,
+      username: lab.hilUser.name,
+      password: lab.hilUser.password,
     });
-    expect(inUse.status).toBe(409);
+    await owner.setObm("node-01", false);
+    try {
+      const inUse = await call("PUT", "/create_snapshot/", {
+        project: "demo",
+        disk_name: "d1",
+        snap_name: "s1",
+      });
+      expect(inUse.status).toBe(409);
+    } finally {
+      await owner.setObm("node-01", true);
+    }
     expect(
       (await call("PUT", "/create_snapshot/", { project: "demo", disk_name: "nope", snap_name: "s1" }))
         .status,
