@@ -13,7 +13,7 @@ describe("npm run demo", () => {
     const summary = JSON.parse(run.stdout) as {
       ok: boolean;
       steps: { step: string; ms: number }[];
-      boots: string[];
+      boots: { node: string; from: string; marker: string; stages: { stage: string; atMs: number }[] }[];
       lab: unknown;
     };
     expect(summary.ok).toBe(true);
@@ -27,10 +27,16 @@ describe("npm run demo", () => {
       "deprovision + check",
       "teardown",
     ]);
-    expect(summary.boots).toEqual([
-      expect.stringMatching(/^node-01: BMI-BOOT-OK after/),
-      expect.stringMatching(/^node-03: BMI-SNAPSHOT-OK after/),
+    // Each node powered through HIL -> obmd -> QMP, its boot stages seen in order by the waiter.
+    expect(summary.boots.map((b) => [b.node, b.from, b.marker])).toEqual([
+      ["node-01", "power", "BMI-BOOT-OK"],
+      ["node-03", "provision", "BMI-SNAPSHOT-OK"],
     ]);
+    for (const boot of summary.boots) {
+      expect(boot.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login"]);
+      const [on, login] = boot.stages.map((s) => s.atMs);
+      expect(login).toBeGreaterThan(on ?? Number.POSITIVE_INFINITY);
+    }
     expect(summary.lab).toBeNull();
     // No secret in the machine output: the lab's HIL password, a cephx key (base64 "AQ..."), CHAP.
     for (const output of [run.stdout, run.stderr]) {
