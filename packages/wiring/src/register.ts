@@ -35,6 +35,7 @@ export function registerFromConfig(
   container.registerInstance(TOKENS.export, drivers.export);
   container.registerInstance(TOKENS.boot, drivers.boot);
   container.registerInstance(TOKENS.isolation, drivers.isolation);
+  container.registerInstance(TOKENS.power, drivers.power);
   container.registerInstance(TOKENS.store, store);
   container.registerInstance(TOKENS.settings, settings);
   container.registerInstance(TOKENS.logger, logger);

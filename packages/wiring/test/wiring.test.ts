@@ -64,8 +64,10 @@ describe("createBmiFromConfig", () => {
 describe("registerFromConfig", () => {
   it("registers what createBmiFromConfig wires, and the resolved BMI closes it", async () => {
     const child = container.createChildContainer();
-    const { store } = registerFromConfig(child, await config(), { createStore: true });
+    const { store, drivers } = registerFromConfig(child, await config(), { createStore: true });
     expect(child.resolve(TOKENS.store)).toBe(store);
+    // The power driver too: a DI-wired BMI can power nodes like createBmiFromConfig's.
+    expect(child.resolve(TOKENS.power)).toBe(drivers.power);
     const bmi = resolveBmi(child);
     await bmi.createProject({ name: "p1" });
     expect(store.listProjects().map((p) => p.name)).toContain("p1");

@@ -4,6 +4,8 @@ export const TOKENS = {
   export: Symbol.for("@bmi/ExportDriver"),
   boot: Symbol.for("@bmi/BootDriver"),
   isolation: Symbol.for("@bmi/IsolationDriver"),
+  /** Optional, like `createBmi`'s `power`: nodes' BMCs (HIL's OBM API in the stock wiring). */
+  power: Symbol.for("@bmi/PowerDriver"),
   store: Symbol.for("@bmi/Store"),
   settings: Symbol.for("@bmi/BmiSettings"),
   logger: Symbol.for("@bmi/Logger"),

@@ -2,14 +2,20 @@ import type { BmiSettings } from "../config/settings.js";
 import type { DependencyContainer } from "../di/index.js";
 import { TOKENS } from "../di/index.js";
 import type { Logger } from "../log/index.js";
-import type { BootDriver, ExportDriver, IsolationDriver, StorageDriver } from "../ports/index.js";
+import type {
+  BootDriver,
+  ExportDriver,
+  IsolationDriver,
+  PowerDriver,
+  StorageDriver,
+} from "../ports/index.js";
 import type { Store } from "../store/index.js";
 import { type Bmi, type CreateBmiOptions, createBmi } from "./bmi.js";
 
 /**
  * Builds the facade from a tsyringe container where drivers registered themselves under
- * `TOKENS` (each driver package's `registerXxx(container, options)`). Settings and logger are
- * optional registrations.
+ * `TOKENS` (each driver package's `registerXxx(container, options)`). Power, settings and logger
+ * are optional registrations.
  */
 export function resolveBmi(
   container: DependencyContainer,
@@ -22,6 +28,7 @@ export function resolveBmi(
     export: container.resolve<ExportDriver>(TOKENS.export),
     boot: container.resolve<BootDriver>(TOKENS.boot),
     isolation: container.resolve<IsolationDriver>(TOKENS.isolation),
+    power: optional<PowerDriver>(TOKENS.power),
     store: container.resolve<Store>(TOKENS.store),
     settings: optional<BmiSettings>(TOKENS.settings),
     logger: optional<Logger>(TOKENS.logger),
