@@ -1,7 +1,14 @@
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { type BmiConfig, isBmiError, loadConfig, settingsFromConfig, toBmiError } from "@bmi/core";
+import {
+  type BmiConfig,
+  closeDriver,
+  isBmiError,
+  loadConfig,
+  settingsFromConfig,
+  toBmiError,
+} from "@bmi/core";
 import type { HilClient } from "@bmi/driver-hil";
 import { type ConfigDrivers, createDriversFromConfig } from "@bmi/wiring";
 import { inspectDatabase } from "./doctor-database.js";
@@ -64,8 +71,18 @@ export function doctorSteps(options: DoctorOptions): DoctorStep[] {
     fix: null,
   };
   // Each driver is built inside its own check, so one bad section does not hide the others.
-  const driver = <K extends keyof ConfigDrivers>(key: K): ConfigDrivers[K] =>
-    createDriversFromConfig(config, { env }, [key])[key];
+  // and each is closed after it (the librbd back end holds a cluster connection).
+  const withDriver = async <K extends keyof ConfigDrivers, T>(
+    key: K,
+    use: (driver: ConfigDrivers[K]) => Promise<T> | T,
+  ): Promise<T> => {
+    const driver = createDriversFromConfig(config, { env }, [key])[key];
+    try {
+      return await use(driver);
+    } finally {
+      await closeDriver(driver);
+    }
+  };
   const step = (
     name: DoctorCheck["name"],
     fix: string,
@@ -82,30 +99,32 @@ export function doctorSteps(options: DoctorOptions): DoctorStep[] {
     step(
       "ceph",
       `check that the monitors in ${config.fs.conf_file} are up and that client.${config.fs.id} (keyring ${config.fs.keyring ?? "default"}) may read pool ${config.fs.pool}`,
-      async () => `pool ${config.fs.pool}: ${(await driver("storage").list()).length} RBD image(s)`,
+      () =>
+        withDriver(
+          "storage",
+          async (storage) => `pool ${config.fs.pool}: ${(await storage.list()).length} RBD image(s)`,
+        ),
     ),
     step(
       "tgtd",
       `start tgtd${config.iscsi.tgt_control_port ? ` with --control-port ${config.iscsi.tgt_control_port}` : ""} (Debian packages tgt and tgt-rbd), or correct [iscsi] tgt_control_port`,
-      async () => `tgtd answers: ${(await driver("export").list()).length} target(s)`,
+      () =>
+        withDriver("export", async (exporter) => `tgtd answers: ${(await exporter.list()).length} target(s)`),
     ),
     step(
       "tftp",
       "install the boot loaders (`installTftpRoot` from @bmi/driver-pxe, or Debian pxelinux, syslinux-common, ipxe) and make the directories writable",
-      () => {
-        driver("boot");
-        return tftpRoot(config);
-      },
+      () => withDriver("boot", () => tftpRoot(config)),
     ),
     step(
       "hil",
       "check [net_isolator] url and the credentials ([net_isolator] username/password or HIL_USERNAME/HIL_PASSWORD), and that [net_isolator] provisioning_network exists in HIL with [net_isolator] channel",
-      async () => {
-        const { client } = driver("isolation");
-        const free = await client.listNodes("free");
-        const answers = `HIL at ${client.url} answers: ${free.length} free node(s)`;
-        return `${answers}; ${await provisioningNetworkCheck(config, client)}`;
-      },
+      () =>
+        withDriver("isolation", async ({ client }) => {
+          const free = await client.listNodes("free");
+          const answers = `HIL at ${client.url} answers: ${free.length} free node(s)`;
+          return `${answers}; ${await provisioningNetworkCheck(config, client)}`;
+        }),
     ),
   ];
 }

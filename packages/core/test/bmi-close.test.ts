@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Bmi, createBmi, openSqliteStore, type StorageDriver } from "../src/index.js";
+import { type Bmi, closeDriver, createBmi, openSqliteStore, type StorageDriver } from "../src/index.js";
 import {
   createMemoryBoot,
   createMemoryExport,
@@ -57,5 +57,19 @@ describe("Bmi.close()", () => {
     });
     await expect(bmi.close()).rejects.toThrow("connection already broken");
     expect(() => store.listProjects()).toThrow();
+  });
+});
+
+describe("closeDriver()", () => {
+  it("disposes a driver that holds a connection (asyncDispose before close) and leaves others alone", async () => {
+    const calls: string[] = [];
+    await closeDriver({
+      [Symbol.asyncDispose]: async () => void calls.push("dispose"),
+      close: () => calls.push("close"),
+    });
+    await closeDriver({ close: async () => void calls.push("close only") });
+    await closeDriver(createMemoryStorage());
+    await closeDriver(undefined);
+    expect(calls).toEqual(["dispose", "close only"]);
   });
 });

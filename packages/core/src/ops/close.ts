@@ -4,6 +4,17 @@ import type { Store } from "../store/index.js";
 type Closable = Partial<AsyncDisposable> & { close?: () => unknown };
 
 /**
+ * Closes one driver if it holds a connection (`Symbol.asyncDispose` first, else `close()`);
+ * anything else is left as it is. For code that builds a driver on its own, e.g. `bmi doctor`.
+ */
+export async function closeDriver(driver: unknown): Promise<void> {
+  const closable = driver as Closable | undefined;
+  const dispose = closable?.[Symbol.asyncDispose];
+  if (typeof dispose === "function") await dispose.call(closable);
+  else if (typeof closable?.close === "function") await closable.close();
+}
+
+/**
  * The facade's `close()`: closes every driver that holds a connection (duck-typed, so a port does
  * not have to declare it: e.g. the librbd back end's cluster connection), then the store. Once
  * only; a second call resolves with the first one's outcome. Every resource is closed even when
@@ -14,11 +25,8 @@ export function closerFor(drivers: readonly unknown[], store: Store): () => Prom
   const closeAll = async () => {
     const failures: unknown[] = [];
     for (const driver of new Set(drivers)) {
-      const closable = driver as Closable | undefined;
-      const dispose = closable?.[Symbol.asyncDispose];
       try {
-        if (typeof dispose === "function") await dispose.call(closable);
-        else if (typeof closable?.close === "function") await closable.close();
+        await closeDriver(driver);
       } catch (error) {
         failures.push(error);
       }

@@ -1,6 +1,7 @@
 export * from "./bmi.js";
 export type { BootStage, BootWaitResult, WaitForBootInput, WaitForBootOptions } from "./boot-wait.js";
 export type { OperationOptions } from "./call-context.js";
+export { closeDriver } from "./close.js";
 export * from "./di.js";
 export type { CreateDiskInput, DeleteDiskInput } from "./disks.js";
 export * from "./events.js";
