@@ -230,7 +230,12 @@ export function createHilClient(options: HilClientOptions) {
       return { status: response.status, text: await response.text(), location };
     } catch (error) {
       const details: HilErrorDetails = { method, path };
-      if (signal?.aborted) throw cancelled(`${method} ${path}`, error);
+      if (signal?.aborted) {
+        // Aborted in flight: a POST may already be with HIL (or obmd), which applies it anyway.
+        const failure = cancelled(`${method} ${path}`, error);
+        if (method === "POST") failure.details.outcome = "unknown";
+        throw failure;
+      }
       if (timeout.aborted) {
         throw new BmiError("timeout", `${service} ${method} ${path} timed out after ${config.timeoutMs} ms`, {
           subsystem: "isolation",

@@ -167,6 +167,12 @@ export function createNicActions(options: NicActionsOptions) {
         signal: o?.signal,
       });
     } catch (error) {
+      if (outcomeLost(error) && error.code === "cancelled") {
+        // The caller gave up while the POST was in flight: HIL may still apply it, so a detach
+        // that finds nothing yet must not report the NIC clean (it is left for reconcile()).
+        unconfirmed.add(keyOf(a));
+        throw error;
+      }
       if (outcomeLost(error)) return confirm(a, true, o, error);
       if (!(error instanceof BmiError && (error.code === "conflict" || error.code === "busy"))) throw error;
       const details = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);

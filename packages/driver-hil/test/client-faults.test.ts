@@ -176,6 +176,27 @@ describe("HIL client: injected faults", () => {
     expect((await failure(attach)).code).toBe("cancelled");
   });
 
+  it("aborting while the connect POST is in flight: outcome unknown, and an undo that finds nothing yet is left for reconcile", async () => {
+    const driver = createHilIsolation({ url: server.url, ...ALICE, ...fast });
+    const post = "POST /v0/node/node1/nic/eth0/connect_network";
+    // HIL has the request but answers late; it applies it after the caller has gone.
+    server.faults.delay({ match: post, ms: 300 });
+    const controller = new AbortController();
+    const attach = driver.attach(
+      { node: "node1", nic: "eth0", network: "prov" },
+      { signal: controller.signal },
+    );
+    while (!server.faults.requests.get(post)) await new Promise((r) => setTimeout(r, 2));
+    controller.abort();
+    const error = await failure(attach);
+    expect(error.code).toBe("cancelled");
+    expect(error.details.outcome).toBe("unknown");
+    const undo = await failure(driver.detach({ node: "node1", nic: "eth0", network: "prov" }));
+    expect(undo.details.outcome).toBe("unknown");
+    expect(undo.message).toContain("left for reconcile()");
+    expect(server.faults.requests.get(post)).toBe(1);
+  });
+
   it("a connect whose response was lost is not repeated: the driver watches show_node and succeeds", async () => {
     let lost = 0;
     const driver = createHilIsolation({
