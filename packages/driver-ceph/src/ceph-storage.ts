@@ -6,9 +6,9 @@ import {
   type CommandResult,
   type CommandRunner,
   createExecaRunner,
-  type DependencyContainer,
   type ImageDetails,
   parseInput,
+  registrar,
   type SnapshotDetails,
   type SnapshotRef,
   type StorageDriver,
@@ -318,11 +318,4 @@ export function createCephStorage(options: CephStorageOptions): StorageDriver {
 }
 
 /** Registers a Ceph StorageDriver in a tsyringe container under `TOKENS.storage`. */
-export function registerCephStorage(
-  container: DependencyContainer,
-  options: CephStorageOptions,
-): StorageDriver {
-  const driver = createCephStorage(options);
-  container.registerInstance(TOKENS.storage, driver);
-  return driver;
-}
+export const registerCephStorage = registrar(TOKENS.storage, createCephStorage);

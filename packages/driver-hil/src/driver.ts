@@ -2,7 +2,6 @@ import {
   type BmiConfig,
   BmiError,
   type CallOptions,
-  type DependencyContainer,
   type IsolationDriver,
   MacAddress,
   type NetworkAttachment,
@@ -12,6 +11,7 @@ import {
   NodeName,
   ProjectName,
   parseInput,
+  registrar,
   TOKENS,
 } from "@bmi/core";
 import { z } from "zod";
@@ -182,14 +182,7 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
 }
 
 /** Registers a HIL IsolationDriver under `TOKENS.isolation`. */
-export function registerHilIsolation(
-  container: DependencyContainer,
-  options: HilIsolationOptions,
-): IsolationDriver {
-  const driver = createHilIsolation(options);
-  container.registerInstance(TOKENS.isolation, driver);
-  return driver;
-}
+export const registerHilIsolation = registrar(TOKENS.isolation, createHilIsolation);
 
 /**
  * Driver options from a loaded `bmi_config.cfg` (`[net_isolator]`, alias `[haas]`). Credentials

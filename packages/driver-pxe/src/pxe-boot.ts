@@ -7,10 +7,10 @@ import {
   type BootSpec,
   BootSpecSchema,
   type CallOptions,
-  type DependencyContainer,
   type Firmware,
   NodeName,
   parseInput,
+  registrar,
   safeJoin,
   type TargetInfo,
   TOKENS,
@@ -564,9 +564,5 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
   };
 }
 
-/** Registers a PXE boot driver as the container's BootDriver. */
-export function registerPxeBoot(container: DependencyContainer, options: PxeBootOptions): PxeBoot {
-  const driver = createPxeBoot(options);
-  container.registerInstance(TOKENS.boot, driver);
-  return driver;
-}
+/** Registers a PXE boot driver as the container's BootDriver (`TOKENS.boot`). */
+export const registerPxeBoot = registrar(TOKENS.boot, createPxeBoot);

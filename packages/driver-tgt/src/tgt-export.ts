@@ -7,7 +7,6 @@ import {
   type CommandRunner,
   createExecaRunner,
   DEFAULT_IQN_PREFIX,
-  type DependencyContainer,
   type ExportAccess,
   ExportAccessSchema,
   type ExportCapabilities,
@@ -20,6 +19,7 @@ import {
   lastErrorLine,
   Port,
   parseInput,
+  registrar,
   silentLogger,
   TargetName,
   TOKENS,
@@ -639,11 +639,4 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
 }
 
 /** Registers a tgt ExportDriver in a container under `TOKENS.export`. */
-export function registerTgtExport(
-  container: DependencyContainer,
-  options: TgtExportOptions,
-): TgtExportDriver {
-  const driver = createTgtExport(options);
-  container.registerInstance(TOKENS.export, driver);
-  return driver;
-}
+export const registerTgtExport = registrar(TOKENS.export, createTgtExport);

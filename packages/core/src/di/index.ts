@@ -2,4 +2,5 @@
 // `@bmi/core/di` subpath, so importing `@bmi/core` installs no global. Drivers need only the
 // tokens and the container's type to register themselves.
 export type { DependencyContainer } from "tsyringe";
+export * from "./registrar.js";
 export * from "./tokens.js";
