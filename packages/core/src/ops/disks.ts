@@ -3,24 +3,20 @@ import type { Disk, Image, Project } from "../domain/model.js";
 import { cephNameOf, DiskName, ImageName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
+import { type BmiContext, operation, requireImage, requireKind, requireProject } from "./context.js";
+import { imageLock, nodeLock } from "./locks.js";
+import { deprovisionSteps } from "./nodes.js";
+import type { Saga } from "./saga.js";
+import { settleDiskSnapshotsSteps } from "./snapshots.js";
 import {
-  type BmiContext,
   cloneSource,
   cloneStep,
   deleteImageRowStep,
   exportSteps,
   insertImageStep,
-  operation,
   removeImageLastStep,
-  requireImage,
-  requireKind,
-  requireProject,
   unexportSteps,
-} from "./context.js";
-import { imageLock, nodeLock } from "./locks.js";
-import { deprovisionSteps } from "./nodes.js";
-import type { Saga } from "./saga.js";
-import { settleDiskSnapshotsSteps } from "./snapshots.js";
+} from "./steps/index.js";
 
 const CreateDiskInput = z.strictObject({ project: ProjectName, image: ImageName, disk: DiskName });
 export type CreateDiskInput = z.input<typeof CreateDiskInput>;

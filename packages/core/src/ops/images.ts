@@ -3,21 +3,18 @@ import type { Image } from "../domain/model.js";
 import { cephNameOf, ImageName, ProjectName, RbdImageName, RbdSnapshotName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
+import { type BmiContext, operation, requireImage, requireKind, requireProject } from "./context.js";
+import { imageLock } from "./locks.js";
 import {
-  type BmiContext,
   cloneSource,
   cloneStep,
   deleteImageRowStep,
   insertImageStep,
   makeGoldenSteps,
-  operation,
+  protectedSnapshotSteps,
   removeImageLastStep,
-  requireImage,
-  requireKind,
-  requireProject,
   tempSnapshotName,
-} from "./context.js";
-import { imageLock } from "./locks.js";
+} from "./steps/index.js";
 
 const ImportImageInput = z.strictObject({
   project: ProjectName,
@@ -78,17 +75,10 @@ export function importImage(ctx: BmiContext, input: ImportImageInput): Promise<I
       } else {
         parent = { image: args.source, snapshot: tempSnapshotName(ctx, saga.operationId) };
         temporary = true;
-        const ref = parent;
-        await saga.step(
-          "snapshot source",
-          () => storage.createSnapshot(ref),
-          () => storage.removeSnapshot(ref),
-        );
-        await saga.step(
-          "protect source snapshot",
-          () => storage.protectSnapshot(ref),
-          () => storage.unprotectSnapshot(ref),
-        );
+        await protectedSnapshotSteps(ctx, saga, parent, {
+          create: "snapshot source",
+          protect: "protect source snapshot",
+        });
       }
       const image = await insertImageStep(ctx, saga, {
         name,

@@ -3,16 +3,9 @@ import type { TargetInfo } from "../domain/model.js";
 import { ImageName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
-import {
-  type BmiContext,
-  exportRequestFor,
-  exportSteps,
-  operation,
-  requireImage,
-  requireProject,
-  unexportSteps,
-} from "./context.js";
+import { type BmiContext, operation, requireImage, requireProject } from "./context.js";
 import { imageLock } from "./locks.js";
+import { exportRequestFor, exportSteps, unexportSteps } from "./steps/index.js";
 
 const MountInput = z.strictObject({ project: ProjectName, image: ImageName });
 

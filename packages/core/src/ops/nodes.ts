@@ -4,18 +4,11 @@ import { DiskName, ImageName, NicLabel, NodeName, ProjectName } from "../domain/
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
 import type { BootSpec } from "../ports/boot.js";
-import {
-  type BmiContext,
-  bootSpecOf,
-  exportSteps,
-  operation,
-  requireKind,
-  requireProject,
-  targetInfoFor,
-} from "./context.js";
+import { type BmiContext, operation, requireKind, requireProject } from "./context.js";
 import { createDiskSteps, deleteDiskSteps, toDisk } from "./disks.js";
 import { imageLock, nodeLock } from "./locks.js";
 import type { Saga } from "./saga.js";
+import { bootSpecOf, exportSteps, targetInfoFor } from "./steps/index.js";
 
 const ProvisionInput = z.strictObject({
   project: ProjectName,

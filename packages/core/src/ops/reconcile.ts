@@ -5,9 +5,10 @@ import { parseInput } from "../domain/validate.js";
 import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
 import type { NetworkAttachment } from "../ports/isolation.js";
 import type { JournalEntry } from "../store/index.js";
-import { type BmiContext, bootSpecOf, exportRequestFor } from "./context.js";
+import type { BmiContext } from "./context.js";
 import { nodeLock, withLocks } from "./locks.js";
 import { assertRepairable, type Provenance, readProvenance } from "./provenance.js";
+import { bootSpecOf, exportRequestFor } from "./steps/index.js";
 
 export type DriftKind =
   | "missing_image" // a row whose RBD image is gone

@@ -3,20 +3,17 @@ import type { Image } from "../domain/model.js";
 import { cephNameOf, DiskName, ProjectName, SnapshotName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError, toBmiError } from "../errors/index.js";
+import { type BmiContext, operation, requireImage, requireKind, requireProject } from "./context.js";
+import { imageLock } from "./locks.js";
+import type { Saga } from "./saga.js";
 import {
-  type BmiContext,
   cloneSourceSteps,
   cloneStep,
   insertImageStep,
   makeGoldenSteps,
-  operation,
-  requireImage,
-  requireKind,
-  requireProject,
+  protectedSnapshotSteps,
   tempSnapshotName,
-} from "./context.js";
-import { imageLock } from "./locks.js";
-import type { Saga } from "./saga.js";
+} from "./steps/index.js";
 
 const SnapshotInput = z.strictObject({
   project: ProjectName,
@@ -62,16 +59,10 @@ export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise
         );
       }
       const temp = { image: disk.cephName, snapshot: tempSnapshotName(ctx, saga.operationId) };
-      await saga.step(
-        "snapshot disk",
-        () => storage.createSnapshot(temp),
-        () => storage.removeSnapshot(temp),
-      );
-      await saga.step(
-        "protect disk snapshot",
-        () => storage.protectSnapshot(temp),
-        () => storage.unprotectSnapshot(temp),
-      );
+      await protectedSnapshotSteps(ctx, saga, temp, {
+        create: "snapshot disk",
+        protect: "protect disk snapshot",
+      });
       const image = await insertImageStep(ctx, saga, {
         name: args.snapshot,
         projectId: project.id,

@@ -9,8 +9,9 @@ import { cephNameOf, ImageName, ProjectName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError } from "../errors/index.js";
 import { createExecaRunner } from "../exec/index.js";
-import { type BmiContext, cloneSourceSteps, insertImageStep, operation, requireProject } from "./context.js";
+import { type BmiContext, operation, requireProject } from "./context.js";
 import { imageLock } from "./locks.js";
+import { cloneSourceSteps, insertImageStep } from "./steps/index.js";
 
 const UploadImageInput = z.strictObject({
   project: ProjectName,
