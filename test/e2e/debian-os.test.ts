@@ -71,11 +71,16 @@ afterAll(async () => {
  * Provisions `node` from `image`, powers it through HIL and waits until its OS has logged in to
  * its target, then reads the OS line and the output of `script` (run inside the OS) from its console.
  */
-async function bootWithScript(node: string, image: string, script: string) {
+async function bootWithScript(
+  node: string,
+  image: string,
+  script: string,
+  firmware: "bios" | "uefi" = "bios",
+) {
   const disk = `disk-${node}-${image}`;
   const scriptFile = join(scratch.path, `${node}-${image}-run.sh`);
   await writeFile(scriptFile, script);
-  lab.configureNode(node, { memoryMb: 1024, fwCfgFiles: { [FW_CFG_RUN]: scriptFile } });
+  lab.configureNode(node, { memoryMb: 1024, firmware, fwCfgFiles: { [FW_CFG_RUN]: scriptFile } });
   const console = lab.console(node);
   const from = await console.mark();
   const watch = await watchStages(lab, node, { ...STAGE_LINES, ready_line: OS_LINE });
@@ -86,7 +91,7 @@ async function bootWithScript(node: string, image: string, script: string) {
     disk,
     image,
     nic: "eth0",
-    firmware: "bios",
+    firmware,
     power: "cycle",
     wait: true,
     timeoutMs: BOOT_BOUND_MS,
@@ -95,7 +100,9 @@ async function bootWithScript(node: string, image: string, script: string) {
   const done = await console.waitFor(/BMI-RUN-END rc=\d+/, { from, timeoutMs: BOOT_BOUND_MS });
   const stages = await watch.report();
   expect(stages.map((t) => t.stage)).toEqual(["powered_on", "firmware_login", "os_login", "ready_line"]);
-  timings.push(formatTimings(`${node} from ${image} (script done ${done.seenAt - started} ms)`, stages));
+  timings.push(
+    formatTimings(`${node} (${firmware}) from ${image} (script done ${done.seenAt - started} ms)`, stages),
+  );
   // The script has synced its writes; a hard power off through HIL ends the VM.
   expect(await lab.bmi.power({ project: lab.project, node, action: "off" })).toBe("off");
   const serial = done.text;
@@ -129,11 +136,18 @@ describe("Debian boots with its root on BMI's iSCSI clone", () => {
     await lab.bmi.deprovision({ project: lab.project, node: "node-01", deleteDisk: false });
   }, 1_000_000);
 
-  it("node-02, provisioned from the snapshot of node-01's disk, reads exactly that file", async () => {
-    const booted = await bootWithScript("node-02", SNAPSHOT, "sed 's/^/BMI-OUT /' /root/bmi-proof.txt\n");
+  it("node-02 (UEFI), provisioned from the snapshot of node-01's disk, reads exactly that file", async () => {
+    // The same image boots UEFI: OVMF → EFI iPXE → sanboot → GRUB x86_64-efi from the ESP.
+    const booted = await bootWithScript(
+      "node-02",
+      SNAPSHOT,
+      "[ -d /sys/firmware/efi ] && echo BMI-OUT efi; sed 's/^/BMI-OUT /' /root/bmi-proof.txt\n",
+      "uefi",
+    );
     expect(booted.os).toMatchObject({ target: booted.provisioning.target.name });
+    expect(booted.output.split("\n")[0]).toBe("efi");
     expect(booted.rc).toBe(0);
-    expect(booted.output.trim()).toBe(content);
+    expect(booted.output.split("\n").slice(1).join("\n").trim()).toBe(content);
     await lab.bmi.deprovision({ project: lab.project, node: "node-02", deleteDisk: true });
   }, 1_000_000);
 });
