@@ -179,17 +179,28 @@ export async function hostDebianMirror(): Promise<string> {
   );
 }
 
-/** Runs one build step; a failure names the step and carries the command's stderr. */
-async function run(
+/**
+ * Runs one build step in its own process group; a failure names the step and carries the
+ * command's stderr. On timeout or failure the whole group is killed: debootstrap and chroot leave
+ * children (dpkg, maintainer scripts) that killing the top process alone would orphan.
+ */
+export async function runBuildStep(
   step: string,
   file: string,
   args: readonly string[],
   timeoutMs = 1_200_000,
   input?: string,
-) {
-  const result = await execa(file, args, { reject: false, timeout: timeoutMs, all: true, input });
-  if (result.exitCode !== 0 || result.timedOut) {
-    const why = result.timedOut ? `timed out after ${timeoutMs} ms` : `exit ${result.exitCode}`;
+): Promise<string> {
+  const child = execa(file, args, { reject: false, all: true, input, detached: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup(child.pid);
+  }, timeoutMs);
+  const result = await child.finally(() => clearTimeout(timer));
+  if (result.exitCode !== 0 || timedOut) {
+    killGroup(child.pid);
+    const why = timedOut ? `timed out after ${timeoutMs} ms` : `exit ${result.exitCode}`;
     const tail = String(result.all ?? result.stderr ?? "")
       .split("\n")
       .slice(-25)
@@ -197,6 +208,17 @@ async function run(
     throw new Error(`image build step "${step}" failed: ${file} ${args.join(" ")}: ${why}\n${tail}`);
   }
   return String(result.stdout);
+}
+const run = runBuildStep;
+
+/** SIGKILL to the process group led by `pid` (what is left of it: it may be gone already). */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
 }
 
 /** The recipe's hash: everything that shapes the image, including this file's scripts. */
