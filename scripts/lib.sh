@@ -5,17 +5,18 @@ PNPM_VERSION=10.34.9
 # Debian packages the lab needs: Ceph (mon, OSD, mgr, rbd), tgt with its rbd backing store,
 # an iSCSI initiator for checks, qemu + iPXE + pxelinux (+ OVMF for UEFI) for booting VMs,
 # dnsmasq-base (the binary only: the `dnsmasq` package would start a host-wide service) and
-# iproute2 for the lab's provisioning network.
+# iproute2 for the lab's provisioning network; grub-efi-amd64-bin + mtools build the Debian
+# image's EFI system partition without loop mounts.
 APT_PACKAGES=(
   ceph-mon ceph-osd ceph-mgr ceph-common
   tgt tgt-rbd libiscsi-bin qemu-utils qemu-block-extra
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf
   python3 python3-rbd util-linux coreutils
-  debootstrap grub-pc-bin e2fsprogs fdisk
+  debootstrap grub-pc-bin grub-efi-amd64-bin mtools e2fsprogs fdisk
   dnsmasq-base iproute2
 )
 # One binary per package tells whether it is installed (dpkg -s is slow for 17 packages).
-APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout debootstrap sfdisk mkfs.ext4 grub-mkimage dnsmasq ip bridge)
+APT_PROBES=(ceph-mon ceph-osd ceph-mgr rbd tgtd tgtadm iscsi-inq qemu-img qemu-system-x86_64 python3 flock timeout debootstrap sfdisk mkfs.ext4 grub-mkimage mformat dnsmasq ip bridge)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -1,7 +1,7 @@
 /**
  * End to end with a real OS: Debian 12, built in this run from Debian packages
  * (`buildDebianImage`), boots with its root on BMI's iSCSI clone: PXE → iPXE → sanboot → GRUB
- * through int13 → kernel + initramfs → open-iscsi logs in again from the iBFT → root mounted →
+ * (BIOS through int13 on node-01, UEFI x86_64-efi from the ESP on node-02) → kernel + initramfs → open-iscsi logs in again from the iBFT → root mounted →
  * systemd → the image's service prints the OS line, read inside the OS. The host runs a script
  * inside the node through qemu's fw_cfg (`opt/bmi/run`); its output comes back on the serial line.
  *
@@ -67,15 +67,24 @@ afterAll(async () => {
   }
 }, 180_000);
 
+interface BootOptions {
+  firmware?: "bios" | "uefi";
+  /** Boot the node's disk from an earlier provision of `image` again, as it is (no new clone). */
+  existingDisk?: boolean;
+}
+let boots = 0;
+
 /**
  * Provisions `node` from `image`, powers it through HIL and waits until its OS has logged in to
  * its target, then reads the OS line and the output of `script` (run inside the OS) from its console.
  */
-async function bootWithScript(node: string, image: string, script: string) {
+async function bootWithScript(node: string, image: string, script: string, options: BootOptions = {}) {
+  const { firmware = "bios", existingDisk = false } = options;
   const disk = `disk-${node}-${image}`;
-  const scriptFile = join(scratch.path, `${node}-${image}-run.sh`);
+  boots += 1;
+  const scriptFile = join(scratch.path, `${node}-${image}-run-${boots}.sh`);
   await writeFile(scriptFile, script);
-  lab.configureNode(node, { memoryMb: 1024, fwCfgFiles: { [FW_CFG_RUN]: scriptFile } });
+  lab.configureNode(node, { memoryMb: 1024, firmware, fwCfgFiles: { [FW_CFG_RUN]: scriptFile } });
   const console = lab.console(node);
   const from = await console.mark();
   const watch = await watchStages(lab, node, { ...STAGE_LINES, ready_line: OS_LINE });
@@ -84,9 +93,9 @@ async function bootWithScript(node: string, image: string, script: string) {
     project: lab.project,
     node,
     disk,
-    image,
+    ...(existingDisk ? {} : { image }),
     nic: "eth0",
-    firmware: "bios",
+    firmware,
     power: "cycle",
     wait: true,
     timeoutMs: BOOT_BOUND_MS,
@@ -95,7 +104,9 @@ async function bootWithScript(node: string, image: string, script: string) {
   const done = await console.waitFor(/BMI-RUN-END rc=\d+/, { from, timeoutMs: BOOT_BOUND_MS });
   const stages = await watch.report();
   expect(stages.map((t) => t.stage)).toEqual(["powered_on", "firmware_login", "os_login", "ready_line"]);
-  timings.push(formatTimings(`${node} from ${image} (script done ${done.seenAt - started} ms)`, stages));
+  timings.push(
+    formatTimings(`${node} (${firmware}) from ${image} (script done ${done.seenAt - started} ms)`, stages),
+  );
   // The script has synced its writes; a hard power off through HIL ends the VM.
   expect(await lab.bmi.power({ project: lab.project, node, action: "off" })).toBe("off");
   const serial = done.text;
@@ -108,6 +119,7 @@ async function bootWithScript(node: string, image: string, script: string) {
 
 describe("Debian boots with its root on BMI's iSCSI clone", () => {
   const content = `written by node-01 ${process.pid}-${Date.now()}`;
+  const second = `written by node-02 ${process.pid}-${Date.now()}`;
 
   it("node-01 (BIOS) boots Debian from its clone, its root is the BMI target, and it writes a file", async () => {
     const booted = await bootWithScript(
@@ -129,11 +141,45 @@ describe("Debian boots with its root on BMI's iSCSI clone", () => {
     await lab.bmi.deprovision({ project: lab.project, node: "node-01", deleteDisk: false });
   }, 1_000_000);
 
-  it("node-02, provisioned from the snapshot of node-01's disk, reads exactly that file", async () => {
-    const booted = await bootWithScript("node-02", SNAPSHOT, "sed 's/^/BMI-OUT /' /root/bmi-proof.txt\n");
+  it("node-02 (UEFI), provisioned from the snapshot of node-01's disk, reads exactly that file and writes its own", async () => {
+    // The same image boots UEFI: OVMF → EFI iPXE → sanboot → GRUB x86_64-efi from the ESP.
+    const booted = await bootWithScript(
+      "node-02",
+      SNAPSHOT,
+      [
+        "[ -d /sys/firmware/efi ] && echo BMI-OUT efi",
+        "sed 's/^/BMI-OUT /' /root/bmi-proof.txt",
+        `echo '${second}' > /root/bmi-node02.txt && sync && sed 's/^/BMI-OUT /' /root/bmi-node02.txt`,
+        "",
+      ].join("\n"),
+      { firmware: "uefi" },
+    );
+    expect(booted.os).toMatchObject({
+      os: "Debian GNU/Linux 12 (bookworm)",
+      target: booted.provisioning.target.name,
+    });
+    expect(booted.rc).toBe(0);
+    expect(booted.output).toBe(`efi\n${content}\n${second}`);
+    // The disk stays until node-01 has looked for its file (afterAll removes what is left).
+    await lab.bmi.deprovision({ project: lab.project, node: "node-02", deleteDisk: false });
+  }, 1_000_000);
+
+  it("node-01 (BIOS) booted again from its own disk has its file and not node-02's (copy-on-write)", async () => {
+    const booted = await bootWithScript(
+      "node-01",
+      GOLDEN,
+      [
+        "[ -d /sys/firmware/efi ] || echo BMI-OUT bios",
+        "sed 's/^/BMI-OUT /' /root/bmi-proof.txt",
+        "if [ -e /root/bmi-node02.txt ]; then echo BMI-OUT sees-node02; else echo BMI-OUT no-node02; fi",
+        "",
+      ].join("\n"),
+      { existingDisk: true },
+    );
     expect(booted.os).toMatchObject({ target: booted.provisioning.target.name });
     expect(booted.rc).toBe(0);
-    expect(booted.output.trim()).toBe(content);
-    await lab.bmi.deprovision({ project: lab.project, node: "node-02", deleteDisk: true });
+    expect(booted.output).toBe(`bios\n${content}\nno-node02`);
+    await lab.bmi.deprovision({ project: lab.project, node: "node-01", deleteDisk: false });
+    await lab.bmi.deleteDisk({ project: lab.project, disk: `disk-node-02-${SNAPSHOT}` });
   }, 1_000_000);
 });

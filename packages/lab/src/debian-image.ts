@@ -7,10 +7,12 @@ import { z } from "zod";
 /**
  * A real golden image built from Debian packages: Debian 12 (debootstrap minbase) with the distro
  * kernel, open-iscsi and initramfs-tools set up so that the distro's own initramfs logs in to its
- * iSCSI root again from the iBFT that iPXE's `sanboot` publishes (`ISCSI_AUTO=true`), GRUB for
- * BIOS in the MBR gap, root on an ext4 partition labelled {@link ROOT_LABEL}. Built without loop
- * mounts or kernel modules on the host (`mkfs.ext4 -d`, `sfdisk`, `grub-mkimage`), so it builds
- * as root on a fresh CI machine.
+ * iSCSI root again from the iBFT that iPXE's `sanboot` publishes (`ISCSI_AUTO=true`), root on an
+ * ext4 partition labelled {@link ROOT_LABEL}. It boots both ways: GRUB for BIOS in the MBR gap,
+ * and GRUB x86_64-efi as `\EFI\BOOT\BOOTX64.EFI` on a FAT EFI system partition (MBR type 0xEF,
+ * which UEFI firmware such as OVMF accepts as well as a GPT one). Built without loop mounts or
+ * kernel modules on the host (`mkfs.ext4 -d`, `sfdisk`, `grub-mkimage`, mtools), so it builds as
+ * root on a fresh CI machine.
  *
  * Inside the image two services talk to the host over the serial console (ttyS0):
  * - `bmi-os-line` prints one line `BMI-OS os="..." root="..." target="..." userspaceMs=...` read
@@ -81,7 +83,29 @@ const GRUB_BIOS_MODULES = [
   "normal",
   "boot",
 ];
+/** GRUB modules for the UEFI image: the same job, read from EFI block I/O. */
+const GRUB_EFI_MODULES = [
+  "part_msdos",
+  "part_gpt",
+  "fat",
+  "ext2",
+  "search",
+  "search_label",
+  "linux",
+  "echo",
+  "serial",
+  "terminal",
+  "normal",
+  "boot",
+];
 const PART_START_SECTOR = 2048;
+/** The EFI system partition, at the end of the disk: the root keeps its start (and GRUB BIOS its gap). */
+const ESP_MIB = 32;
+/**
+ * open-iscsi waits this long for a lost session to come back before failing its I/O: long enough
+ * to ride out a target restart (tgtd killed and started again, then BMI restores the targets).
+ */
+const REPLACEMENT_TIMEOUT_S = 600;
 
 const OS_LINE_SCRIPT = `#!/bin/sh
 # Prints the OS line the host parses: what this OS is and where its root is, read inside the OS.
@@ -155,17 +179,28 @@ export async function hostDebianMirror(): Promise<string> {
   );
 }
 
-/** Runs one build step; a failure names the step and carries the command's stderr. */
-async function run(
+/**
+ * Runs one build step in its own process group; a failure names the step and carries the
+ * command's stderr. On timeout or failure the whole group is killed: debootstrap and chroot leave
+ * children (dpkg, maintainer scripts) that killing the top process alone would orphan.
+ */
+export async function runBuildStep(
   step: string,
   file: string,
   args: readonly string[],
   timeoutMs = 1_200_000,
   input?: string,
-) {
-  const result = await execa(file, args, { reject: false, timeout: timeoutMs, all: true, input });
-  if (result.exitCode !== 0 || result.timedOut) {
-    const why = result.timedOut ? `timed out after ${timeoutMs} ms` : `exit ${result.exitCode}`;
+): Promise<string> {
+  const child = execa(file, args, { reject: false, all: true, input, detached: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup(child.pid);
+  }, timeoutMs);
+  const result = await child.finally(() => clearTimeout(timer));
+  if (result.exitCode !== 0 || timedOut) {
+    killGroup(child.pid);
+    const why = timedOut ? `timed out after ${timeoutMs} ms` : `exit ${result.exitCode}`;
     const tail = String(result.all ?? result.stderr ?? "")
       .split("\n")
       .slice(-25)
@@ -174,11 +209,22 @@ async function run(
   }
   return String(result.stdout);
 }
+const run = runBuildStep;
+
+/** SIGKILL to the process group led by `pid` (what is left of it: it may be gone already). */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
+}
 
 /** The recipe's hash: everything that shapes the image, including this file's scripts. */
 function recipeKey(o: z.output<typeof DebianImageOptions>, mirror: string): string {
   const recipe = JSON.stringify({
-    v: 1,
+    v: 2,
     suite: o.suite,
     mirror,
     sizeMiB: o.sizeMiB,
@@ -186,6 +232,9 @@ function recipeKey(o: z.output<typeof DebianImageOptions>, mirror: string): stri
     INITRAMFS_MODULES,
     APPEND,
     GRUB_BIOS_MODULES,
+    GRUB_EFI_MODULES,
+    ESP_MIB,
+    REPLACEMENT_TIMEOUT_S,
     files: configFiles(),
   });
   return createHash("sha256").update(recipe).digest("hex").slice(0, 16);
@@ -308,6 +357,7 @@ async function configureTree(tree: string): Promise<void> {
     await writeFile(file, content);
     await chmod(file, mode);
   }
+  await setIscsidOption(tree, "node.session.timeo.replacement_timeout", String(REPLACEMENT_TIMEOUT_S));
   const wants = join(tree, "etc/systemd/system/multi-user.target.wants");
   await run("enable services", "chroot", [
     tree,
@@ -321,6 +371,18 @@ async function configureTree(tree: string): Promise<void> {
     throw new Error("bmi-os-line.service was not enabled");
   // No host keys or node identity baked in; no root password (the host talks through fw_cfg).
   await rm(join(tree, "var/lib/dbus/machine-id"), { force: true });
+}
+
+/**
+ * Sets one option of the packaged etc/iscsi/iscsid.conf in place (the rest of the package's
+ * defaults stay): replaces its line, or appends one if the package has none.
+ */
+async function setIscsidOption(tree: string, option: string, value: string): Promise<void> {
+  const file = join(tree, "etc/iscsi/iscsid.conf");
+  const text = await readFile(file, "utf8");
+  const line = `${option} = ${value}`;
+  const pattern = new RegExp(`^#?\\s*${option.replace(/\./g, "\\.")}\\s*=.*$`, "m");
+  await writeFile(file, pattern.test(text) ? text.replace(pattern, line) : `${text}\n${line}\n`);
 }
 
 /** Docs, man pages, locales and apt's caches: a smaller image that copies faster. */
@@ -351,21 +413,31 @@ async function bootFiles(tree: string): Promise<{ kernel: string; initrd: string
   return { kernel: `/boot/${kernel}`, initrd: `/boot/${initrd}` };
 }
 
-/** MBR, one bootable ext4 partition from 1 MiB filled from the tree, GRUB's core.img in the gap. */
+/**
+ * MBR with both boot paths: partition 1 the bootable ext4 root from 1 MiB (filled from the tree,
+ * GRUB BIOS's core.img in the gap before it), partition 2 the EFI system partition in the last
+ * {@link ESP_MIB} MiB (GRUB x86_64-efi as the removable-media path UEFI firmware boots).
+ */
 async function makeDisk(tree: string, out: string, sizeMiB: number): Promise<void> {
   const disk = join(out, "disk.raw");
   const { kernel, initrd } = await bootFiles(tree);
   await writeFile(join(out, "vmlinuz"), await readFile(join(tree, kernel)));
   await writeFile(join(out, "initrd.img"), await readFile(join(tree, initrd)));
   await run("truncate", "truncate", ["-s", `${sizeMiB}M`, disk]);
+  const espStartMiB = sizeMiB - ESP_MIB;
+  const rootSectors = espStartMiB * 2048 - PART_START_SECTOR;
   await run(
     "sfdisk",
     "sfdisk",
     ["--quiet", disk],
     60_000,
-    `label: dos\nstart=${PART_START_SECTOR}, type=83, bootable\n`,
+    [
+      "label: dos",
+      `start=${PART_START_SECTOR}, size=${rootSectors}, type=83, bootable`,
+      `start=${espStartMiB * 2048}, size=${ESP_MIB * 2048}, type=ef`,
+      "",
+    ].join("\n"),
   );
-  const partKiB = sizeMiB * 1024 - (PART_START_SECTOR * 512) / 1024;
   await run("mkfs.ext4", "mkfs.ext4", [
     "-q",
     "-F",
@@ -376,23 +448,32 @@ async function makeDisk(tree: string, out: string, sizeMiB: number): Promise<voi
     "-E",
     `offset=${PART_START_SECTOR * 512}`,
     disk,
-    `${partKiB}k`,
+    `${rootSectors / 2}k`,
   ]);
   const grubCfg = join(out, "grub-early.cfg");
-  await writeFile(
-    grubCfg,
-    [
-      "serial --unit=0 --speed=115200",
-      "terminal_input serial console",
-      "terminal_output serial console",
-      `search --no-floppy --label ${ROOT_LABEL} --set=root`,
-      "echo BMI-GRUB loading the kernel",
-      `linux ${kernel} ${APPEND}`,
-      `initrd ${initrd}`,
-      "boot",
-      "",
-    ].join("\n"),
-  );
+  await writeFile(grubCfg, grubEarlyConfig(kernel, initrd));
+  await installGrubBios(disk, grubCfg, out);
+  await installGrubEfi(disk, grubCfg, out, espStartMiB);
+  await rm(grubCfg);
+}
+
+/** GRUB's embedded config (both platforms): serial console, find the root by label, boot Linux. */
+function grubEarlyConfig(kernel: string, initrd: string): string {
+  return [
+    "serial --unit=0 --speed=115200",
+    "terminal_input serial console",
+    "terminal_output serial console",
+    `search --no-floppy --label ${ROOT_LABEL} --set=root`,
+    "echo BMI-GRUB loading the kernel",
+    `linux ${kernel} ${APPEND}`,
+    `initrd ${initrd}`,
+    "boot",
+    "",
+  ].join("\n");
+}
+
+/** GRUB i386-pc: boot.img in the MBR's code area, core.img in the gap before partition 1. */
+async function installGrubBios(disk: string, grubCfg: string, out: string): Promise<void> {
   const core = join(out, "core.img");
   await run("grub-mkimage", "grub-mkimage", [
     "-O",
@@ -416,7 +497,56 @@ async function makeDisk(tree: string, out: string, sizeMiB: number): Promise<voi
   ]);
   await run("dd core.img", "dd", [`if=${core}`, `of=${disk}`, "bs=512", "seek=1", "conv=notrunc"]);
   await rm(core);
-  await rm(grubCfg);
+}
+
+/**
+ * GRUB x86_64-efi as `\EFI\BOOT\BOOTX64.EFI` on a FAT file built with mtools (no loop mount),
+ * copied into partition 2; `conv=sparse` keeps the FAT's empty space unallocated in the image.
+ */
+async function installGrubEfi(
+  disk: string,
+  grubCfg: string,
+  out: string,
+  espStartMiB: number,
+): Promise<void> {
+  const efi = join(out, "BOOTX64.EFI");
+  const esp = join(out, "esp.img");
+  await run("grub-mkimage efi", "grub-mkimage", [
+    "-O",
+    "x86_64-efi",
+    "-o",
+    efi,
+    "-c",
+    grubCfg,
+    "-p",
+    "/EFI/BOOT",
+    ...GRUB_EFI_MODULES,
+  ]);
+  await run("truncate esp", "truncate", ["-s", `${ESP_MIB}M`, esp]);
+  await run("mformat", "mformat", [
+    "-i",
+    esp,
+    "-T",
+    String(ESP_MIB * 2048),
+    "-h",
+    "64",
+    "-s",
+    "32",
+    "-v",
+    "BMI-ESP",
+    "::",
+  ]);
+  await run("mmd", "mmd", ["-i", esp, "::/EFI", "::/EFI/BOOT"]);
+  await run("mcopy", "mcopy", ["-i", esp, efi, "::/EFI/BOOT/BOOTX64.EFI"]);
+  await run("dd esp", "dd", [
+    `if=${esp}`,
+    `of=${disk}`,
+    "bs=1M",
+    `seek=${espStartMiB}`,
+    "conv=notrunc,sparse",
+  ]);
+  await rm(efi);
+  await rm(esp);
 }
 
 /**

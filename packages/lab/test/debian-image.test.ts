@@ -8,9 +8,12 @@ import {
   buildDebianImage,
   debianImageKey,
   FW_CFG_RUN,
+  isAlive,
   parseOsLine,
   qemuArgs,
   removeBuildDir,
+  runBuildStep,
+  waitFor,
 } from "../src/index.js";
 
 const mirror = "http://deb.debian.org/debian";
@@ -29,6 +32,32 @@ describe("debian image recipe", () => {
     [{ cacheDir: "/c", sizeMiB: 4096 }, /sizeMiB/],
   ])("rejects %j before building anything", async (options, message) => {
     await expect(buildDebianImage(options)).rejects.toThrow(message);
+  });
+});
+
+describe("runBuildStep", () => {
+  // The step's shell starts a background child (as debootstrap's dpkg runs) and prints its pid.
+  const withChild = (then: string) => ["-c", `sleep 300 >/dev/null 2>&1 & echo child=$!; ${then}`];
+  const childOf = (error: unknown) => Number(/child=(\d+)/.exec(String(error))?.[1]);
+
+  it.each([
+    ["times out", withChild("sleep 300"), /: timed out after 300 ms\n/],
+    ["fails", withChild("exit 3"), /: exit 3\n/],
+  ])(
+    "kills the step's whole process group when it %s, not only its top process",
+    async (_, args, message) => {
+      const error = await runBuildStep("test", "sh", args, 300).catch((e: unknown) => e);
+      expect(String(error)).toMatch(message);
+      const child = childOf(error);
+      expect(child).toBeGreaterThan(1);
+      await waitFor(`the step's child ${child} to be gone`, async () => !(await isAlive(child)), {
+        timeoutMs: 10_000,
+      });
+    },
+  );
+
+  it("returns the step's stdout when it succeeds", async () => {
+    expect(await runBuildStep("test", "sh", ["-c", "echo ok"], 10_000)).toBe("ok");
   });
 });
 
