@@ -6,7 +6,7 @@ export type Subsystem = "storage" | "export" | "boot" | "isolation" | "power" | 
 
 /**
  * Stable, machine-readable error codes. Callers switch on these, never on messages.
- * The fault and retryability of each code are fixed in {@link CODE_TRAITS}.
+ * The fault and retryability of each code are fixed in `CODE_TRAITS` (internal; read them from an error's `fault` and `retryable`).
  */
 export type ErrorCode =
   | "invalid_input" // bad name, MAC, path, number or config value
