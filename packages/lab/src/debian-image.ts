@@ -69,35 +69,22 @@ const INITRAMFS_MODULES = [
   "af_packet",
 ];
 const APPEND = `root=LABEL=${ROOT_LABEL} ro console=ttyS0,115200 net.ifnames=0 panic=10`;
+/** What both GRUBs need after their disk access: find the ext4 root by label, boot Linux, serial console. */
+const GRUB_BOOT_MODULES = [
+  "ext2",
+  "search",
+  "search_label",
+  "linux",
+  "echo",
+  "serial",
+  "terminal",
+  "normal",
+  "boot",
+];
 /** GRUB modules for a BIOS core.img that finds the root by label and boots Linux from ext4. */
-const GRUB_BIOS_MODULES = [
-  "biosdisk",
-  "part_msdos",
-  "ext2",
-  "search",
-  "search_label",
-  "linux",
-  "echo",
-  "serial",
-  "terminal",
-  "normal",
-  "boot",
-];
-/** GRUB modules for the UEFI image: the same job, read from EFI block I/O. */
-const GRUB_EFI_MODULES = [
-  "part_msdos",
-  "part_gpt",
-  "fat",
-  "ext2",
-  "search",
-  "search_label",
-  "linux",
-  "echo",
-  "serial",
-  "terminal",
-  "normal",
-  "boot",
-];
+const GRUB_BIOS_MODULES = ["biosdisk", "part_msdos", ...GRUB_BOOT_MODULES];
+/** GRUB modules for the UEFI image: the same job, read from EFI block I/O (the ESP is FAT). */
+const GRUB_EFI_MODULES = ["part_msdos", "part_gpt", "fat", ...GRUB_BOOT_MODULES];
 const PART_START_SECTOR = 2048;
 /** The EFI system partition, at the end of the disk: the root keeps its start (and GRUB BIOS its gap). */
 const ESP_MIB = 32;
