@@ -134,15 +134,22 @@ export function createNicActions(options: NicActionsOptions) {
     const key = keyOf(a);
     unconfirmed.add(key);
     const deadline = Date.now() + maxWaitMs;
-    for (let polls = 0; Date.now() < deadline; polls++) {
-      check(o, attached ? "attach" : "detach");
-      const details = await client.showNode(a.node, { signal: o?.signal });
-      if ((attachedChannel(details, a.nic, a.network) !== undefined) === attached) {
-        unconfirmed.delete(key);
-        return;
+    try {
+      for (let polls = 0; Date.now() < deadline; polls++) {
+        check(o, attached ? "attach" : "detach");
+        const details = await client.showNode(a.node, { signal: o?.signal });
+        if ((attachedChannel(details, a.nic, a.network) !== undefined) === attached) {
+          unconfirmed.delete(key);
+          return;
+        }
+        const delay = Math.min(Math.max(0, deadline - Date.now()), backoffDelay(polls, minDelayMs, 1_000));
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      const delay = Math.min(Math.max(0, deadline - Date.now()), backoffDelay(polls, minDelayMs, 1_000));
-      await new Promise((resolve) => setTimeout(resolve, delay));
+    } catch (error) {
+      // The caller gave up before HIL showed the result (also: while the POST was in flight): its
+      // fate stays unknown and the NIC stays unconfirmed, so a later detach leaves it for reconcile().
+      if (error instanceof BmiError && error.code === "cancelled") error.details.outcome = "unknown";
+      throw error;
     }
     const what = `${attached ? "attach" : "detach"} ${a.node}/${a.nic} ${attached ? "to" : "from"} ${a.network}`;
     throw new BmiError(
@@ -167,12 +174,6 @@ export function createNicActions(options: NicActionsOptions) {
         signal: o?.signal,
       });
     } catch (error) {
-      if (outcomeLost(error) && error.code === "cancelled") {
-        // The caller gave up while the POST was in flight: HIL may still apply it, so a detach
-        // that finds nothing yet must not report the NIC clean (it is left for reconcile()).
-        unconfirmed.add(keyOf(a));
-        throw error;
-      }
       if (outcomeLost(error)) return confirm(a, true, o, error);
       if (!(error instanceof BmiError && (error.code === "conflict" || error.code === "busy"))) throw error;
       const details = await client.showNode(a.node, { signal: o?.signal }).catch(() => undefined);
