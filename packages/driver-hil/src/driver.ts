@@ -107,15 +107,7 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       const valid = parseInput(NodeName, name, "node", "isolation");
       check(o, "authorize");
       const info = toNodeInfo(await client.showNode(valid, { signal: o?.signal }));
-      if (info.project !== validProject) {
-        throw new BmiError(
-          "forbidden",
-          info.project === null
-            ? `node ${valid} is free: it does not belong to project ${validProject}`
-            : `node ${valid} does not belong to project ${validProject}`,
-          { subsystem: "isolation", details: { node: valid, project: validProject } },
-        );
-      }
+      requireOwner(info, validProject);
       return info;
     },
 
@@ -137,25 +129,7 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       const valid = parseInput(NetworkName, network, "network", "isolation");
       check(o, "networkAttachments");
       requireNetworks();
-      const list = (found: NetworkAttachments): NetworkAttachment[] =>
-        Object.entries(found).map(([node, a]) => ({ node, nic: a.nic, network: valid, channel: a.channel }));
-      try {
-        return list(await client.listNetworkAttachments(valid, { signal: o?.signal }));
-      } catch (error) {
-        if (!(error instanceof BmiError && error.code === "forbidden" && o?.projects)) throw error;
-      }
-      // Not the network's owner (an admin-owned provisioning network, a non-admin account): HIL
-      // lists it per project the account can act for and the network is open to (spec §5.3).
-      const out: NetworkAttachment[] = [];
-      for (const project of o.projects) {
-        try {
-          out.push(...list(await client.listNetworkAttachments(valid, { project, signal: o?.signal })));
-        } catch (error) {
-          if (!(error instanceof BmiError && (error.code === "forbidden" || error.code === "not_found")))
-            throw error;
-        }
-      }
-      return out;
+      return networkAttachments(client, valid, o);
     },
 
     async attachments(name, o) {
@@ -179,6 +153,47 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
       });
     }
   }
+}
+
+/** SEC-2: a project acts only on its own nodes. */
+function requireOwner(info: NodeInfo, project: string): void {
+  if (info.project === project) return;
+  throw new BmiError(
+    "forbidden",
+    info.project === null
+      ? `node ${info.name} is free: it does not belong to project ${project}`
+      : `node ${info.name} does not belong to project ${project}`,
+    { subsystem: "isolation", details: { node: info.name, project } },
+  );
+}
+
+/**
+ * The network's attachments. Not the network's owner (an admin-owned provisioning network, a
+ * non-admin account): HIL lists it per project the account can act for and the network is open
+ * to (spec §5.3), so those are asked one by one.
+ */
+async function networkAttachments(
+  client: HilClient,
+  network: string,
+  o: (CallOptions & { projects?: readonly string[] }) | undefined,
+): Promise<NetworkAttachment[]> {
+  const list = (found: NetworkAttachments): NetworkAttachment[] =>
+    Object.entries(found).map(([node, a]) => ({ node, nic: a.nic, network, channel: a.channel }));
+  try {
+    return list(await client.listNetworkAttachments(network, { signal: o?.signal }));
+  } catch (error) {
+    if (!(error instanceof BmiError && error.code === "forbidden" && o?.projects)) throw error;
+  }
+  const out: NetworkAttachment[] = [];
+  for (const project of o.projects) {
+    try {
+      out.push(...list(await client.listNetworkAttachments(network, { project, signal: o?.signal })));
+    } catch (error) {
+      if (!(error instanceof BmiError && (error.code === "forbidden" || error.code === "not_found")))
+        throw error;
+    }
+  }
+  return out;
 }
 
 /** Registers a HIL IsolationDriver under `TOKENS.isolation`. */

@@ -268,29 +268,15 @@ function faultBody(fault: StatusFault): string {
 }
 
 /**
- * Starts a HIL-compatible server (HIL v0.4 REST API, `vlan_pool` allocator, mock switch) on a
- * loopback port, with an in-memory model seeded from `fixture` and fault-injection knobs.
+ * HIL's networking daemon: applies each queued action after `actionMs`, one at a time when
+ * `serialDaemon` is set (real HIL runs one daemon), and holds them back while paused.
  */
-export async function startHilServer(options: HilServerOptions = {}): Promise<HilServer> {
-  const mode = options.auth ?? "basic";
-  const host = options.host ?? "127.0.0.1";
-  const state = createState(options.vlanPool);
-  const faults = createFaultEngine();
+function createNetworkingDaemon(knobs: HilServerKnobs, applyAction: (action: NetworkingAction) => void) {
   const timers = new Set<NodeJS.Timeout>();
-  const knobs: HilServerKnobs = {
-    nicLock: true,
-    authCostMs: 0,
-    actionMs: options.actionDelayMs ?? 50,
-    serialDaemon: false,
-    ...options.knobs,
-  };
-  const daemon = {
-    paused: false,
-    backlog: [] as NetworkingAction[],
-    queue: [] as NetworkingAction[],
-    busy: false,
-  };
-  const applyAction = createActionApplier(state, options.switch);
+  const backlog: NetworkingAction[] = [];
+  const queue: NetworkingAction[] = [];
+  let paused = false;
+  let busy = false;
 
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
@@ -300,94 +286,140 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
     timers.add(timer);
   };
   const apply = (action: NetworkingAction) => {
-    if (daemon.paused) daemon.backlog.push(action);
+    if (paused) backlog.push(action);
     else applyAction(action);
   };
   /** The serial daemon: the head of the queue takes `actionMs`, then the next one starts. */
   const applyNext = () => {
-    const action = daemon.queue.shift();
-    daemon.busy = action !== undefined;
+    const action = queue.shift();
+    busy = action !== undefined;
     if (action)
       later(knobs.actionMs, () => {
         apply(action);
         applyNext();
       });
   };
-  const schedule = (action: NetworkingAction) => {
-    if (!knobs.serialDaemon) return later(knobs.actionMs, () => apply(action));
-    daemon.queue.push(action);
-    if (!daemon.busy) applyNext();
+  return {
+    schedule(action: NetworkingAction) {
+      if (!knobs.serialDaemon) return later(knobs.actionMs, () => apply(action));
+      queue.push(action);
+      if (!busy) applyNext();
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      for (const action of backlog.splice(0)) applyAction(action);
+    },
+    stop() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      queue.length = 0;
+    },
   };
+}
 
-  /** Without the NIC lock, a connect/detach checks the NIC as it was on arrival. */
-  const viewOnArrival = (method: string, pathname: string): ((nic: NicState) => NicView) => {
-    const match = method === "POST" && !knobs.nicLock ? ACTION_PATH.exec(pathname) : null;
-    const nic = match && state.nodes.get(decoded(match[1]))?.nics.get(decoded(match[2]));
-    const snapshot = nic ? snapshotView(nic) : undefined;
-    return (live) => (snapshot && live === nic ? snapshot : liveView(live));
-  };
+interface HandlerDeps {
+  state: HilState;
+  mode: "none" | "basic";
+  knobs: HilServerKnobs;
+  faults: ReturnType<typeof createFaultEngine>;
+  obmd: ReturnType<typeof createObmdEndpoint>;
+  schedule: (action: NetworkingAction) => void;
+}
 
-  const obmd = createObmdEndpoint({ adminToken: BUILT_IN_ADMIN_TOKEN });
+/** Without the NIC lock, a connect/detach checks the NIC as it was on arrival. */
+function viewOnArrival(deps: HandlerDeps, method: string, pathname: string): (nic: NicState) => NicView {
+  const match = method === "POST" && !deps.knobs.nicLock ? ACTION_PATH.exec(pathname) : null;
+  const nic = match && deps.state.nodes.get(decoded(match[1]))?.nics.get(decoded(match[2]));
+  const snapshot = nic ? snapshotView(nic) : undefined;
+  return (live) => (snapshot && live === nic ? snapshot : liveView(live));
+}
 
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const method = req.method ?? "GET";
-    const url = new URL(req.url ?? "/", "http://hil.invalid");
-    if (url.pathname.startsWith("/obmd/")) {
-      return obmd.handle(req, res, (req.url ?? "/").slice("/obmd".length), await text(req));
-    }
-    faults.count(method, url.pathname);
-    const viewOf = viewOnArrival(method, url.pathname);
-    const injected = faults.take(method, url.pathname);
-    // The body first: a stalled server still has the request and handles it after the client left.
-    const raw = await text(req);
-    if (injected.delayMs > 0) await sleep(injected.delayMs);
-    if (injected.drop) {
-      req.socket.destroy();
-      return;
-    }
-    if (injected.status) return send(res, injected.status.status, faultBody(injected.status));
+/** One request: the built-in obmd, injected faults, routing, then the route's handler. */
+async function handleRequest(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { faults, mode } = deps;
+  const method = req.method ?? "GET";
+  const url = new URL(req.url ?? "/", "http://hil.invalid");
+  if (url.pathname.startsWith("/obmd/")) {
+    return deps.obmd.handle(req, res, (req.url ?? "/").slice("/obmd".length), await text(req));
+  }
+  faults.count(method, url.pathname);
+  const viewOf = viewOnArrival(deps, method, url.pathname);
+  const injected = faults.take(method, url.pathname);
+  // The body first: a stalled server still has the request and handles it after the client left.
+  const raw = await text(req);
+  if (injected.delayMs > 0) await sleep(injected.delayMs);
+  if (injected.drop) {
+    req.socket.destroy();
+    return;
+  }
+  if (injected.status) return send(res, injected.status.status, faultBody(injected.status));
 
-    let path: string;
-    try {
-      // Werkzeug decodes %2F before routing, so an encoded slash still splits a segment (§1).
-      path = decodeURIComponent(url.pathname);
-    } catch {
-      return send(res, 404, HTML_404);
-    }
-    if (!path.startsWith("/v0/")) return send(res, 404, HTML_404);
-    const found = findRoute(method, path.slice("/v0/".length).split("/"), mode);
-    if (found === "not_found") return send(res, 404, HTML_404);
-    if (found === "method") return send(res, 405, HTML_405);
+  let path: string;
+  try {
+    // Werkzeug decodes %2F before routing, so an encoded slash still splits a segment (§1).
+    path = decodeURIComponent(url.pathname);
+  } catch {
+    return send(res, 404, HTML_404);
+  }
+  if (!path.startsWith("/v0/")) return send(res, 404, HTML_404);
+  const found = findRoute(method, path.slice("/v0/".length).split("/"), mode);
+  if (found === "not_found") return send(res, 404, HTML_404);
+  if (found === "method") return send(res, 405, HTML_405);
 
-    try {
-      const query = method === "GET" ? parseQuery(found.route, url) : {};
-      const body = parseBody(found.route, req, raw, found.params);
-      if (mode === "basic" && knobs.authCostMs > 0) await sleep(knobs.authCostMs);
-      const caller = authenticate(state, mode, req.headers.authorization);
-      const reply = await found.route.handle({
-        state,
-        params: found.params,
-        body,
-        query,
-        caller,
-        schedule,
-        outcomeFor: (node, nic) => faults.takeActionOutcome(node, nic),
-        viewOf,
-        authMode: mode,
-        obmd: {
-          token: (node) => callObmd(node, "POST"),
-          revoke: async (node) => {
-            await callObmd(node, "DELETE");
-          },
+  try {
+    const query = method === "GET" ? parseQuery(found.route, url) : {};
+    const body = parseBody(found.route, req, raw, found.params);
+    if (mode === "basic" && deps.knobs.authCostMs > 0) await sleep(deps.knobs.authCostMs);
+    const caller = authenticate(deps.state, mode, req.headers.authorization);
+    const reply = await found.route.handle({
+      state: deps.state,
+      params: found.params,
+      body,
+      query,
+      caller,
+      schedule: deps.schedule,
+      outcomeFor: (node, nic) => faults.takeActionOutcome(node, nic),
+      viewOf,
+      authMode: mode,
+      obmd: {
+        token: (node) => callObmd(node, "POST"),
+        revoke: async (node) => {
+          await callObmd(node, "DELETE");
         },
-      });
-      writeReply(res, reply);
-    } catch (error) {
-      if (error instanceof HilApiError) return sendError(res, error);
-      const message = error instanceof HilHtmlError ? error.message : "Internal Server Error";
-      send(res, 500, html500(message));
-    }
+      },
+    });
+    writeReply(res, reply);
+  } catch (error) {
+    if (error instanceof HilApiError) return sendError(res, error);
+    const message = error instanceof HilHtmlError ? error.message : "Internal Server Error";
+    send(res, 500, html500(message));
+  }
+}
+
+/**
+ * Starts a HIL-compatible server (HIL v0.4 REST API, `vlan_pool` allocator, mock switch) on a
+ * loopback port, with an in-memory model seeded from `fixture` and fault-injection knobs.
+ */
+export async function startHilServer(options: HilServerOptions = {}): Promise<HilServer> {
+  const mode = options.auth ?? "basic";
+  const host = options.host ?? "127.0.0.1";
+  const state = createState(options.vlanPool);
+  const faults = createFaultEngine();
+  const knobs: HilServerKnobs = {
+    nicLock: true,
+    authCostMs: 0,
+    actionMs: options.actionDelayMs ?? 50,
+    serialDaemon: false,
+    ...options.knobs,
   };
+  const applyAction = createActionApplier(state, options.switch);
+  const daemon = createNetworkingDaemon(knobs, applyAction);
+  const obmd = createObmdEndpoint({ adminToken: BUILT_IN_ADMIN_TOKEN });
+  const deps: HandlerDeps = { state, mode, knobs, faults, obmd, schedule: daemon.schedule };
+  const handle = (req: IncomingMessage, res: ServerResponse) => handleRequest(deps, req, res);
 
   const server = createServer((req, res) => {
     handle(req, res).catch(() => {
@@ -431,17 +463,10 @@ export async function startHilServer(options: HilServerOptions = {}): Promise<Hi
       }
     },
     knobs,
-    pauseDaemon() {
-      daemon.paused = true;
-    },
-    resumeDaemon() {
-      daemon.paused = false;
-      for (const action of daemon.backlog.splice(0)) applyAction(action);
-    },
+    pauseDaemon: daemon.pause,
+    resumeDaemon: daemon.resume,
     async close() {
-      for (const timer of timers) clearTimeout(timer);
-      timers.clear();
-      daemon.queue.length = 0;
+      daemon.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
