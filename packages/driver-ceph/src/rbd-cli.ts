@@ -4,6 +4,7 @@ import {
   type CommandResult,
   type CommandRunner,
   createExecaRunner,
+  driverKit,
   type SnapshotRef,
 } from "@bmi/core";
 import type { z } from "zod";
@@ -58,17 +59,11 @@ function globalArgs(o: Options): string[] {
   ];
 }
 
+const kit = driverKit("storage");
+
 /** A runner failure as a storage error (a BmiError of another subsystem is re-labelled). */
 function asStorageError(error: unknown, o: Options, command: string | undefined): BmiError {
-  if (error instanceof BmiError) {
-    if (error.subsystem === "storage") return error;
-    return new BmiError(error.code, error.message, {
-      subsystem: "storage",
-      cause: error,
-      retryable: error.retryable,
-      details: error.details,
-    });
-  }
+  if (error instanceof BmiError) return kit.relabel(error);
   return new BmiError("unavailable", `could not run ${o.rbdPath} ${command}`, {
     subsystem: "storage",
     cause: error,
@@ -84,11 +79,7 @@ export function createRbdCli(o: Options): RbdCli {
     spec: (image) => `${o.pool}/${image}`,
     snapSpec: (ref) => `${o.pool}/${ref.image}@${ref.snapshot}`,
     async run(args, call, timeoutMs = o.timeoutMs) {
-      if (call?.signal?.aborted) {
-        throw new BmiError("cancelled", `rbd ${args[0]} was cancelled before it started`, {
-          subsystem: "storage",
-        });
-      }
+      kit.checkSignal(call, `rbd ${args[0]} (before it started)`);
       try {
         return await runner(o.rbdPath, [...global, ...args], { timeoutMs, signal: call?.signal });
       } catch (error) {

@@ -5,6 +5,7 @@ import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
 import type { IsolationDriver, NetworkAttachment } from "../../ports/isolation.js";
+import { createFaultGate } from "./fault-gate.js";
 
 const DEFAULT_CHANNEL = "vlan/native";
 
@@ -102,19 +103,9 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
           parsed.networks.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])),
         );
   const attachments: NetworkAttachment[] = [];
-  const injected = new Map<MemoryIsolationOperation, { error: BmiError; left: number }>();
-
-  const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) => {
-    if (callOptions?.signal?.aborted) {
-      throw new BmiError("cancelled", `isolation ${operation} was cancelled`, { subsystem: "isolation" });
-    }
-    const failure = injected.get(operation);
-    if (failure) {
-      failure.left -= 1;
-      if (failure.left <= 0) injected.delete(operation);
-      throw failure.error;
-    }
-  };
+  const gate = createFaultGate<MemoryIsolationOperation>("isolation");
+  const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) =>
+    gate.enter(operation, callOptions);
 
   const lookup = (name: string): NodeState => {
     const node = nodes.get(name);
@@ -223,16 +214,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       return attachments.filter((x) => x.network === valid).map((x) => ({ ...x }));
     },
 
-    failNext(operation, error, times = 1) {
-      injected.set(operation, {
-        error:
-          error ??
-          new BmiError("unavailable", `injected failure in isolation ${operation}`, {
-            subsystem: "isolation",
-          }),
-        left: times,
-      });
-    },
+    failNext: (operation, error, times) => gate.failNext(operation, error, times),
 
     setOwner(name, project) {
       lookup(name).project = project;

@@ -9,6 +9,7 @@ import type {
   StorageCapabilities,
   StorageDriver,
 } from "../../ports/storage.js";
+import { createFaultGate } from "./fault-gate.js";
 
 export interface MemoryStorageOptions {
   name?: string;
@@ -68,18 +69,12 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
   const capabilities: StorageCapabilities = { cowClone: true, liveSnapshot: true, cloneUnprotected };
   const images = new Map<string, Image>();
   const calls: Array<{ method: StorageMethod; args: readonly unknown[] }> = [];
-  const failures = new Map<StorageMethod, Error[]>();
+  const gate = createFaultGate<StorageMethod>("storage");
   let hook: StorageCallHook | undefined;
 
   async function enter(method: StorageMethod, args: readonly unknown[], callOptions?: CallOptions) {
     calls.push({ method, args });
-    if (callOptions?.signal?.aborted) {
-      throw new BmiError("cancelled", `${method} was cancelled`, { subsystem: "storage" });
-    }
-    const queued = failures.get(method);
-    const injected = queued?.shift();
-    if (queued && queued.length === 0) failures.delete(method);
-    if (injected) throw injected;
+    gate.enter(method, callOptions);
     await hook?.(method, args);
   }
 
@@ -305,17 +300,7 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
       await writeFile(path, contentOf(image(name)));
     },
 
-    failNext(method, error) {
-      const queued = failures.get(method) ?? [];
-      queued.push(
-        error ??
-          new BmiError("unavailable", `injected failure in ${method}`, {
-            subsystem: "storage",
-            details: { injected: true },
-          }),
-      );
-      failures.set(method, queued);
-    },
+    failNext: (method, error) => gate.failNext(method, error),
 
     onCall(next) {
       hook = next;
