@@ -85,6 +85,51 @@ interface NodeState {
 const fail = (code: "not_found" | "forbidden" | "conflict", message: string, details = {}) =>
   new BmiError(code, message, { subsystem: "isolation", details });
 
+/** SEC-2: a project acts only on its own nodes (HIL's wording). */
+function requireOwner(node: NodeState, project: string): void {
+  if (node.project === project) return;
+  throw fail(
+    "forbidden",
+    node.project === null
+      ? `node ${node.name} is free: it does not belong to project ${project}`
+      : `node ${node.name} does not belong to project ${project}`,
+    { node: node.name, project },
+  );
+}
+
+/**
+ * HIL's rules for an attach: the node is in a project the network admits (`access` null = all),
+ * a network rides on a NIC once (the same attach again is a no-op), one network per channel.
+ */
+function addAttachment(
+  attachments: NetworkAttachment[],
+  node: NodeState,
+  a: NetworkAttachment,
+  access: string[] | null,
+): void {
+  if (node.project === null) throw fail("conflict", `node ${a.node} is not in a project`, { node: a.node });
+  if (access !== null && !access.includes(node.project)) {
+    throw fail("conflict", `project ${node.project} may not use network ${a.network}`, {
+      network: a.network,
+      project: node.project,
+    });
+  }
+  const onNic = attachments.filter((x) => x.node === a.node && x.nic === a.nic);
+  const same = onNic.find((x) => x.network === a.network);
+  if (same) {
+    if (same.channel === a.channel) return;
+    throw fail("conflict", `network ${a.network} is already attached to ${a.nic} on ${same.channel}`, {
+      channel: same.channel,
+    });
+  }
+  if (onNic.some((x) => x.channel === a.channel)) {
+    throw fail("conflict", `channel ${a.channel} is already in use on ${a.node}/${a.nic}`, {
+      channel: a.channel,
+    });
+  }
+  attachments.push({ node: a.node, nic: a.nic, network: a.network, channel: a.channel });
+}
+
 /**
  * An in-memory IsolationDriver with HIL's rules: free and foreign nodes are refused by
  * `authorize`, a network rides on a NIC once, one network per channel, a free node cannot be
@@ -146,15 +191,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       const valid = parseInput(NodeName, name, "node", "isolation");
       enter("authorize", callOptions);
       const node = lookup(valid);
-      if (node.project !== validProject) {
-        throw fail(
-          "forbidden",
-          node.project === null
-            ? `node ${valid} is free: it does not belong to project ${validProject}`
-            : `node ${valid} does not belong to project ${validProject}`,
-          { node: valid, project: validProject },
-        );
-      }
+      requireOwner(node, validProject);
       return info(node);
     },
 
@@ -164,28 +201,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       const node = lookup(a.node);
       checkNic(node, a.nic);
       const access = checkNetwork(a.network);
-      const channel = a.channel ?? DEFAULT_CHANNEL;
-      if (node.project === null) {
-        throw fail("conflict", `node ${a.node} is not in a project`, { node: a.node });
-      }
-      if (access !== null && !access.includes(node.project)) {
-        throw fail("conflict", `project ${node.project} may not use network ${a.network}`, {
-          network: a.network,
-          project: node.project,
-        });
-      }
-      const onNic = attachments.filter((x) => x.node === a.node && x.nic === a.nic);
-      const same = onNic.find((x) => x.network === a.network);
-      if (same) {
-        if (same.channel === channel) return;
-        throw fail("conflict", `network ${a.network} is already attached to ${a.nic} on ${same.channel}`, {
-          channel: same.channel,
-        });
-      }
-      if (onNic.some((x) => x.channel === channel)) {
-        throw fail("conflict", `channel ${channel} is already in use on ${a.node}/${a.nic}`, { channel });
-      }
-      attachments.push({ node: a.node, nic: a.nic, network: a.network, channel });
+      addAttachment(attachments, node, { ...a, channel: a.channel ?? DEFAULT_CHANNEL }, access);
     },
 
     async detach(attachment, callOptions) {
