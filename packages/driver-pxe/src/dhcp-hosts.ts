@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { BmiError } from "@bmi/core";
 
 /** Suffix of a node's dnsmasq host file (`<node>.hosts`) in the `dhcp-hostsdir`. */
@@ -20,6 +22,24 @@ export function parseHostsFile(text: string, node: string): string[] | null {
   const [first, ...lines] = text.split("\n");
   if (first !== `${HEADER}${node}`) return null;
   return lines.filter((line) => line !== "").map((line) => line.split(",")[0] ?? "");
+}
+
+/**
+ * Removes a file from dnsmasq's `--dhcp-hostsdir` without an unlink dnsmasq sees: dnsmasq 2.90
+ * answers an inotify delete event by reading the deleted file, fails, and exits ("cannot read
+ * ...: No such file or directory"), leaving the provisioning network without DHCP. Renamed to a
+ * dotfile first (dnsmasq ignores dotfiles and does not watch renames away), then unlinked; the
+ * entry itself goes at the next SIGHUP (`reloadDnsmasq`), as dnsmasq only adds entries by itself.
+ */
+export async function removeHostsFile(path: string): Promise<void> {
+  const hidden = join(dirname(path), `.${basename(path)}.removed-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, hidden);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  await rm(hidden, { force: true });
 }
 
 /**
