@@ -159,9 +159,10 @@ const labUuid = (i: number) =>
   `b1000000-0000-4000-8000-${(process.pid * 256 + i + 1).toString(16).padStart(12, "0").slice(-12)}`;
 
 /**
- * A whole BMI on one machine: a throwaway Ceph cluster, tgtd on loopback, a HIL-compatible server
- * with nodes owned by one project, a TFTP root with the boot loaders, a SQLite DB, and a generated
- * bmi_config.cfg that the SDK is wired from, exactly as a deployment would be.
+ * A whole BMI on one machine: a throwaway Ceph cluster, tgtd (on loopback, or inside the lab's
+ * own network with `network: "netns"`), a HIL-compatible server with nodes owned by one project,
+ * a TFTP root with the boot loaders, a SQLite DB, and a generated bmi_config.cfg that the SDK is
+ * wired from, exactly as a deployment would be.
  */
 export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> {
   const project = options.project ?? "demo";
