@@ -14,9 +14,12 @@ describe("npm run demo", () => {
       ok: boolean;
       steps: { step: string; ms: number }[];
       boots: { node: string; from: string; marker: string; stages: { stage: string; atMs: number }[] }[];
+      network: string;
       lab: unknown;
     };
     expect(summary.ok).toBe(true);
+    // CI runs as root: the demo's lab (network: auto) is on its own namespace, bridges and dnsmasq.
+    expect(summary.network).toBe("netns");
     expect(summary.steps.map((s) => s.step)).toEqual([
       "lab",
       "golden image",

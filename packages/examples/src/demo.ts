@@ -143,6 +143,7 @@ async function main(): Promise<number> {
         ctx.lab = await startBmiLab({
           project,
           nodes: labNodes,
+          network: "auto", // the lab's own namespace, bridges and dnsmasq where it can (root)
           onProgress: (part, ms) => {
             task.output = `${part} up in ${ms} ms`;
           },
@@ -266,7 +267,10 @@ async function main(): Promise<number> {
         for (const p of l.bmi.listProvisionings({ project })) {
           await l.bmi.deprovision({ project, node: p.node, deleteDisk: true, powerOff: true });
         }
-        for (const d of l.bmi.listDisks({ project })) await l.bmi.deleteDisk({ project, disk: d.name });
+        // Forced: a node powered off leaves its iSCSI session behind (no FIN from a dead machine on
+        // the lab's real network; qemu's user-mode network closed it for the node).
+        for (const d of l.bmi.listDisks({ project }))
+          await l.bmi.deleteDisk({ project, disk: d.name, force: true });
         for (const image of l.bmi.listSnapshots({ project }))
           await l.bmi.removeImage({ project, image: image.image.name });
         for (const image of l.bmi.listImages({ project }))
@@ -317,6 +321,7 @@ async function main(): Promise<number> {
           steps: times,
           totalMs: total,
           boots: ctx.boots,
+          network: ctx.lab?.network ?? null,
           lab: keptLab ? { dir: keptLab.dir, config: keptLab.configPath } : null,
         },
         null,
@@ -328,6 +333,7 @@ async function main(): Promise<number> {
     console.table(times.map((t) => ({ step: t.step, seconds: (t.ms / 1000).toFixed(2), detail: t.detail })));
     console.log(`total ${(total / 1000).toFixed(1)} s${failure ? `; FAILED: ${failure.message}` : ""}`);
     for (const line of ctx.bootOutput) console.log(`serial console of ${line}`);
+    if (ctx.lab) console.log(`network: ${ctx.lab.network}, ${ctx.lab.networkReason ?? ctx.lab.describe()}`);
     if (keptLab) {
       console.log(`
 The lab is still running (--keep). Use it:
