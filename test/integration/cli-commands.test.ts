@@ -6,13 +6,13 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { EXIT, run } from "@bmi/cli";
 import { createHilClient } from "@bmi/driver-hil";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sink } from "./cli-sink.js";
 
 interface Result {
   code: number;
@@ -20,17 +20,6 @@ interface Result {
   stderr: string;
   // biome-ignore lint/suspicious/noExplicitAny: parsed --json output, asserted field by field
   json: any;
-}
-
-function sink(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  return { stream, text: () => chunks.join("") };
 }
 
 /** A tgtd control port no tgtd listens on (tgtadm -C n talks to the socket /var/run/tgtd/socket.n). */
