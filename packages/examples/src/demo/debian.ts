@@ -97,6 +97,7 @@ function recordOsBoot(
     os: report.line.os,
     root: report.line.root,
     rootTarget,
+    target,
     ...(sawSnapshotFile === undefined ? {} : { sawSnapshotFile }),
   };
   run.ctx.boots.push(summary);

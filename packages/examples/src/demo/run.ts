@@ -39,6 +39,8 @@ export interface OsBoot {
   root: string;
   /** The iSCSI target of the OS's own session (`iscsiadm -m session` inside the OS). */
   rootTarget: string;
+  /** The target BMI exported the node's disk as (what `rootTarget` must be). */
+  target: string;
   /** For the node booted from the snapshot: it read the file the first node wrote. */
   sawSnapshotFile?: boolean;
 }
