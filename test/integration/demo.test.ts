@@ -21,6 +21,7 @@ interface Summary {
     from: string;
     stages: { stage: string; atMs: number }[];
   })[];
+  network: string | null;
   lab: unknown;
 }
 
@@ -45,6 +46,8 @@ async function runDemo(args: string[], timeout: number): Promise<Summary> {
   const summary = JSON.parse(run.stdout) as Summary;
   expect(summary.ok, summary.error?.message).toBe(true);
   expect(summary.lab).toBeNull();
+  // CI runs as root: the demo's lab (network: auto) is on its own namespace, bridges and dnsmasq.
+  expect(summary.network).toBe("netns");
   return summary;
 }
 

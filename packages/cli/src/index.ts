@@ -10,10 +10,12 @@ export {
   type WiredBmi,
   type WiringOptions,
 } from "@bmi/wiring";
+export type { DoctorOptions } from "./doctor.js";
 export { type DoctorCheck, type DoctorStep, doctorSteps, runDoctor } from "./doctor.js";
 export { EXIT, exitCodeFor, httpStatusFor } from "./exit-codes.js";
 export { type Column, FORMATS, type Format, type Result, render } from "./output.js";
 export { type Connect, type Connection, type ConnectOptions, type RunOptions, run } from "./program.js";
+export type { Credentials, RestLimits, Route } from "./server.js";
 export {
   basicCredentials,
   type HealthDrivers,

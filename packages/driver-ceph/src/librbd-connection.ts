@@ -1,4 +1,4 @@
-import { BmiError, type CallOptions } from "@bmi/core";
+import { BmiError, type CallOptions, driverKit } from "@bmi/core";
 import { type LibrbdStep, librbdError } from "./librbd-errors.js";
 import { type Librbd, loadLibrbd } from "./librbd-native.js";
 import { cephTimeoutSeconds } from "./options.js";
@@ -40,6 +40,8 @@ export function check(
   if (rc < 0) throw librbdError(step, -rc, what, details);
   return rc;
 }
+
+const kit = driverKit("storage");
 
 function load(): Librbd {
   try {
@@ -109,9 +111,7 @@ export function createConnection(o: ConnectionOptions): Connection {
     async run(what, call, timeoutMs, work) {
       if (closed)
         throw new BmiError("unavailable", `${what}: the storage driver is closed`, { subsystem: "storage" });
-      if (call?.signal?.aborted) {
-        throw new BmiError("cancelled", `${what} was cancelled before it started`, { subsystem: "storage" });
-      }
+      kit.checkSignal(call, `${what} (before it started)`);
       inFlight += 1;
       const done = (async () => work(await connect()))().finally(() => {
         inFlight -= 1;

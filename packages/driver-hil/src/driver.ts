@@ -16,7 +16,7 @@ import {
 } from "@bmi/core";
 import { z } from "zod";
 import { createHilClient, DEFAULT_FIRST_POLL_MS, type HilClient, type HilClientOptions } from "./client.js";
-import { cancelledError, createNicActions } from "./nic-actions.js";
+import { createNicActions, kit } from "./nic-actions.js";
 import type { NetworkAttachments, NodeDetails } from "./schemas.js";
 
 export interface HilIsolationOptions extends HilClientOptions {
@@ -80,9 +80,7 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
   const client = createHilClient(clientOptions);
   const maxWaitMs = driverOptions.actionTimeoutMs ?? 60_000;
 
-  const check = (o: CallOptions | undefined, what: string) => {
-    if (o?.signal?.aborted) throw cancelledError(what);
-  };
+  const check = kit.checkSignal;
 
   const actions = createNicActions({
     client,

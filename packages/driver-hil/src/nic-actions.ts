@@ -1,5 +1,5 @@
 import type { CallOptions } from "@bmi/core";
-import { BmiError } from "@bmi/core";
+import { BmiError, driverKit } from "@bmi/core";
 import { backoffDelay, type HilClient } from "./client.js";
 import type { NodeDetails } from "./schemas.js";
 
@@ -32,12 +32,9 @@ function attachedChannel(details: NodeDetails, nic: string, network: string): st
   return Object.entries(found.networks).find(([, name]) => name === network)?.[0];
 }
 
-export const cancelledError = (what: string) =>
-  new BmiError("cancelled", `isolation ${what} was cancelled`, { subsystem: "isolation" });
-
-const check = (o: CallOptions | undefined, what: string) => {
-  if (o?.signal?.aborted) throw cancelledError(what);
-};
+/** The isolation driver's call edge: input checks, cancellation (shared with driver.ts). */
+export const kit = driverKit("isolation");
+const cancelledError = kit.cancelled;
 
 /** What the actions share: the client, the waits, and what is known about each NIC. */
 interface NicState {
@@ -162,7 +159,7 @@ async function confirm(
   const deadline = Date.now() + s.maxWaitMs;
   try {
     for (let polls = 0; Date.now() < deadline; polls++) {
-      check(o, attached ? "attach" : "detach");
+      kit.checkSignal(o, attached ? "attach" : "detach");
       const details = await s.client.showNode(a.node, { signal: o?.signal });
       if ((attachedChannel(details, a.nic, a.network) !== undefined) === attached) {
         s.unconfirmed.delete(key);

@@ -3,6 +3,7 @@ import {
   BmiError,
   type BootDevice,
   type CallOptions,
+  driverKit,
   NodeName,
   type PowerDriver,
   type PowerState,
@@ -23,6 +24,7 @@ export interface HilPowerOptions extends HilClientOptions {
 }
 
 const subsystem = "power" as const;
+const kit = driverKit(subsystem);
 const DeviceSchema = z.enum(["pxe", "disk"], { error: "boot device must be pxe or disk" });
 const StatusSchema = z.object({ power_status: z.string() });
 
@@ -60,8 +62,7 @@ export function createHilPower(options: HilPowerOptions): PowerDriver & { client
 
   async function obm(name: string, op: ObmOperation, o: CallOptions | undefined, body?: unknown) {
     const node = parseInput(NodeName, name, "node", subsystem);
-    if (o?.signal?.aborted)
-      throw new BmiError("cancelled", `power ${op} of node ${node} was cancelled`, { subsystem });
+    kit.checkSignal(o, `${op} of node ${node}`);
     try {
       return await client.obm(node, op, { body, signal: o?.signal });
     } catch (error) {

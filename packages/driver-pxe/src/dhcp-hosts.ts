@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { BmiError } from "@bmi/core";
 
 /** Suffix of a node's dnsmasq host file (`<node>.hosts`) in the `dhcp-hostsdir`. */
@@ -6,13 +8,14 @@ export const HOSTS_SUFFIX = ".hosts";
 const HEADER = "# BMI: DHCP host entries of node ";
 
 /**
- * A node's dnsmasq host file: one `dhcp-host` line per MAC (`<mac>,set:bmi`), which marks the
+ * A node's dnsmasq host file: one `dhcp-host` line per MAC (`<mac>`, no `set:` tag: dnsmasq 2.90
+ * aborts on SIGHUP while it holds a lease of a MAC whose entry has one), which marks the
  * MAC `known` to a dnsmasq run with `--dhcp-ignore=tag:!known`, so only provisioned MACs get a lease.
  */
 export const renderHostsFile = (node: string, macs: readonly string[]): string =>
   `${HEADER}${node}\n${[...macs]
     .sort()
-    .map((mac) => `${mac},set:bmi\n`)
+    .map((mac) => `${mac}\n`)
     .join("")}`;
 
 /** The MACs in a host file BMI wrote, or null for any other file. */
@@ -20,6 +23,23 @@ export function parseHostsFile(text: string, node: string): string[] | null {
   const [first, ...lines] = text.split("\n");
   if (first !== `${HEADER}${node}`) return null;
   return lines.filter((line) => line !== "").map((line) => line.split(",")[0] ?? "");
+}
+
+/**
+ * Removes a file from dnsmasq's `--dhcp-hostsdir` without an unlink dnsmasq sees: dnsmasq 2.90
+ * answers an inotify delete event by trying to read the deleted file ("cannot read ...: No such
+ * file or directory"). Renamed to a dotfile first (dnsmasq ignores dotfiles), then unlinked; the
+ * entry itself goes at the next SIGHUP (`reloadDnsmasq`), as dnsmasq only adds entries by itself.
+ */
+export async function removeHostsFile(path: string): Promise<void> {
+  const hidden = join(dirname(path), `.${basename(path)}.removed-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, hidden);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  await rm(hidden, { force: true });
 }
 
 /**

@@ -17,7 +17,13 @@ import {
   writeFileAtomic,
 } from "@bmi/core";
 import { z } from "zod";
-import { HOSTS_SUFFIX, parseHostsFile, reloadDnsmasq, renderHostsFile } from "./dhcp-hosts.js";
+import {
+  HOSTS_SUFFIX,
+  parseHostsFile,
+  reloadDnsmasq,
+  removeHostsFile,
+  renderHostsFile,
+} from "./dhcp-hosts.js";
 import {
   hyphenated,
   macFromFileName,
@@ -405,8 +411,9 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
   };
 
   const removeFile = async (rel: string) => {
+    const inHostsDir = dhcpHostsDir !== null && posix.dirname(rel) === (dhcpHostsDir || ".");
     try {
-      await rm(abs(rel), { force: true });
+      await (inHostsDir ? removeHostsFile(abs(rel)) : rm(abs(rel), { force: true }));
     } catch (error) {
       throw fsError(error, "remove", rel);
     }

@@ -84,7 +84,7 @@ describe("dnsmasq host entries", () => {
     const entry = await driver.write(spec(["52:54:00:AA:BB:02", "52:54:00:aa:bb:01"]));
     expect(entry.files).toContain("dhcp-hosts/node-07.hosts");
     expect(await readFile(join(dir.path, "dhcp-hosts/node-07.hosts"), "utf8")).toBe(
-      "# BMI: DHCP host entries of node node-07\n52:54:00:aa:bb:01,set:bmi\n52:54:00:aa:bb:02,set:bmi\n",
+      "# BMI: DHCP host entries of node node-07\n52:54:00:aa:bb:01\n52:54:00:aa:bb:02\n",
     );
     await driver.remove("node-07");
     expect(await exists(join(dir.path, "dhcp-hosts/node-07.hosts"))).toBe(false);

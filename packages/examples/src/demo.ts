@@ -129,6 +129,7 @@ function labTask(run: DemoRun): DemoTask {
       run.ctx.lab = await startBmiLab({
         project: PROJECT,
         nodes: labNodes,
+        network: "auto", // the lab's own namespace, bridges and dnsmasq where it can (root)
         onProgress: (part, ms) => {
           task.output = `${part} up in ${ms} ms`;
         },
@@ -188,6 +189,7 @@ async function report(run: DemoRun, options: Options, failure: BmiError | undefi
           steps: times,
           totalMs: total,
           boots: ctx.boots,
+          network: ctx.lab?.network ?? null,
           lab: keptLab ? { dir: keptLab.dir, config: keptLab.configPath } : null,
         },
         null,
@@ -199,6 +201,7 @@ async function report(run: DemoRun, options: Options, failure: BmiError | undefi
     console.table(times.map((t) => ({ step: t.step, seconds: (t.ms / 1000).toFixed(2), detail: t.detail })));
     console.log(`total ${(total / 1000).toFixed(1)} s${failure ? `; FAILED: ${failure.message}` : ""}`);
     for (const line of ctx.bootOutput) console.log(`serial console of ${line}`);
+    if (ctx.lab) console.log(`network: ${ctx.lab.network}, ${ctx.lab.networkReason ?? ctx.lab.describe()}`);
     if (keptLab) {
       console.log(`
 The lab is still running (--keep). Use it:

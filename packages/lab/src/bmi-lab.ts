@@ -21,6 +21,13 @@ import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import { installTftpRoot } from "@bmi/driver-pxe";
 import { createBmiFromConfig } from "@bmi/wiring";
 import { execa } from "execa";
+import {
+  type BmiLabNetworkMode,
+  chooseLabNetwork,
+  LAB_ISCSI_PORT,
+  LAB_PROVISIONING_VLAN,
+  startBmiLabNetwork,
+} from "./bmi-lab-network.js";
 import { bootSector, buildBootImage } from "./boot-image.js";
 import { type CephLab, type CephLabInfo, startCephLab } from "./ceph.js";
 import {
@@ -30,6 +37,8 @@ import {
   type NodeConsole,
   type PowerEvent,
 } from "./lab-node.js";
+import { inNetns } from "./network/commands.js";
+import { LAB_SWITCH, type LabNetwork } from "./network/lab-network.js";
 import { makeTempDir } from "./process.js";
 import { startTgtd, type TgtdHandle } from "./tgtd.js";
 
@@ -60,9 +69,18 @@ export interface BmiLabOptions {
   hilActionDelayMs?: number;
   /** Extra `[section] key = value` lines for the generated bmi_config.cfg. */
   configOverrides?: Record<string, Record<string, string>>;
+  /**
+   * `user` (default): qemu's user-mode network, its built-in DHCP/TFTP, tgtd on 127.0.0.1.
+   * `netns`: the lab's own provisioning network (namespace, a bridge per VLAN as HIL's switch,
+   * a tap per node, dnsmasq, tgtd's portal on it; see startLabNetwork); throws where it cannot
+   * be made. `auto`: netns when root with `ip netns` and taps, else user, saying why (`log`).
+   */
+  network?: BmiLabNetworkMode;
+  /** Where the lab says which network it uses and why (one line each); default the logger. */
+  log?: (line: string) => void;
   logger?: Logger;
   /** Called as each part comes up, for progress displays. */
-  onProgress?: (part: "ceph" | "tgtd" | "hil" | "tftp" | "config" | "bmi", ms: number) => void;
+  onProgress?: (part: "ceph" | "network" | "tgtd" | "hil" | "tftp" | "config" | "bmi", ms: number) => void;
 }
 
 export interface BmiLab {
@@ -89,6 +107,14 @@ export interface BmiLab {
   nodes: LabNode[];
   /** HIL credentials of the lab's user (a member of `project`). */
   hilUser: { name: string; password: string };
+  /** The network the nodes boot on: the lab's own (`netns`) or qemu's user mode. */
+  network: "netns" | "user";
+  /** Why the lab uses qemu's user-mode network; null on its own network. */
+  networkReason: string | null;
+  /** The lab's own network (namespace, taps, dnsmasq), null in user mode. */
+  labNetwork: LabNetwork | null;
+  /** The network's topology in a few lines: namespace, bridges and VLANs, taps, addresses, portal. */
+  describe(): string;
   /**
    * Imports a disk image into Ceph and registers it as a golden image: `file` (e.g. the Debian
    * image from `buildDebianImage`), or else a boot sector the lab builds that prints `marker`.
@@ -119,6 +145,8 @@ export interface BmiLab {
 
 const HIL_USER = { name: "bmi", password: "lab-hil-password" };
 const PROVISIONING_NETWORK = "bmi-provision";
+/** The PXE driver's dnsmasq host entries, a directory of their own in the TFTP root. */
+const DHCP_HOSTS_DIR = "dhcp-hosts";
 
 /** Node i's MAC: the low two bytes count nodes, so a lab has up to 65,535 of them. */
 const labMac = (i: number) => {
@@ -131,9 +159,10 @@ const labUuid = (i: number) =>
   `b1000000-0000-4000-8000-${(process.pid * 256 + i + 1).toString(16).padStart(12, "0").slice(-12)}`;
 
 /**
- * A whole BMI on one machine: a throwaway Ceph cluster, tgtd on loopback, a HIL-compatible server
- * with nodes owned by one project, a TFTP root with the boot loaders, a SQLite DB, and a generated
- * bmi_config.cfg that the SDK is wired from, exactly as a deployment would be.
+ * A whole BMI on one machine: a throwaway Ceph cluster, tgtd (on loopback, or inside the lab's
+ * own network with `network: "netns"`), a HIL-compatible server with nodes owned by one project,
+ * a TFTP root with the boot loaders, a SQLite DB, and a generated bmi_config.cfg that the SDK is
+ * wired from, exactly as a deployment would be.
  */
 export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> {
   const project = options.project ?? "demo";
@@ -169,10 +198,6 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       ceph = started;
     }
 
-    await mkdir(join(dir, "tgtd"), { recursive: true });
-    const tgtd = await timed("tgtd", () => startTgtd({ dir: join(dir, "tgtd"), portal: "127.0.0.1" }));
-    cleanups.push(() => tgtd.stop());
-
     const nodes: LabNode[] = Array.from({ length: options.nodes ?? 2 }, (_, i) => ({
       name: `node-${String(i + 1).padStart(2, "0")}`,
       mac: labMac(i),
@@ -180,6 +205,42 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
     }));
     const tftpRoot = join(dir, "tftpboot");
     const installed = await timed("tftp", () => installTftpRoot({ root: tftpRoot }));
+
+    const log = options.log ?? ((line: string) => logger.info(line));
+    const choice = await chooseLabNetwork(options.network ?? "user");
+    if (choice.kind === "user" && options.network === "auto")
+      log(`lab network: qemu user-mode networking, not the lab's own (${choice.reason})`);
+    const network =
+      choice.kind === "user"
+        ? null
+        : await timed("network", () =>
+            startBmiLabNetwork({
+              ceph,
+              tftpRoot,
+              dhcpHostsDir: join(tftpRoot, DHCP_HOSTS_DIR),
+              ipxeBootFile: installed.dispatcher,
+              nodes,
+              log,
+            }),
+          );
+    // Stopped after tgtd and the VMs inside it (cleanups run in reverse).
+    if (network) cleanups.push(() => network.stop());
+
+    await mkdir(join(dir, "tgtd"), { recursive: true });
+    const tgtd = await timed("tgtd", () =>
+      startTgtd(
+        network
+          ? {
+              dir: join(dir, "tgtd"),
+              netns: network.netns,
+              portal: network.hostAddress,
+              port: LAB_ISCSI_PORT,
+            }
+          : { dir: join(dir, "tgtd"), portal: "127.0.0.1" },
+      ),
+    );
+    cleanups.push(() => tgtd.stop());
+
     const vms = new Map<string, LabNodeVm>();
     for (const [i, node] of nodes.entries()) {
       const vm = createLabNodeVm({
@@ -189,6 +250,7 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         dir: join(dir, "nodes"),
         tftpRoot,
         ipxeBootfile: installed.dispatcher,
+        ...(network ? { network: { tap: network.tapOf(node.name, node.nic), netns: network.netns } } : {}),
       });
       vms.set(node.name, vm);
     }
@@ -204,12 +266,8 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         auth: "basic",
         machine: (name) => vmOf(name).machine,
         actionDelayMs: options.hilActionDelayMs ?? 20,
-        fixture: {
-          projects: [project],
-          users: [{ name: HIL_USER.name, password: HIL_USER.password, projects: [project] }],
-          nodes: nodes.map((n) => ({ name: n.name, project, nics: [{ label: n.nic, macaddr: n.mac }] })),
-          networks: [{ name: PROVISIONING_NETWORK, owner: "admin", access: [project] }],
-        },
+        ...(network ? { switch: network.switch } : {}),
+        fixture: hilFixture(project, nodes, network),
       }),
     );
     cleanups.push(() => hil.close());
@@ -228,6 +286,7 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         tgtd,
         hil,
         tftpRoot,
+        network,
         uid: options.uid ?? (options.ceph ? String(100 + Math.floor(Math.random() * 900_000)) : "1"),
         overrides: options.configOverrides ?? {},
       }),
@@ -272,6 +331,10 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       project,
       nodes,
       hilUser: HIL_USER,
+      network: choice.kind,
+      networkReason: choice.kind === "user" ? choice.reason : null,
+      labNetwork: network,
+      describe: () => describeNetwork(network, tgtd, choice),
       async createGoldenImage(name, imageOptions = {}) {
         const file = imageOptions.file ?? join(dir, `${name}.raw`);
         if (!imageOptions.file) await buildBootImage(file, { marker: imageOptions.marker });
@@ -292,15 +355,12 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
         const file = join(dir, `marker-${process.pid}-${Date.now()}.raw`);
         await writeFile(file, bootSector(marker));
         try {
-          // Over the loopback portal (the guest's 10.0.2.2 is this host's 127.0.0.1).
-          const url = `iscsi://127.0.0.1:${tgtd.port}/${disk.target.name}/${disk.target.lun}`;
-          await execa(
-            "qemu-img",
-            ["dd", "-f", "raw", "-O", "raw", `if=${file}`, `of=${url}`, "bs=512", "count=1"],
-            {
-              timeout: 60_000,
-            },
-          );
+          // Where tgtd's portal is: inside the lab's namespace, or the host's loopback (the
+          // user-mode guest's 10.0.2.2).
+          const url = `iscsi://${tgtd.portal}:${tgtd.port}/${disk.target.name}/${disk.target.lun}`;
+          const args = ["dd", "-f", "raw", "-O", "raw", `if=${file}`, `of=${url}`, "bs=512", "count=1"];
+          const [command, argv] = network ? inNetns(network.netns, "qemu-img", args) : ["qemu-img", args];
+          await execa(command, argv, { timeout: 60_000 });
         } finally {
           await rm(file, { force: true });
         }
@@ -320,12 +380,57 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
   }
 }
 
+/** HIL's view of the lab: its nodes, owned by `project`, cabled to the lab's switch when there is one. */
+function hilFixture(project: string, nodes: readonly LabNode[], network: LabNetwork | null) {
+  const cable = (n: LabNode) =>
+    network ? { cable: { switch: LAB_SWITCH, port: network.tapOf(n.name, n.nic) } } : {};
+  return {
+    projects: [project],
+    users: [{ name: HIL_USER.name, password: HIL_USER.password, projects: [project] }],
+    ...(network ? { switches: [{ name: LAB_SWITCH, ports: [...network.taps.values()] }] } : {}),
+    nodes: nodes.map((n) => ({
+      name: n.name,
+      project,
+      nics: [{ label: n.nic, macaddr: n.mac, ...cable(n) }],
+    })),
+    networks: [
+      {
+        name: PROVISIONING_NETWORK,
+        owner: "admin",
+        access: [project],
+        // The switch's VLAN for it: the bridge the host side (dnsmasq, tgtd) is on.
+        ...(network ? { netId: String(LAB_PROVISIONING_VLAN) } : {}),
+      },
+    ],
+  };
+}
+
+function describeNetwork(
+  network: LabNetwork | null,
+  tgtd: TgtdHandle,
+  choice: { kind: "netns" } | { kind: "user"; reason: string },
+): string {
+  if (network === null) {
+    const reason = choice.kind === "user" ? choice.reason : "";
+    return [
+      `qemu user-mode network (${reason}): no switch, no VLANs; each VM alone with qemu's DHCP/TFTP`,
+      `  nodes reach tgtd ${tgtd.portal}:${tgtd.port} as ${QEMU_HOST_ADDRESS}:${tgtd.port}`,
+    ].join("\n");
+  }
+  return [
+    network.describe(),
+    `  tgtd portal ${tgtd.portal}:${tgtd.port} inside ${network.netns} (driven through its control socket ${tgtd.controlPort})`,
+    `  HIL network ${PROVISIONING_NETWORK} = VLAN ${network.provisioningVlan}; nothing routes out of the namespace`,
+  ].join("\n");
+}
+
 function renderConfig(p: {
   dir: string;
   ceph: CephLabInfo;
   tgtd: TgtdHandle;
   hil: HilServer;
   tftpRoot: string;
+  network: LabNetwork | null;
   uid: string;
   overrides: Record<string, Record<string, string>>;
 }): string {
@@ -340,13 +445,24 @@ function renderConfig(p: {
       provisioning_network: PROVISIONING_NETWORK,
     },
     iscsi: {
-      // The VM reaches the host's loopback tgtd through qemu's user-mode network.
-      ip: QEMU_HOST_ADDRESS,
+      // On the lab's network the portal's own address; in user mode the VM reaches the host's
+      // loopback tgtd through qemu.
+      ip: p.network ? p.network.hostAddress : QEMU_HOST_ADDRESS,
       port: String(p.tgtd.port),
       tgt_control_port: String(p.tgtd.controlPort),
       initiators: "ALL",
     },
-    tftp: { ipxe_path: `${p.tftpRoot}/`, pxelinux_path: `${p.tftpRoot}/pxelinux.cfg/` },
+    tftp: {
+      ipxe_path: `${p.tftpRoot}/`,
+      pxelinux_path: `${p.tftpRoot}/pxelinux.cfg/`,
+      // dnsmasq answers only the MACs the PXE driver wrote an entry for, and re-reads on SIGHUP.
+      ...(p.network
+        ? {
+            dhcp_hosts_path: `${join(p.tftpRoot, DHCP_HOSTS_DIR)}/`,
+            dnsmasq_pid_file: p.network.dnsmasq.pidFile,
+          }
+        : {}),
+    },
     logs: { path: `${join(p.dir, "logs")}/`, debug: "false", verbose: "false" },
   };
   for (const [section, keys] of Object.entries(p.overrides))

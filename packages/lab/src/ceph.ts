@@ -130,135 +130,14 @@ async function build(
     conf,
     cephConf({ dir, fsid, monHost, clientId, osdBytes: options.osdBytes ?? DEFAULTS.osdBytes }),
   );
-
-  const authtool = (args: string[]) => run("ceph-authtool", args);
-  await authtool([
-    join(dir, "keyring.mon"),
-    "--create-keyring",
-    "--gen-key",
-    "-n",
-    "mon.",
-    "--cap",
-    "mon",
-    "allow *",
-  ]);
-  await authtool([
-    join(dir, "keyring.admin"),
-    "--create-keyring",
-    "--gen-key",
-    "-n",
-    "client.admin",
-    "--cap",
-    "mon",
-    "allow *",
-    "--cap",
-    "osd",
-    "allow *",
-    "--cap",
-    "mds",
-    "allow *",
-    "--cap",
-    "mgr",
-    "allow *",
-  ]);
-  await authtool([join(dir, "keyring.mon"), "--import-keyring", join(dir, "keyring.admin")]);
-
-  await run("monmaptool", ["--create", "--fsid", fsid, "--addv", "a", monHost, join(dir, "monmap")]);
-  await run("ceph-mon", [
-    "-c",
-    conf,
-    "--mkfs",
-    "-i",
-    "a",
-    "--monmap",
-    join(dir, "monmap"),
-    "--keyring",
-    join(dir, "keyring.mon"),
-  ]);
-  await run("ceph-mon", ["-c", conf, "-i", "a"], { daemon: true });
-  const ceph = adminCli(conf);
-  await waitFor(
-    "the Ceph monitor to answer",
-    () => ceph(["mon", "stat"], { timeoutMs: 5_000 }).then(() => true),
-    {
-      timeoutMs: stageTimeoutMs,
-      intervalMs: 50,
-    },
-  );
-
-  const osdUuid = randomUUID();
-  const osdKey = (await run("ceph-authtool", ["--gen-print-key"])).trim();
-  await ceph(["osd", "new", osdUuid, "-i", "-"], { input: JSON.stringify({ cephx_secret: osdKey }) });
-  const osdKeyring = join(dir, "osd/ceph-0/keyring");
-  await authtool([osdKeyring, "--create-keyring", "--name", "osd.0", "--add-key", osdKey]);
-  await run("ceph-osd", ["-c", conf, "-i", "0", "--mkfs", "--osd-uuid", osdUuid]);
-  await run("ceph-osd", ["-c", conf, "-i", "0"], { daemon: true });
-
-  if (options.withMgr) {
-    const mgrKeyring = join(dir, "mgr/ceph-x/keyring");
-    await ceph([
-      "auth",
-      "get-or-create",
-      "mgr.x",
-      "mon",
-      "allow profile mgr",
-      "osd",
-      "allow *",
-      "mds",
-      "allow *",
-      "-o",
-      mgrKeyring,
-    ]);
-    await chmod(mgrKeyring, 0o600);
-    await run("ceph-mgr", ["-c", conf, "-i", "x"], { daemon: true });
-  }
+  const ceph = await startMon(dir, conf, fsid, monHost, stageTimeoutMs);
+  await startOsd(dir, conf, ceph);
+  if (options.withMgr) await startMgr(dir, conf, ceph);
   if (options.minCompatClient === "mimic") {
     await ceph(["osd", "set-require-min-compat-client", "mimic"]);
   }
-
-  // The pool can be created while the OSD boots; `rbd pool init` needs the OSD up.
-  await ceph(["osd", "pool", "create", pool, "8", "8"]);
-  await waitFor(
-    "OSD 0 to be up and in",
-    async () => {
-      const dump = JSON.parse(await ceph(["osd", "dump", "--format", "json"], { timeoutMs: 10_000 })) as {
-        osds?: Array<{ osd: number; up: number; in: number }>;
-      };
-      return dump.osds?.some((o) => o.osd === 0 && o.up === 1 && o.in === 1) ?? false;
-    },
-    { timeoutMs: stageTimeoutMs, intervalMs: 100 },
-  );
-  await run("rbd", ["-c", conf, "pool", "init", pool], { timeoutMs: 120_000 });
-  const keyring = join(dir, `keyring.${clientId}`);
-  await ceph([
-    "auth",
-    "get-or-create",
-    `client.${clientId}`,
-    "mon",
-    "profile rbd",
-    "osd",
-    `profile rbd pool=${pool}`,
-    "mgr",
-    `profile rbd pool=${pool}`,
-    "-o",
-    keyring,
-  ]);
-  for (const file of ["keyring.mon", "keyring.admin", `keyring.${clientId}`])
-    await chmod(join(dir, file), 0o600);
-  await run("rbd", ["-c", conf, "--id", clientId, "--keyring", keyring, "ls", pool], { timeoutMs: 60_000 });
-
-  if (options.withMgr) {
-    await waitFor(
-      "the Ceph manager to be available",
-      async () =>
-        (JSON.parse(await ceph(["mgr", "stat", "--format", "json"])) as { available?: boolean }).available,
-      { timeoutMs: stageTimeoutMs, intervalMs: 200 },
-    );
-  }
-  await waitFor("HEALTH_OK", async () => (await ceph(["health"])).startsWith("HEALTH_OK"), {
-    timeoutMs: stageTimeoutMs,
-    intervalMs: 100,
-  });
+  const keyring = await createPool(dir, conf, ceph, { pool, clientId, stageTimeoutMs });
+  await waitHealthy(ceph, Boolean(options.withMgr), stageTimeoutMs);
 
   const info = infoFromEnv(dir, {
     CEPH_CONF: conf,
@@ -277,6 +156,95 @@ async function build(
   const pids = await ourPids(dir);
   if (!pids.mon || !pids.osd) throw new Error(`Ceph lab in ${dir}: daemon pid files missing after start`);
   return { ...info, pids: { mon: pids.mon, osd: pids.osd, mgr: pids.mgr }, ceph };
+}
+
+type AdminCli = CephLab["ceph"];
+const authtool = (args: string[]) => run("ceph-authtool", args);
+
+/** The mon. and client.admin keys, the monitor's store, the monitor; resolves when it answers. */
+async function startMon(dir: string, conf: string, fsid: string, monHost: string, stageTimeoutMs: number) {
+  const monKeyring = join(dir, "keyring.mon");
+  const adminKeyring = join(dir, "keyring.admin");
+  await authtool([monKeyring, "--create-keyring", "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"]);
+  const adminCaps = ["mon", "osd", "mds", "mgr"].flatMap((daemon) => ["--cap", daemon, "allow *"]);
+  await authtool([adminKeyring, "--create-keyring", "--gen-key", "-n", "client.admin", ...adminCaps]);
+  await authtool([monKeyring, "--import-keyring", adminKeyring]);
+
+  const monmap = join(dir, "monmap");
+  await run("monmaptool", ["--create", "--fsid", fsid, "--addv", "a", monHost, monmap]);
+  await run("ceph-mon", ["-c", conf, "--mkfs", "-i", "a", "--monmap", monmap, "--keyring", monKeyring]);
+  await run("ceph-mon", ["-c", conf, "-i", "a"], { daemon: true });
+  const ceph = adminCli(conf);
+  await waitFor(
+    "the Ceph monitor to answer",
+    () => ceph(["mon", "stat"], { timeoutMs: 5_000 }).then(() => true),
+    { timeoutMs: stageTimeoutMs, intervalMs: 50 },
+  );
+  return ceph;
+}
+
+/** OSD 0 (memstore): registered with its own key, its store made, started. */
+async function startOsd(dir: string, conf: string, ceph: AdminCli) {
+  const osdUuid = randomUUID();
+  const osdKey = (await run("ceph-authtool", ["--gen-print-key"])).trim();
+  await ceph(["osd", "new", osdUuid, "-i", "-"], { input: JSON.stringify({ cephx_secret: osdKey }) });
+  const osdKeyring = join(dir, "osd/ceph-0/keyring");
+  await authtool([osdKeyring, "--create-keyring", "--name", "osd.0", "--add-key", osdKey]);
+  await run("ceph-osd", ["-c", conf, "-i", "0", "--mkfs", "--osd-uuid", osdUuid]);
+  await run("ceph-osd", ["-c", conf, "-i", "0"], { daemon: true });
+}
+
+async function startMgr(dir: string, conf: string, ceph: AdminCli) {
+  const mgrKeyring = join(dir, "mgr/ceph-x/keyring");
+  const caps = ["mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"];
+  await ceph(["auth", "get-or-create", "mgr.x", ...caps, "-o", mgrKeyring]);
+  await chmod(mgrKeyring, 0o600);
+  await run("ceph-mgr", ["-c", conf, "-i", "x"], { daemon: true });
+}
+
+/** The RBD pool and BMI's client key limited to it; resolves with the key's keyring path. */
+async function createPool(
+  dir: string,
+  conf: string,
+  ceph: AdminCli,
+  o: { pool: string; clientId: string; stageTimeoutMs: number },
+): Promise<string> {
+  const { pool, clientId } = o;
+  // The pool can be created while the OSD boots; `rbd pool init` needs the OSD up.
+  await ceph(["osd", "pool", "create", pool, "8", "8"]);
+  await waitFor(
+    "OSD 0 to be up and in",
+    async () => {
+      const dump = JSON.parse(await ceph(["osd", "dump", "--format", "json"], { timeoutMs: 10_000 })) as {
+        osds?: Array<{ osd: number; up: number; in: number }>;
+      };
+      return dump.osds?.some((d) => d.osd === 0 && d.up === 1 && d.in === 1) ?? false;
+    },
+    { timeoutMs: o.stageTimeoutMs, intervalMs: 100 },
+  );
+  await run("rbd", ["-c", conf, "pool", "init", pool], { timeoutMs: 120_000 });
+  const keyring = join(dir, `keyring.${clientId}`);
+  const caps = ["mon", "profile rbd", "osd", `profile rbd pool=${pool}`, "mgr", `profile rbd pool=${pool}`];
+  await ceph(["auth", "get-or-create", `client.${clientId}`, ...caps, "-o", keyring]);
+  for (const file of ["keyring.mon", "keyring.admin", `keyring.${clientId}`])
+    await chmod(join(dir, file), 0o600);
+  await run("rbd", ["-c", conf, "--id", clientId, "--keyring", keyring, "ls", pool], { timeoutMs: 60_000 });
+  return keyring;
+}
+
+async function waitHealthy(ceph: AdminCli, withMgr: boolean, stageTimeoutMs: number) {
+  if (withMgr) {
+    await waitFor(
+      "the Ceph manager to be available",
+      async () =>
+        (JSON.parse(await ceph(["mgr", "stat", "--format", "json"])) as { available?: boolean }).available,
+      { timeoutMs: stageTimeoutMs, intervalMs: 200 },
+    );
+  }
+  await waitFor("HEALTH_OK", async () => (await ceph(["health"])).startsWith("HEALTH_OK"), {
+    timeoutMs: stageTimeoutMs,
+    intervalMs: 100,
+  });
 }
 
 /** The lab in `dir` if its daemons are ours, alive, and the cluster answers with OSD 0 up. */

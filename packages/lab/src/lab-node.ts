@@ -4,6 +4,7 @@ import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ObmdMachine } from "@bmi/driver-hil/testing";
+import { inNetns } from "./network/commands.js";
 import { isAlive, stopPid } from "./process.js";
 import { type BootVmOptions, qemuArgs, serialTail } from "./qemu.js";
 import { createQmpMachine } from "./qmp-machine.js";
@@ -64,6 +65,11 @@ export interface LabNodeVmOptions {
   tftpRoot: string;
   /** The iPXE dispatcher (relative to `tftpRoot`), the DHCP boot file of the iPXE chain. */
   ipxeBootfile: string;
+  /**
+   * The lab's real network: the node's NIC is this tap and qemu runs inside `netns`, where
+   * dnsmasq answers it. Default qemu's user-mode network (its own DHCP/TFTP from `tftpRoot`).
+   */
+  network?: { tap: string; netns: string };
   qemu?: string;
 }
 
@@ -94,6 +100,7 @@ export function createLabNodeVm(options: LabNodeVmOptions): LabNodeVm {
       ...(settings.memoryMb ? { memoryMb: settings.memoryMb } : {}),
       ...(settings.fwCfgFiles ? { fwCfgFiles: settings.fwCfgFiles } : {}),
       ...(settings.nic ? { nic: settings.nic } : {}),
+      ...(options.network ? { network: options.network } : {}),
     };
   };
 
@@ -104,7 +111,9 @@ export function createLabNodeVm(options: LabNodeVmOptions): LabNodeVm {
       const args = await qemuArgs(bootOptions(bootDevice), consolePath, { appendSerial: true });
       args.push("-qmp", `unix:${qmpSocket},server=on,wait=off`);
       const log = openSync(qemuLog, "a");
-      const vm = spawn(qemu, args, { stdio: ["ignore", log, log] });
+      // `ip netns exec` execs qemu itself: the PID the BMC and the lab stop is qemu's.
+      const [command, argv] = options.network ? inNetns(options.network.netns, qemu, args) : [qemu, args];
+      const vm = spawn(command, argv, { stdio: ["ignore", log, log] });
       closeSync(log);
       const exited = new Promise<void>((resolve) => vm.once("exit", () => resolve()));
       await new Promise<void>((resolve, reject) => {
@@ -136,6 +145,9 @@ export function createLabNodeVm(options: LabNodeVmOptions): LabNodeVm {
     configure(next) {
       if (next.firmware === "uefi" && next.chain === "pxelinux")
         throw new Error("pxelinux.0 is a BIOS loader; UEFI nodes boot through the iPXE chain");
+      // On the real network dnsmasq picks the boot file, by MAC, from its command line.
+      if (options.network && next.chain === "pxelinux")
+        throw new Error("on the lab's real network (netns) the nodes boot through the iPXE chain only");
       settings = { ...next };
     },
     async stop() {

@@ -129,7 +129,7 @@ export async function qemuArgs(
       "-device",
       `${nic},netdev=n0,mac=${options.mac}`,
       "-boot",
-      "n",
+      options.bootOrder ?? "n",
     );
     return args;
   }

@@ -18,6 +18,7 @@ import { createMetrics } from "./metrics.js";
 import { v1Routes } from "./v1/index.js";
 
 export { ROUTES, type Route } from "./compat-routes.js";
+export type { Credentials } from "./credentials.js";
 export { basicCredentials } from "./credentials.js";
 export type { HealthDrivers } from "./health.js";
 

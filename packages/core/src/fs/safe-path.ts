@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm } from "node:fs/promises";
-import { dirname, isAbsolute, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { BmiError, type Subsystem } from "../errors/index.js";
 
 /**
@@ -28,11 +28,14 @@ export function safeJoin(root: string, segments: readonly string[], subsystem: S
 
 /**
  * Writes a file atomically: a temp file in the same directory, fsync, then rename over the
- * target. Readers (a TFTP server) see the old or the new file, never half of one.
+ * target. Readers (a TFTP server) see the old or the new file, never half of one. The temp file
+ * is a dotfile: a directory watcher such as dnsmasq's `--dhcp-hostsdir` (inotify) skips
+ * dotfiles, and would otherwise read the temp file on its close, or fail to open it if the
+ * rename won the race (which dnsmasq 2.90 does not survive).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const temp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
   try {
     const handle = await open(temp, "wx", mode);
     try {

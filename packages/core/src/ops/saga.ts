@@ -3,7 +3,7 @@ import { type BmiError, toBmiError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { NewJournalEntry, Store } from "../store/index.js";
 import { throwIfCancelled, withoutCallContext } from "./call-context.js";
-import type { EventHub } from "./events.js";
+import type { BmiEvent, EventHub } from "./events.js";
 import { retryWhileStoreLocked } from "./store-retry.js";
 
 /** Test hook: called before every step; throwing from it injects a failure at that step. */
@@ -78,16 +78,53 @@ type Status =
   | "compensation_skipped"
   | "cleanup_failed";
 
+type Level = "info" | "warn" | "error";
+
 /**
- * The one place a saga reports to: journal row, log line and event for each transition. A journal
- * write waits (asynchronously) while another process holds the database, is retried once after
- * any other failure, and is then kept in `lostJournal` (and logged): bookkeeping never decides
- * whether an undo runs.
+ * How each transition is reported besides its journal row: the log level, the log message for
+ * the operation and for a step (none: no log line), and whether it is an event.
  */
-function createSink(context: SagaContext, operationId: string, operation: string, subject: object) {
+const REPORTS: Record<Status, { level: Level; operation?: string; step?: string; event: boolean }> = {
+  started: { level: "info", operation: "operation started", event: true },
+  finished: { level: "info", operation: "operation finished", step: "step finished", event: true },
+  failed: { level: "warn", operation: "operation failed and was undone", step: "step failed", event: true },
+  undone: { level: "info", step: "step undone", event: true },
+  undo_failed: { level: "error", step: "undo failed; left for reconcile()", event: true },
+  compensation_skipped: {
+    level: "info",
+    step: "compensation of a failed step found nothing to undo",
+    event: false,
+  },
+  cleanup_failed: { level: "warn", step: "cleanup failed; left for reconcile()", event: false },
+};
+
+/** One transition of the operation (`step` null) or of a step. */
+interface Transition {
+  step: string | null;
+  status: Status;
+  durationMs?: number;
+  error?: BmiError;
+  /** Extra journal data (e.g. the resources a step is about to touch). */
+  data?: Record<string, unknown>;
+  /** false: no journal row (a step's start is journalled only when it names resources). */
+  journal?: boolean;
+}
+
+/**
+ * The one place a saga reports to: `report()` writes the journal row, the log line and the event
+ * of each transition. A journal write waits (asynchronously) while another process holds the
+ * database, is retried once after any other failure, and is then kept in `lostJournal` (and
+ * logged): bookkeeping never decides whether an undo runs.
+ */
+function createSink(
+  context: SagaContext,
+  operationId: string,
+  operation: string,
+  subject: Record<string, unknown>,
+) {
   const logger = context.logger.child({ op: operation, operationId, ...subject });
   const lostJournal: NewJournalEntry[] = [];
-  const journal = async (step: string | null, status: Status, data: Record<string, unknown> = {}) => {
+  const journal = async (step: string | null, status: Status, data: Record<string, unknown>) => {
     const entry: NewJournalEntry = { operationId, operation, step, status, data: { ...subject, ...data } };
     const write = () => retryWhileStoreLocked(() => context.store.appendJournal(entry), context.storeBusyMs);
     try {
@@ -97,7 +134,38 @@ function createSink(context: SagaContext, operationId: string, operation: string
       logger.error({ step, status, err: summary(toBmiError(error)) }, "journal write failed");
     }
   };
-  return { logger, journal, lostJournal, emit: context.events.emit.bind(context.events) };
+  const event = (t: Transition): BmiEvent => {
+    const base = { operationId, operation, ...(t.step === null ? {} : { step: t.step }) };
+    const kind = t.step === null ? "operation" : "step";
+    const type = `${kind}:${t.status === "undo_failed" ? "undo-failed" : t.status}`;
+    const extra = t.step === null && t.status === "started" ? { subject } : {};
+    const timing = t.durationMs === undefined ? {} : { durationMs: t.durationMs };
+    return {
+      type,
+      ...base,
+      ...extra,
+      ...timing,
+      ...(t.error ? { error: summary(t.error) } : {}),
+    } as BmiEvent;
+  };
+  return {
+    lostJournal,
+    async report(t: Transition): Promise<void> {
+      const err = t.error && summary(t.error);
+      if (t.journal !== false) await journal(t.step, t.status, { ...t.data, ...(err ? { error: err } : {}) });
+      const how = REPORTS[t.status];
+      const message = t.step === null ? how.operation : how.step;
+      if (message) {
+        const fields = {
+          ...(t.step === null ? {} : { step: t.step }),
+          ...(t.durationMs === undefined ? {} : { durationMs: Math.round(t.durationMs) }),
+          ...(err ? { err } : {}),
+        };
+        logger[how.level](fields, message);
+      }
+      if (how.event) context.events.emit(event(t));
+    },
+  };
 }
 type Sink = ReturnType<typeof createSink>;
 
@@ -113,27 +181,16 @@ export async function runSaga<T>(
   const started = performance.now();
   const saga = createSaga(context, sink, operationId, operation, completed);
 
-  await sink.journal(null, "started");
-  sink.logger.info("operation started");
-  sink.emit({ type: "operation:started", operationId, operation, subject });
+  await sink.report({ step: null, status: "started" });
   try {
     const result = await body(saga);
-    const durationMs = performance.now() - started;
-    await sink.journal(null, "finished");
-    sink.logger.info({ durationMs: Math.round(durationMs) }, "operation finished");
-    sink.emit({ type: "operation:finished", operationId, operation, durationMs });
+    await sink.report({ step: null, status: "finished", durationMs: performance.now() - started });
     return result;
   } catch (error) {
     const bmi = toBmiError(error);
     // Outside the caller's signal: after an abort, the compensations must still run to the end.
-    await withoutCallContext(() => undoAll(completed, sink, operationId, operation));
-    const durationMs = performance.now() - started;
-    await sink.journal(null, "failed", { error: summary(bmi) });
-    sink.logger.warn(
-      { durationMs: Math.round(durationMs), err: summary(bmi) },
-      "operation failed and was undone",
-    );
-    sink.emit({ type: "operation:failed", operationId, operation, durationMs, error: summary(bmi) });
+    await withoutCallContext(() => undoAll(completed, sink));
+    await sink.report({ step: null, status: "failed", durationMs: performance.now() - started, error: bmi });
     if (sink.lostJournal.length > 0) {
       bmi.details.journalWritesLost = sink.lostJournal.map((e) => `${e.step ?? "operation"}: ${e.status}`);
     }
@@ -159,9 +216,14 @@ function createSaga(
       options: StepOptions = {},
     ): Promise<T> {
       const stepStarted = performance.now();
-      sink.emit({ type: "step:started", operationId, operation, step: name });
-      // Before the action, so a crash during it still leaves the proof that we touched these.
-      if (options.resources?.length) await sink.journal(name, "started", { resources: options.resources });
+      // Journalled before the action, so a crash during it still leaves the proof that we touched these.
+      const resources = options.resources ?? [];
+      await sink.report({
+        step: name,
+        status: "started",
+        journal: resources.length > 0,
+        data: { resources },
+      });
       let ran = false;
       try {
         // An abort between steps stops here; what was done is undone below.
@@ -171,10 +233,7 @@ function createSaga(
         const result = await retryWhileStoreLocked(action, context.storeBusyMs);
         // The undo is registered before any bookkeeping, and exactly once.
         if (undo) completed.push({ name, undo: () => undo(result) });
-        const durationMs = performance.now() - stepStarted;
-        await sink.journal(name, "finished");
-        sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step finished");
-        sink.emit({ type: "step:finished", operationId, operation, step: name, durationMs });
+        await sink.report({ step: name, status: "finished", durationMs: performance.now() - stepStarted });
         return result;
       } catch (error) {
         const bmi = toBmiError(error);
@@ -183,19 +242,11 @@ function createSaga(
         if (undo && ran && outcomeUnknown(bmi)) {
           completed.push({ name, undo: () => undo(undefined as T), bestEffort: true });
         }
-        const durationMs = performance.now() - stepStarted;
-        await sink.journal(name, "failed", { error: summary(bmi) });
-        sink.logger.warn(
-          { step: name, durationMs: Math.round(durationMs), err: summary(bmi) },
-          "step failed",
-        );
-        sink.emit({
-          type: "step:failed",
-          operationId,
-          operation,
+        await sink.report({
           step: name,
-          durationMs,
-          error: summary(bmi),
+          status: "failed",
+          durationMs: performance.now() - stepStarted,
+          error: bmi,
         });
         throw bmi;
       }
@@ -205,16 +256,14 @@ function createSaga(
         // Past the point of no return the result exists: finish tidying even if the caller aborts.
         await withoutCallContext(() => saga.step(name, action, undefined, options));
       } catch (error) {
-        const bmi = toBmiError(error);
-        await sink.journal(name, "cleanup_failed", { error: summary(bmi) });
-        sink.logger.warn({ step: name, err: summary(bmi) }, "cleanup failed; left for reconcile()");
+        await sink.report({ step: name, status: "cleanup_failed", error: toBmiError(error) });
       }
     },
   };
   return saga;
 }
 
-async function undoAll(completed: Completed[], sink: Sink, operationId: string, operation: string) {
+async function undoAll(completed: Completed[], sink: Sink) {
   for (const { name, undo, bestEffort } of [...completed].reverse()) {
     const started = performance.now();
     let failure: BmiError | undefined;
@@ -225,24 +274,15 @@ async function undoAll(completed: Completed[], sink: Sink, operationId: string, 
     }
     // Bookkeeping after the undo, outside its try: a journal failure can never skip an undo.
     if (!failure) {
-      const durationMs = performance.now() - started;
-      await sink.journal(name, "undone");
-      sink.logger.info({ step: name, durationMs: Math.round(durationMs) }, "step undone");
-      sink.emit({ type: "step:undone", operationId, operation, step: name, durationMs });
+      await sink.report({ step: name, status: "undone", durationMs: performance.now() - started });
     } else if (bestEffort && !outcomeUnknown(failure) && failure.code !== "busy") {
       // A definite refusal (not found, conflict...): most often the step never happened. If it
       // did, reconcile() finds it through the journal (failed operations count as unfinished).
-      await sink.journal(name, "compensation_skipped", { error: summary(failure) });
-      sink.logger.info(
-        { step: name, err: summary(failure) },
-        "compensation of a failed step found nothing to undo",
-      );
+      await sink.report({ step: name, status: "compensation_skipped", error: failure });
     } else {
       // Also a compensation that could not finish (timed out, HIL busy with the queued action):
       // saying it "did nothing" would be false, so it is an undo left for reconcile().
-      await sink.journal(name, "undo_failed", { error: summary(failure) });
-      sink.logger.error({ step: name, err: summary(failure) }, "undo failed; left for reconcile()");
-      sink.emit({ type: "step:undo-failed", operationId, operation, step: name, error: summary(failure) });
+      await sink.report({ step: name, status: "undo_failed", error: failure });
     }
   }
 }

@@ -12,5 +12,14 @@ export {
   startObmdServer,
 } from "./obmd.js";
 export { type HilServer, type HilServerKnobs, type HilServerOptions, startHilServer } from "./server.js";
-export type { HilState, NetworkingAction, NetworkState, NicState, NodeState } from "./state.js";
+export type {
+  ActionStatus,
+  HilState,
+  NetworkingAction,
+  NetworkState,
+  NicState,
+  NodeState,
+  SwitchState,
+  UserState,
+} from "./state.js";
 export { type SwitchBackend, type SwitchNic, type SwitchVlan, vlanOfChannel } from "./switch.js";

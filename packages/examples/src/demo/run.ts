@@ -224,7 +224,10 @@ export function cleanupTask(run: DemoRun): DemoTask {
       }
       for (const image of l.bmi.listSnapshots({ project }))
         await l.bmi.removeImage({ project, image: image.image.name });
-      for (const d of l.bmi.listDisks({ project })) await l.bmi.deleteDisk({ project, disk: d.name });
+      // Forced: a node powered off leaves its iSCSI session behind (no FIN from a dead machine on
+      // the lab's real network; qemu's user-mode network closed it for the node).
+      for (const d of l.bmi.listDisks({ project }))
+        await l.bmi.deleteDisk({ project, disk: d.name, force: true });
       for (const image of l.bmi.listImages({ project }))
         await l.bmi.removeImage({ project, image: image.name });
       const left = await l.leftovers();

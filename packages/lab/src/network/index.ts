@@ -9,6 +9,7 @@ export {
   type StartLabNetworkOptions,
   startLabNetwork,
   type UserModeNetwork,
+  whyNoNetns,
 } from "./lab-network.js";
 export { bridgeLoopbackPorts, cephClientPorts, type LoopbackBridge } from "./loopback-bridge.js";
 export { NETNS_PREFIX, readNetworkState } from "./state-file.js";

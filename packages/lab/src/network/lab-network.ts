@@ -143,7 +143,7 @@ export interface UserModeNetwork {
 }
 
 /** Why a real network cannot be made here, or null when it can. */
-async function whyNoNetns(): Promise<string | null> {
+export async function whyNoNetns(): Promise<string | null> {
   if (process.getuid?.() !== 0) return "not root (network namespaces and taps need root)";
   try {
     await access("/dev/net/tun");

@@ -7,6 +7,13 @@ import { flag, Image, ImageParams, Mount, ProjectParams, Snapshot, Target } from
 
 /** Golden images, snapshots of disks, and images mounted as iSCSI targets. */
 export function imageRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  goldenImageRoutes(app, ctx);
+  snapshotRoutes(app, ctx);
+  mountRoutes(app, ctx);
+}
+
+/** Golden and snapshot images: list, import, remove, copy/move, export. */
+function goldenImageRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
   const tag = "images";
   v1Route(app, ctx, {
@@ -77,7 +84,11 @@ export function imageRoutes(app: FastifyInstance, ctx: ServerContext): void {
     status: 204,
     run: ({ params, body }, { signal }) => bmi.exportImage({ ...params, rbdName: body.rbdName }, { signal }),
   });
+}
 
+/** A disk's content saved as a new image. */
+function snapshotRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { bmi } = ctx;
   v1Route(app, ctx, {
     method: "GET",
     url: "/projects/:project/snapshots",
@@ -105,7 +116,11 @@ export function imageRoutes(app: FastifyInstance, ctx: ServerContext): void {
     status: 201,
     run: ({ params, body }, { signal }) => bmi.snapshotDisk({ project: params.project, ...body }, { signal }),
   });
+}
 
+/** Images mounted as iSCSI targets (read-only access to an image's content). */
+function mountRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { bmi } = ctx;
   v1Route(app, ctx, {
     method: "GET",
     url: "/projects/:project/mounts",

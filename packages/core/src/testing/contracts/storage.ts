@@ -41,6 +41,17 @@ export async function expectBmiError(fn: () => Promise<unknown>, code: ErrorCode
   return error;
 }
 
+/** What the cases of one suite share; `driver` and `ctx` are the current case's. */
+interface Fixture {
+  readonly driver: StorageDriver;
+  readonly ctx: StorageDriverUnderTest;
+  size: number;
+  /** A fresh image name, removed after the case. */
+  fresh(label: string): string;
+  makeImage(label: string): Promise<string>;
+  makeGolden(label: string, protect?: boolean): Promise<SnapshotRef>;
+}
+
 /**
  * The contract every StorageDriver passes (unstorage's testDriver pattern): the in-memory driver
  * in unit tests, the Ceph driver against a real cluster. Image names carry a random prefix per
@@ -73,6 +84,19 @@ export function testStorageDriver(options: TestStorageDriverOptions): void {
       return ref;
     };
 
+    const s: Fixture = {
+      get driver() {
+        return driver;
+      },
+      get ctx() {
+        return ctx;
+      },
+      size,
+      fresh,
+      makeImage,
+      makeGolden,
+    };
+
     beforeEach(async () => {
       prefix = `ct${randomBytes(4).toString("hex")}`;
       created = [];
@@ -98,260 +122,273 @@ export function testStorageDriver(options: TestStorageDriverOptions): void {
       await ctx.cleanup?.();
     });
 
-    it("reports whether an image exists", async () => {
-      const name = fresh("img");
-      expect(await driver.exists(name)).toBe(false);
-      await driver.create(name, size);
-      expect(await driver.exists(name)).toBe(true);
-    });
-
-    it("creates an image with the requested size and no parent", async () => {
-      const name = await makeImage("img");
-      expect(await driver.info(name)).toEqual({ name, sizeBytes: size, parent: null });
-    });
-
-    it("refuses to create an image that exists, leaving it unchanged", async () => {
-      const name = await makeImage("img");
-      const error = await expectBmiError(() => driver.create(name, size * 2), "already_exists");
-      expect(error.subsystem).toBe("storage");
-      expect((await driver.info(name)).sizeBytes).toBe(size);
-    });
-
-    it("lists created images and forgets removed ones", async () => {
-      const a = await makeImage("a");
-      const b = await makeImage("b");
-      expect(await driver.list()).toEqual(expect.arrayContaining([a, b]));
-      await driver.remove(a);
-      const after = await driver.list();
-      expect(after).toContain(b);
-      expect(after).not.toContain(a);
-      expect(await driver.exists(a)).toBe(false);
-    });
-
-    it("answers not_found for images and snapshots that do not exist", async () => {
-      const missing = fresh("missing");
-      const error = await expectBmiError(() => driver.info(missing), "not_found");
-      expect(error.fault).toBe("client");
-      expect(error.subsystem).toBe("storage");
-      await expectBmiError(() => driver.remove(missing), "not_found");
-      await expectBmiError(() => driver.listSnapshots(missing), "not_found");
-      const real = await makeImage("real");
-      const ghost = { image: real, snapshot: "nope" };
-      await expectBmiError(() => driver.protectSnapshot(ghost), "not_found");
-      await expectBmiError(() => driver.removeSnapshot(ghost), "not_found");
-      await expectBmiError(() => driver.clone(ghost, fresh("child")), "not_found");
-      await expectBmiError(() => driver.children(ghost), "not_found");
-    });
-
-    it("creates, lists and removes snapshots; a second snapshot of the same name is refused", async () => {
-      const name = await makeImage("img");
-      const ref = { image: name, snapshot: "s1" };
-      await driver.createSnapshot(ref);
-      await driver.createSnapshot({ image: name, snapshot: "s2" });
-      expect(await driver.listSnapshots(name)).toEqual([
-        { name: "s1", protected: false },
-        { name: "s2", protected: false },
-      ]);
-      await expectBmiError(() => driver.createSnapshot(ref), "already_exists");
-      await driver.removeSnapshot(ref);
-      expect(await driver.listSnapshots(name)).toEqual([{ name: "s2", protected: false }]);
-    });
-
-    it("protects and unprotects snapshots idempotently", async () => {
-      const ref = await makeGolden("img", false);
-      await driver.protectSnapshot(ref);
-      await driver.protectSnapshot(ref);
-      expect(await driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: true }]);
-      await driver.unprotectSnapshot(ref);
-      await driver.unprotectSnapshot(ref);
-      expect(await driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
-    });
-
-    it("refuses to remove a protected snapshot with busy, and removes it once unprotected", async () => {
-      const ref = await makeGolden("img");
-      const error = await expectBmiError(() => driver.removeSnapshot(ref), "busy");
-      expect(error.retryable).toBe(true);
-      expect(await driver.listSnapshots(ref.image)).toHaveLength(1);
-      await driver.unprotectSnapshot(ref);
-      await driver.removeSnapshot(ref);
-      expect(await driver.listSnapshots(ref.image)).toEqual([]);
-    });
-
-    it("clones a protected snapshot copy-on-write: the child names its parent and is listed as a child", async () => {
-      const ref = await makeGolden("golden");
-      const child = fresh("child");
-      await driver.clone(ref, child);
-      expect(await driver.info(child)).toEqual({ name: child, sizeBytes: size, parent: ref });
-      expect(await driver.children(ref)).toEqual([child]);
-      expect(await driver.exists(child)).toBe(true);
-    });
-
-    it("refuses a clone onto an existing name", async () => {
-      const ref = await makeGolden("golden");
-      const other = await makeImage("other");
-      await expectBmiError(() => driver.clone(ref, other), "already_exists");
-      expect((await driver.info(other)).parent).toBeNull();
-      expect(await driver.children(ref)).toEqual([]);
-    });
-
-    it("handles clones of unprotected snapshots as its capability says", async () => {
-      const ref = await makeGolden("golden", false);
-      const child = fresh("child");
-      if (driver.capabilities.cloneUnprotected) {
-        await driver.clone(ref, child);
-        expect((await driver.info(child)).parent).toEqual(ref);
-      } else {
-        const error = await expectBmiError(() => driver.clone(ref, child), "conflict");
-        expect(error.retryable).toBe(false);
-        expect(error.message).toMatch(/protect/);
-        expect(await driver.exists(child)).toBe(false);
-      }
-    });
-
-    it("refuses to unprotect a snapshot that has clones (busy) until they are gone, unless clones need no protection", async () => {
-      const ref = await makeGolden("golden");
-      const child = fresh("child");
-      await driver.clone(ref, child);
-      if (driver.capabilities.cloneUnprotected) {
-        // Clone v2: children do not depend on the protect flag, so unprotecting is allowed.
-        await driver.unprotectSnapshot(ref);
-        expect(await driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
-        expect((await driver.info(child)).parent).toEqual(ref);
-        return;
-      }
-      const error = await expectBmiError(() => driver.unprotectSnapshot(ref), "busy");
-      expect(error.retryable).toBe(true);
-      expect(await driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: true }]);
-      await driver.remove(child);
-      expect(await driver.children(ref)).toEqual([]);
-      await driver.unprotectSnapshot(ref);
-      expect(await driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
-    });
-
-    it("refuses to remove an image that has snapshots or clones, leaving everything in place", async () => {
-      const ref = await makeGolden("golden");
-      const child = fresh("child");
-      await driver.clone(ref, child);
-      const error = await expectBmiError(() => driver.remove(ref.image), "busy");
-      expect(error.subsystem).toBe("storage");
-      expect(await driver.exists(ref.image)).toBe(true);
-      expect((await driver.info(child)).parent).toEqual(ref);
-
-      const plain = await makeImage("plain");
-      await driver.createSnapshot({ image: plain, snapshot: "s" });
-      await expectBmiError(() => driver.remove(plain), "busy");
-      expect(await driver.exists(plain)).toBe(true);
-    });
-
-    it("flattens a clone: it loses its parent, which can then be unprotected and removed", async () => {
-      const ref = await makeGolden("golden");
-      const child = fresh("child");
-      await driver.clone(ref, child);
-      await driver.flatten(child);
-      expect(await driver.info(child)).toEqual({ name: child, sizeBytes: size, parent: null });
-      expect(await driver.children(ref)).toEqual([]);
-      await driver.unprotectSnapshot(ref);
-      await driver.removeSnapshot(ref);
-      await driver.remove(ref.image);
-      expect(await driver.exists(ref.image)).toBe(false);
-      expect(await driver.exists(child)).toBe(true);
-    });
-
-    it("treats flattening an image without a parent as done", async () => {
-      const name = await makeImage("img");
-      await driver.flatten(name);
-      expect(await driver.info(name)).toEqual({ name, sizeBytes: size, parent: null });
-      await expectBmiError(() => driver.flatten(fresh("missing")), "not_found");
-    });
-
-    it("copies an image or a snapshot into an independent image", async () => {
-      const ref = await makeGolden("golden");
-      const fromImage = fresh("copy1");
-      const fromSnap = fresh("copy2");
-      await driver.copy(ref.image, fromImage);
-      await driver.copy(ref, fromSnap);
-      for (const name of [fromImage, fromSnap]) {
-        expect(await driver.info(name)).toEqual({ name, sizeBytes: size, parent: null });
-        expect(await driver.listSnapshots(name)).toEqual([]);
-      }
-      expect(await driver.children(ref)).toEqual([]);
-      await expectBmiError(() => driver.copy(ref.image, fromImage), "already_exists");
-      await expectBmiError(() => driver.copy(fresh("missing"), fresh("copy3")), "not_found");
-    });
-
-    it("describes how to serve an image without doing I/O", async () => {
-      const name = fresh("img");
-      const backing = driver.backingFor(name);
-      if (backing.kind === "file") expect(backing.path).toContain(name);
-      else expect(backing.image).toBe(name);
-      expect(await driver.exists(name)).toBe(false);
-    });
-
-    it("fails with cancelled when the call's signal is already aborted, changing nothing", async () => {
-      const name = fresh("img");
-      const controller = new AbortController();
-      controller.abort();
-      await expectBmiError(() => driver.create(name, size, { signal: controller.signal }), "cancelled");
-      expect(await driver.exists(name)).toBe(false);
-    });
-
-    it.skipIf(options.skip?.watchers)(
-      "refuses to remove an image that is being served (watchers) with busy",
-      async (test) => {
-        if (!ctx.holdWatcher) return test.skip("no holdWatcher hook for this driver");
-        const name = await makeImage("served");
-        const release = await ctx.holdWatcher(name);
-        try {
-          const error = await expectBmiError(() => driver.remove(name), "busy");
-          expect(error.retryable).toBe(true);
-          expect(await driver.exists(name)).toBe(true);
-        } finally {
-          await release();
-        }
-        await driver.remove(name);
-        expect(await driver.exists(name)).toBe(false);
-      },
-    );
-
-    it("removes a snapshot with clone-v2 children only when clones of unprotected snapshots are allowed", async (test) => {
-      if (!driver.capabilities.cloneUnprotected)
-        return test.skip("clone v1: snapshots with children are protected");
-      const ref = await makeGolden("golden", false);
-      const child = fresh("child");
-      await driver.clone(ref, child);
-      await driver.removeSnapshot(ref);
-      expect(await driver.listSnapshots(ref.image)).toEqual([]);
-      // The parent keeps the data its clone reads through, so it stays unremovable.
-      await expectBmiError(() => driver.remove(ref.image), "busy");
-      expect((await driver.info(child)).parent).toEqual(ref);
-      await driver.remove(child);
-      await driver.remove(ref.image);
-      expect(await driver.exists(ref.image)).toBe(false);
-    });
-
-    it.skipIf(options.skip?.importExport)(
-      "imports a local file into a new image and exports it back unchanged",
-      async (test) => {
-        if (!driver.importFile || !driver.exportFile) return test.skip("driver has no importFile/exportFile");
-        const dir = await mkdtemp(join(tmpdir(), "bmi-storage-contract-"));
-        try {
-          const data = randomBytes(256 * 1024);
-          await writeFile(join(dir, "in.raw"), data);
-          const name = fresh("imported");
-          await driver.importFile(join(dir, "in.raw"), name);
-          expect(await driver.info(name)).toEqual({ name, sizeBytes: data.length, parent: null });
-          await driver.exportFile(name, join(dir, "out.raw"));
-          expect((await readFile(join(dir, "out.raw"))).equals(data)).toBe(true);
-          await expectBmiError(
-            () => driver.importFile?.(join(dir, "in.raw"), name) ?? Promise.resolve(),
-            "already_exists",
-          );
-        } finally {
-          await rm(dir, { recursive: true, force: true });
-        }
-      },
-    );
-
+    imageCases(s);
+    snapshotCases(s);
+    cloneCases(s);
+    copyAndServeCases(s, options);
     options.additionalTests?.();
   });
+}
+
+function imageCases(s: Fixture) {
+  it("reports whether an image exists", async () => {
+    const name = s.fresh("img");
+    expect(await s.driver.exists(name)).toBe(false);
+    await s.driver.create(name, s.size);
+    expect(await s.driver.exists(name)).toBe(true);
+  });
+
+  it("creates an image with the requested s.size and no parent", async () => {
+    const name = await s.makeImage("img");
+    expect(await s.driver.info(name)).toEqual({ name, sizeBytes: s.size, parent: null });
+  });
+
+  it("refuses to create an image that exists, leaving it unchanged", async () => {
+    const name = await s.makeImage("img");
+    const error = await expectBmiError(() => s.driver.create(name, s.size * 2), "already_exists");
+    expect(error.subsystem).toBe("storage");
+    expect((await s.driver.info(name)).sizeBytes).toBe(s.size);
+  });
+
+  it("lists created images and forgets removed ones", async () => {
+    const a = await s.makeImage("a");
+    const b = await s.makeImage("b");
+    expect(await s.driver.list()).toEqual(expect.arrayContaining([a, b]));
+    await s.driver.remove(a);
+    const after = await s.driver.list();
+    expect(after).toContain(b);
+    expect(after).not.toContain(a);
+    expect(await s.driver.exists(a)).toBe(false);
+  });
+
+  it("answers not_found for images and snapshots that do not exist", async () => {
+    const missing = s.fresh("missing");
+    const error = await expectBmiError(() => s.driver.info(missing), "not_found");
+    expect(error.fault).toBe("client");
+    expect(error.subsystem).toBe("storage");
+    await expectBmiError(() => s.driver.remove(missing), "not_found");
+    await expectBmiError(() => s.driver.listSnapshots(missing), "not_found");
+    const real = await s.makeImage("real");
+    const ghost = { image: real, snapshot: "nope" };
+    await expectBmiError(() => s.driver.protectSnapshot(ghost), "not_found");
+    await expectBmiError(() => s.driver.removeSnapshot(ghost), "not_found");
+    await expectBmiError(() => s.driver.clone(ghost, s.fresh("child")), "not_found");
+    await expectBmiError(() => s.driver.children(ghost), "not_found");
+  });
+}
+
+function snapshotCases(s: Fixture) {
+  it("creates, lists and removes snapshots; a second snapshot of the same name is refused", async () => {
+    const name = await s.makeImage("img");
+    const ref = { image: name, snapshot: "s1" };
+    await s.driver.createSnapshot(ref);
+    await s.driver.createSnapshot({ image: name, snapshot: "s2" });
+    expect(await s.driver.listSnapshots(name)).toEqual([
+      { name: "s1", protected: false },
+      { name: "s2", protected: false },
+    ]);
+    await expectBmiError(() => s.driver.createSnapshot(ref), "already_exists");
+    await s.driver.removeSnapshot(ref);
+    expect(await s.driver.listSnapshots(name)).toEqual([{ name: "s2", protected: false }]);
+  });
+
+  it("protects and unprotects snapshots idempotently", async () => {
+    const ref = await s.makeGolden("img", false);
+    await s.driver.protectSnapshot(ref);
+    await s.driver.protectSnapshot(ref);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: true }]);
+    await s.driver.unprotectSnapshot(ref);
+    await s.driver.unprotectSnapshot(ref);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
+  });
+
+  it("refuses to remove a protected snapshot with busy, and removes it once unprotected", async () => {
+    const ref = await s.makeGolden("img");
+    const error = await expectBmiError(() => s.driver.removeSnapshot(ref), "busy");
+    expect(error.retryable).toBe(true);
+    expect(await s.driver.listSnapshots(ref.image)).toHaveLength(1);
+    await s.driver.unprotectSnapshot(ref);
+    await s.driver.removeSnapshot(ref);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([]);
+  });
+}
+
+function cloneCases(s: Fixture) {
+  it("clones a protected snapshot copy-on-write: the child names its parent and is listed as a child", async () => {
+    const ref = await s.makeGolden("golden");
+    const child = s.fresh("child");
+    await s.driver.clone(ref, child);
+    expect(await s.driver.info(child)).toEqual({ name: child, sizeBytes: s.size, parent: ref });
+    expect(await s.driver.children(ref)).toEqual([child]);
+    expect(await s.driver.exists(child)).toBe(true);
+  });
+
+  it("refuses a clone onto an existing name", async () => {
+    const ref = await s.makeGolden("golden");
+    const other = await s.makeImage("other");
+    await expectBmiError(() => s.driver.clone(ref, other), "already_exists");
+    expect((await s.driver.info(other)).parent).toBeNull();
+    expect(await s.driver.children(ref)).toEqual([]);
+  });
+
+  it("handles clones of unprotected snapshots as its capability says", async () => {
+    const ref = await s.makeGolden("golden", false);
+    const child = s.fresh("child");
+    if (s.driver.capabilities.cloneUnprotected) {
+      await s.driver.clone(ref, child);
+      expect((await s.driver.info(child)).parent).toEqual(ref);
+    } else {
+      const error = await expectBmiError(() => s.driver.clone(ref, child), "conflict");
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/protect/);
+      expect(await s.driver.exists(child)).toBe(false);
+    }
+  });
+
+  it("refuses to unprotect a snapshot that has clones (busy) until they are gone, unless clones need no protection", async () => {
+    const ref = await s.makeGolden("golden");
+    const child = s.fresh("child");
+    await s.driver.clone(ref, child);
+    if (s.driver.capabilities.cloneUnprotected) {
+      // Clone v2: children do not depend on the protect flag, so unprotecting is allowed.
+      await s.driver.unprotectSnapshot(ref);
+      expect(await s.driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
+      expect((await s.driver.info(child)).parent).toEqual(ref);
+      return;
+    }
+    const error = await expectBmiError(() => s.driver.unprotectSnapshot(ref), "busy");
+    expect(error.retryable).toBe(true);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: true }]);
+    await s.driver.remove(child);
+    expect(await s.driver.children(ref)).toEqual([]);
+    await s.driver.unprotectSnapshot(ref);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([{ name: ref.snapshot, protected: false }]);
+  });
+
+  it("refuses to remove an image that has snapshots or clones, leaving everything in place", async () => {
+    const ref = await s.makeGolden("golden");
+    const child = s.fresh("child");
+    await s.driver.clone(ref, child);
+    const error = await expectBmiError(() => s.driver.remove(ref.image), "busy");
+    expect(error.subsystem).toBe("storage");
+    expect(await s.driver.exists(ref.image)).toBe(true);
+    expect((await s.driver.info(child)).parent).toEqual(ref);
+
+    const plain = await s.makeImage("plain");
+    await s.driver.createSnapshot({ image: plain, snapshot: "s" });
+    await expectBmiError(() => s.driver.remove(plain), "busy");
+    expect(await s.driver.exists(plain)).toBe(true);
+  });
+
+  it("flattens a clone: it loses its parent, which can then be unprotected and removed", async () => {
+    const ref = await s.makeGolden("golden");
+    const child = s.fresh("child");
+    await s.driver.clone(ref, child);
+    await s.driver.flatten(child);
+    expect(await s.driver.info(child)).toEqual({ name: child, sizeBytes: s.size, parent: null });
+    expect(await s.driver.children(ref)).toEqual([]);
+    await s.driver.unprotectSnapshot(ref);
+    await s.driver.removeSnapshot(ref);
+    await s.driver.remove(ref.image);
+    expect(await s.driver.exists(ref.image)).toBe(false);
+    expect(await s.driver.exists(child)).toBe(true);
+  });
+
+  it("treats flattening an image without a parent as done", async () => {
+    const name = await s.makeImage("img");
+    await s.driver.flatten(name);
+    expect(await s.driver.info(name)).toEqual({ name, sizeBytes: s.size, parent: null });
+    await expectBmiError(() => s.driver.flatten(s.fresh("missing")), "not_found");
+  });
+}
+
+function copyAndServeCases(s: Fixture, options: TestStorageDriverOptions) {
+  it("copies an image or a snapshot into an independent image", async () => {
+    const ref = await s.makeGolden("golden");
+    const fromImage = s.fresh("copy1");
+    const fromSnap = s.fresh("copy2");
+    await s.driver.copy(ref.image, fromImage);
+    await s.driver.copy(ref, fromSnap);
+    for (const name of [fromImage, fromSnap]) {
+      expect(await s.driver.info(name)).toEqual({ name, sizeBytes: s.size, parent: null });
+      expect(await s.driver.listSnapshots(name)).toEqual([]);
+    }
+    expect(await s.driver.children(ref)).toEqual([]);
+    await expectBmiError(() => s.driver.copy(ref.image, fromImage), "already_exists");
+    await expectBmiError(() => s.driver.copy(s.fresh("missing"), s.fresh("copy3")), "not_found");
+  });
+
+  it("describes how to serve an image without doing I/O", async () => {
+    const name = s.fresh("img");
+    const backing = s.driver.backingFor(name);
+    if (backing.kind === "file") expect(backing.path).toContain(name);
+    else expect(backing.image).toBe(name);
+    expect(await s.driver.exists(name)).toBe(false);
+  });
+
+  it("fails with cancelled when the call's signal is already aborted, changing nothing", async () => {
+    const name = s.fresh("img");
+    const controller = new AbortController();
+    controller.abort();
+    await expectBmiError(() => s.driver.create(name, s.size, { signal: controller.signal }), "cancelled");
+    expect(await s.driver.exists(name)).toBe(false);
+  });
+
+  it.skipIf(options.skip?.watchers)(
+    "refuses to remove an image that is being served (watchers) with busy",
+    async (test) => {
+      if (!s.ctx.holdWatcher) return test.skip("no holdWatcher hook for this s.driver");
+      const name = await s.makeImage("served");
+      const release = await s.ctx.holdWatcher(name);
+      try {
+        const error = await expectBmiError(() => s.driver.remove(name), "busy");
+        expect(error.retryable).toBe(true);
+        expect(await s.driver.exists(name)).toBe(true);
+      } finally {
+        await release();
+      }
+      await s.driver.remove(name);
+      expect(await s.driver.exists(name)).toBe(false);
+    },
+  );
+
+  it("removes a snapshot with clone-v2 children only when clones of unprotected snapshots are allowed", async (test) => {
+    if (!s.driver.capabilities.cloneUnprotected)
+      return test.skip("clone v1: snapshots with children are protected");
+    const ref = await s.makeGolden("golden", false);
+    const child = s.fresh("child");
+    await s.driver.clone(ref, child);
+    await s.driver.removeSnapshot(ref);
+    expect(await s.driver.listSnapshots(ref.image)).toEqual([]);
+    // The parent keeps the data its clone reads through, so it stays unremovable.
+    await expectBmiError(() => s.driver.remove(ref.image), "busy");
+    expect((await s.driver.info(child)).parent).toEqual(ref);
+    await s.driver.remove(child);
+    await s.driver.remove(ref.image);
+    expect(await s.driver.exists(ref.image)).toBe(false);
+  });
+
+  it.skipIf(options.skip?.importExport)(
+    "imports a local file into a new image and exports it back unchanged",
+    async (test) => {
+      if (!s.driver.importFile || !s.driver.exportFile)
+        return test.skip("s.driver has no importFile/exportFile");
+      const dir = await mkdtemp(join(tmpdir(), "bmi-storage-contract-"));
+      try {
+        const data = randomBytes(256 * 1024);
+        await writeFile(join(dir, "in.raw"), data);
+        const name = s.fresh("imported");
+        await s.driver.importFile(join(dir, "in.raw"), name);
+        expect(await s.driver.info(name)).toEqual({ name, sizeBytes: data.length, parent: null });
+        await s.driver.exportFile(name, join(dir, "out.raw"));
+        expect((await readFile(join(dir, "out.raw"))).equals(data)).toBe(true);
+        await expectBmiError(
+          () => s.driver.importFile?.(join(dir, "in.raw"), name) ?? Promise.resolve(),
+          "already_exists",
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 }

@@ -5,6 +5,7 @@ import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
 import type { IsolationDriver, NetworkAttachment } from "../../ports/isolation.js";
+import { createFaultGate } from "./fault-gate.js";
 
 const DEFAULT_CHANNEL = "vlan/native";
 
@@ -84,6 +85,51 @@ interface NodeState {
 const fail = (code: "not_found" | "forbidden" | "conflict", message: string, details = {}) =>
   new BmiError(code, message, { subsystem: "isolation", details });
 
+/** SEC-2: a project acts only on its own nodes (HIL's wording). */
+function requireOwner(node: NodeState, project: string): void {
+  if (node.project === project) return;
+  throw fail(
+    "forbidden",
+    node.project === null
+      ? `node ${node.name} is free: it does not belong to project ${project}`
+      : `node ${node.name} does not belong to project ${project}`,
+    { node: node.name, project },
+  );
+}
+
+/**
+ * HIL's rules for an attach: the node is in a project the network admits (`access` null = all),
+ * a network rides on a NIC once (the same attach again is a no-op), one network per channel.
+ */
+function addAttachment(
+  attachments: NetworkAttachment[],
+  node: NodeState,
+  a: NetworkAttachment,
+  access: string[] | null,
+): void {
+  if (node.project === null) throw fail("conflict", `node ${a.node} is not in a project`, { node: a.node });
+  if (access !== null && !access.includes(node.project)) {
+    throw fail("conflict", `project ${node.project} may not use network ${a.network}`, {
+      network: a.network,
+      project: node.project,
+    });
+  }
+  const onNic = attachments.filter((x) => x.node === a.node && x.nic === a.nic);
+  const same = onNic.find((x) => x.network === a.network);
+  if (same) {
+    if (same.channel === a.channel) return;
+    throw fail("conflict", `network ${a.network} is already attached to ${a.nic} on ${same.channel}`, {
+      channel: same.channel,
+    });
+  }
+  if (onNic.some((x) => x.channel === a.channel)) {
+    throw fail("conflict", `channel ${a.channel} is already in use on ${a.node}/${a.nic}`, {
+      channel: a.channel,
+    });
+  }
+  attachments.push({ node: a.node, nic: a.nic, network: a.network, channel: a.channel });
+}
+
 /**
  * An in-memory IsolationDriver with HIL's rules: free and foreign nodes are refused by
  * `authorize`, a network rides on a NIC once, one network per channel, a free node cannot be
@@ -102,19 +148,9 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
           parsed.networks.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])),
         );
   const attachments: NetworkAttachment[] = [];
-  const injected = new Map<MemoryIsolationOperation, { error: BmiError; left: number }>();
-
-  const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) => {
-    if (callOptions?.signal?.aborted) {
-      throw new BmiError("cancelled", `isolation ${operation} was cancelled`, { subsystem: "isolation" });
-    }
-    const failure = injected.get(operation);
-    if (failure) {
-      failure.left -= 1;
-      if (failure.left <= 0) injected.delete(operation);
-      throw failure.error;
-    }
-  };
+  const gate = createFaultGate<MemoryIsolationOperation>("isolation");
+  const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) =>
+    gate.enter(operation, callOptions);
 
   const lookup = (name: string): NodeState => {
     const node = nodes.get(name);
@@ -155,15 +191,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       const valid = parseInput(NodeName, name, "node", "isolation");
       enter("authorize", callOptions);
       const node = lookup(valid);
-      if (node.project !== validProject) {
-        throw fail(
-          "forbidden",
-          node.project === null
-            ? `node ${valid} is free: it does not belong to project ${validProject}`
-            : `node ${valid} does not belong to project ${validProject}`,
-          { node: valid, project: validProject },
-        );
-      }
+      requireOwner(node, validProject);
       return info(node);
     },
 
@@ -173,28 +201,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       const node = lookup(a.node);
       checkNic(node, a.nic);
       const access = checkNetwork(a.network);
-      const channel = a.channel ?? DEFAULT_CHANNEL;
-      if (node.project === null) {
-        throw fail("conflict", `node ${a.node} is not in a project`, { node: a.node });
-      }
-      if (access !== null && !access.includes(node.project)) {
-        throw fail("conflict", `project ${node.project} may not use network ${a.network}`, {
-          network: a.network,
-          project: node.project,
-        });
-      }
-      const onNic = attachments.filter((x) => x.node === a.node && x.nic === a.nic);
-      const same = onNic.find((x) => x.network === a.network);
-      if (same) {
-        if (same.channel === channel) return;
-        throw fail("conflict", `network ${a.network} is already attached to ${a.nic} on ${same.channel}`, {
-          channel: same.channel,
-        });
-      }
-      if (onNic.some((x) => x.channel === channel)) {
-        throw fail("conflict", `channel ${channel} is already in use on ${a.node}/${a.nic}`, { channel });
-      }
-      attachments.push({ node: a.node, nic: a.nic, network: a.network, channel });
+      addAttachment(attachments, node, { ...a, channel: a.channel ?? DEFAULT_CHANNEL }, access);
     },
 
     async detach(attachment, callOptions) {
@@ -223,16 +230,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
       return attachments.filter((x) => x.network === valid).map((x) => ({ ...x }));
     },
 
-    failNext(operation, error, times = 1) {
-      injected.set(operation, {
-        error:
-          error ??
-          new BmiError("unavailable", `injected failure in isolation ${operation}`, {
-            subsystem: "isolation",
-          }),
-        left: times,
-      });
-    },
+    failNext: (operation, error, times) => gate.failNext(operation, error, times),
 
     setOwner(name, project) {
       lookup(name).project = project;

@@ -4,6 +4,7 @@ import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
 import type { BootDevice, PowerDriver, PowerState } from "../../ports/power.js";
+import { createFaultGate } from "./fault-gate.js";
 
 const subsystem = "power" as const;
 
@@ -46,18 +47,12 @@ export function createMemoryPower(options: MemoryPowerOptions): MemoryPower {
   const nodes = new Map<string, NodePower>(
     parsed.nodes.map((n) => [n, { state: "off", device: null, boots: 0 }]),
   );
-  const injected = new Map<MemoryPowerOperation, BmiError>();
+  const gate = createFaultGate<MemoryPowerOperation>(subsystem);
   const calls: MemoryPowerCall[] = [];
 
   const enter = (operation: MemoryPowerOperation, name: string, call?: CallOptions): NodePower => {
     const node = parseInput(NodeName, name, "node", subsystem);
-    if (call?.signal?.aborted)
-      throw new BmiError("cancelled", `power ${operation} was cancelled`, { subsystem });
-    const failure = injected.get(operation);
-    if (failure) {
-      injected.delete(operation);
-      throw failure;
-    }
+    gate.enter(operation, call);
     const found = nodes.get(node);
     if (!found) throw new BmiError("not_found", `node ${node} has no BMC`, { subsystem, details: { node } });
     calls.push({ operation, node });
@@ -88,12 +83,7 @@ export function createMemoryPower(options: MemoryPowerOptions): MemoryPower {
     async powerState(name, call) {
       return enter("powerState", name, call).state;
     },
-    failNext(operation, error) {
-      injected.set(
-        operation,
-        error ?? new BmiError("unavailable", `injected failure in power ${operation}`, { subsystem }),
-      );
-    },
+    failNext: (operation, error) => gate.failNext(operation, error),
     setPower(name, state) {
       const node = nodes.get(name);
       if (!node) throw new Error(`node ${name} has no BMC`);

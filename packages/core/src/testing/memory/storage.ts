@@ -9,6 +9,7 @@ import type {
   StorageCapabilities,
   StorageDriver,
 } from "../../ports/storage.js";
+import { createFaultGate } from "./fault-gate.js";
 
 export interface MemoryStorageOptions {
   name?: string;
@@ -58,30 +59,11 @@ interface Image {
 const fail = (code: ConstructorParameters<typeof BmiError>[0], message: string, details = {}) =>
   new BmiError(code, message, { subsystem: "storage", details });
 
-/**
- * An in-memory StorageDriver with RBD semantics: clones only from protected snapshots (unless
- * `cloneUnprotected`, i.e. clone v2), `busy` when removing an image with snapshots, children or
- * watchers, or unprotecting a snapshot with (clone v1) children. Errors match what the Ceph driver throws.
- */
-export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryStorage {
-  const cloneUnprotected = options.cloneUnprotected ?? false;
-  const capabilities: StorageCapabilities = { cowClone: true, liveSnapshot: true, cloneUnprotected };
-  const images = new Map<string, Image>();
-  const calls: Array<{ method: StorageMethod; args: readonly unknown[] }> = [];
-  const failures = new Map<StorageMethod, Error[]>();
-  let hook: StorageCallHook | undefined;
+type Enter = (method: StorageMethod, args: readonly unknown[], callOptions?: CallOptions) => Promise<void>;
 
-  async function enter(method: StorageMethod, args: readonly unknown[], callOptions?: CallOptions) {
-    calls.push({ method, args });
-    if (callOptions?.signal?.aborted) {
-      throw new BmiError("cancelled", `${method} was cancelled`, { subsystem: "storage" });
-    }
-    const queued = failures.get(method);
-    const injected = queued?.shift();
-    if (queued && queued.length === 0) failures.delete(method);
-    if (injected) throw injected;
-    await hook?.(method, args);
-  }
+/** The pool: images by name, and the RBD rules every method needs. */
+function createPool(cloneUnprotected: boolean) {
+  const images = new Map<string, Image>();
 
   function image(name: string): Image {
     const found = images.get(name);
@@ -129,11 +111,14 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
     }
   }
 
-  const driver: MemoryStorage = {
-    name: options.name ?? "memory",
-    capabilities,
-    calls,
+  return { images, cloneUnprotected, image, snapshot, childrenOf, contentOf, mustBeNew, collectTrash };
+}
+type Pool = ReturnType<typeof createPool>;
 
+/** Images: create, inspect, clone, flatten, copy, remove. */
+function imageMethods(pool: Pool, enter: Enter) {
+  const { images, cloneUnprotected, image, snapshot, contentOf, mustBeNew, collectTrash } = pool;
+  return {
     async exists(name, o) {
       await enter("exists", [name], o);
       return images.has(name);
@@ -226,7 +211,13 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
       mustBeNew(target);
       images.set(target, { sizeBytes, parent: null, data, snapshots: new Map(), watchers: 0 });
     },
+  } satisfies Partial<MemoryStorage>;
+}
 
+/** Snapshots: create, list, protect, unprotect, remove (clone v2: trashed while cloned), children. */
+function snapshotMethods(pool: Pool, enter: Enter) {
+  const { cloneUnprotected, image, snapshot, childrenOf, contentOf } = pool;
+  return {
     async createSnapshot(ref, o) {
       await enter("createSnapshot", [ref], o);
       const img = image(ref.image);
@@ -287,11 +278,13 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
       snapshot(ref);
       return childrenOf(ref);
     },
+  } satisfies Partial<MemoryStorage>;
+}
 
-    backingFor(name): Backing {
-      return { kind: "memory", image: name };
-    },
-
+/** Files in and out: whole-image bytes. */
+function fileMethods(pool: Pool, enter: Enter) {
+  const { images, image, contentOf, mustBeNew } = pool;
+  return {
     async importFile(path, name, o) {
       await enter("importFile", [path, name], o);
       mustBeNew(name);
@@ -304,25 +297,46 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
       await enter("exportFile", [name, path], o);
       await writeFile(path, contentOf(image(name)));
     },
+  } satisfies Partial<MemoryStorage>;
+}
 
-    failNext(method, error) {
-      const queued = failures.get(method) ?? [];
-      queued.push(
-        error ??
-          new BmiError("unavailable", `injected failure in ${method}`, {
-            subsystem: "storage",
-            details: { injected: true },
-          }),
-      );
-      failures.set(method, queued);
+/**
+ * An in-memory StorageDriver with RBD semantics: clones only from protected snapshots (unless
+ * `cloneUnprotected`, i.e. clone v2), `busy` when removing an image with snapshots, children or
+ * watchers, or unprotecting a snapshot with (clone v1) children. Errors match what the Ceph driver throws.
+ */
+export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryStorage {
+  const cloneUnprotected = options.cloneUnprotected ?? false;
+  const capabilities: StorageCapabilities = { cowClone: true, liveSnapshot: true, cloneUnprotected };
+  const pool = createPool(cloneUnprotected);
+  const calls: Array<{ method: StorageMethod; args: readonly unknown[] }> = [];
+  const gate = createFaultGate<StorageMethod>("storage");
+  let hook: StorageCallHook | undefined;
+
+  async function enter(method: StorageMethod, args: readonly unknown[], callOptions?: CallOptions) {
+    calls.push({ method, args });
+    gate.enter(method, callOptions);
+    await hook?.(method, args);
+  }
+
+  const driver: MemoryStorage = {
+    name: options.name ?? "memory",
+    capabilities,
+    calls,
+    ...imageMethods(pool, enter),
+    ...snapshotMethods(pool, enter),
+    ...fileMethods(pool, enter),
+    backingFor(name): Backing {
+      return { kind: "memory", image: name };
     },
+    failNext: (method, error) => gate.failNext(method, error),
 
     onCall(next) {
       hook = next;
     },
 
     addWatcher(name) {
-      const img = image(name);
+      const img = pool.image(name);
       img.watchers += 1;
       let released = false;
       return () => {
@@ -333,7 +347,7 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryS
     },
 
     read(name) {
-      return contentOf(image(name));
+      return pool.contentOf(pool.image(name));
     },
   };
   return driver;
