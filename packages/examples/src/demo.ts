@@ -3,77 +3,104 @@
 // makes a golden image, provisions a node and powers it through HIL (→ the node's obmd-compatible
 // endpoint → QMP → its qemu), waits until BMI sees it boot from its iSCSI clone, snapshots the
 // node's disk, provisions and boots a second node from the snapshot, then tears everything down.
-// The demo starts no VM itself: only the nodes' BMCs do.
+// By default the image is Debian 12 (demo/debian.ts): the OS itself says where its root is and
+// the second node reads the file the first one wrote. `--image tiny` (demo/tiny.ts) boots the
+// lab's boot-sector image instead. The demo starts no VM itself: only the nodes' BMCs do.
+import { accessSync, constants, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type BmiError, type BmiEvent, type BootWaitResult, type Provisioning, toBmiError } from "@bmi/core";
-import { type BmiLab, startBmiLab } from "@bmi/lab";
-import { Listr, type ListrTask } from "listr2";
+import { type BmiError, toBmiError } from "@bmi/core";
+import { startBmiLab } from "@bmi/lab";
+import { Listr } from "listr2";
 import { z } from "zod";
+import { debianImageTask, debianTasks } from "./demo/debian.js";
+import {
+  cleanupTask,
+  createRun,
+  type DemoContext,
+  type DemoRun,
+  type DemoTask,
+  PROJECT,
+  timed,
+} from "./demo/run.js";
+import { tinyTasks } from "./demo/tiny.js";
 
-const USAGE = `Usage: npm run demo -- [--nodes N] [--keep] [--json]
+const USAGE = `Usage: npm run demo -- [--image debian|tiny] [--image-cache DIR] [--nodes N] [--keep] [--json]
 
-  --nodes N   provision N nodes in one batch (default 1; the first one boots)
-  --keep      leave the lab running at the end and print how to use it
-  --json      print one JSON summary instead of live progress
-  --help      this text`;
+  --image debian     (default) Debian 12 built from Debian packages, root on the node's iSCSI
+                     clone: node-01 boots with BIOS and writes a file, its disk is snapshotted,
+                     node-02 boots from the snapshot with UEFI and reads the file
+  --image tiny       the fast boot-sector image (prints a marker once iPXE has read the clone)
+  --image-cache DIR  where the Debian image is built and reused (default $BMI_DEBIAN_IMAGE_CACHE,
+                     else ~/.cache/bmi/images)
+  --nodes N          provision N nodes in one batch (default 1; the first one boots)
+  --keep             leave the lab running at the end and print how to use it
+  --json             print one JSON summary instead of live progress
+  --help             this text`;
 
-const Options = z.object({
-  nodes: z.coerce
-    .number()
-    .int()
-    .min(1, { error: "--nodes must be at least 1" })
-    .max(64, { error: "--nodes must be at most 64" }),
-  keep: z.boolean(),
-  json: z.boolean(),
-});
-
-interface StepTime {
-  step: string;
-  ms: number;
-  detail: string;
+/** Why `dir` cannot be a cache directory (it must be one, or be creatable), or undefined. */
+function cacheDirProblem(dir: string): string | undefined {
+  if (dir.includes("\0")) return "contains a NUL byte";
+  for (let path = resolve(dir); ; path = dirname(path)) {
+    let found: ReturnType<typeof statSync>;
+    try {
+      found = statSync(path, { throwIfNoEntry: false });
+    } catch {
+      return `${path} is below something that is not a directory`; // ENOTDIR
+    }
+    if (found && !found.isDirectory()) return `${path} is not a directory`;
+    if (found) {
+      try {
+        accessSync(path, constants.W_OK | constants.X_OK);
+        return undefined;
+      } catch {
+        return `${path} is not writable`;
+      }
+    }
+    if (dirname(path) === path) return "no parent directory exists";
+  }
 }
 
-/** A node's boot as the summary shows it: BMI's waiter's stages, then the console's marker. */
-interface BootSummary {
-  node: string;
-  /** What the times count from: the power call, or the provision call that powered the node. */
-  from: "power" | "provision";
-  /** From `from` to each stage BMI's waiter saw. */
-  stages: { stage: string; atMs: number }[];
-  /** From `from` to the image's line on the node's serial console. */
-  markerMs: number;
-  marker: string;
+const Options = z
+  .object({
+    image: z.enum(["debian", "tiny"], { error: "--image must be debian or tiny" }),
+    "image-cache": z.string().optional(),
+    nodes: z.coerce
+      .number()
+      .int()
+      .min(1, { error: "--nodes must be at least 1" })
+      .max(64, { error: "--nodes must be at most 64" }),
+    keep: z.boolean(),
+    json: z.boolean(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.image === "tiny" && o["image-cache"] !== undefined)
+      ctx.addIssue({
+        code: "custom",
+        message: "--image-cache is for --image debian (tiny is built in the lab)",
+      });
+    const [name, dir] = cacheDirSource(o["image-cache"]);
+    const problem = o.image === "debian" ? cacheDirProblem(dir) : undefined;
+    if (problem) ctx.addIssue({ code: "custom", message: `${name} ${JSON.stringify(dir)}: ${problem}` });
+  })
+  .transform((o) => ({ ...o, cacheDir: resolve(cacheDirSource(o["image-cache"])[1]) }));
+type Options = z.output<typeof Options>;
+
+/** The Debian image's cache directory and where it came from, for messages. */
+function cacheDirSource(flag: string | undefined): [string, string] {
+  if (flag !== undefined) return ["--image-cache", flag];
+  const env = process.env.BMI_DEBIAN_IMAGE_CACHE;
+  if (env) return ["BMI_DEBIAN_IMAGE_CACHE", env];
+  return ["the default cache directory", join(homedir(), ".cache", "bmi", "images")];
 }
 
-interface Context {
-  lab?: BmiLab;
-  first?: Provisioning;
-  batch: Provisioning[];
-  bootOutput: string[];
-  boots: BootSummary[];
-}
-
-const GOLDEN_MARKER = "BMI-BOOT-OK";
-/** TCG on a shared 2-core host: iPXE reaches the SAN disk in ~10 s when idle. */
-const BOOT_TIMEOUT_MS = 300_000;
-
-/** The wait's stage times counted from the power call instead of from the wait's start. */
-const shift = (wait: BootWaitResult, offsetMs: number): BootWaitResult => ({
-  ...wait,
-  stages: wait.stages.map((s) => ({ ...s, atMs: s.atMs + offsetMs })),
-});
-
-/** Calls `show` with each boot stage BMI's waiter reports for `node`; returns the unsubscribe. */
-function onStage(lab: BmiLab, node: string, show: (stage: string) => void): () => void {
-  return lab.bmi.on((event: BmiEvent) => {
-    if (event.type === "boot:stage" && event.node === node) show(`${event.stage} after ${event.atMs} ms`);
-  });
-}
-const SNAPSHOT_MARKER = "BMI-SNAPSHOT-OK";
-
-async function main(): Promise<number> {
+/** The options, or the exit code when there is nothing to run (help, bad input). */
+function parseOptions(): Options | number {
   const { values } = parseArgs({
     options: {
+      image: { type: "string", default: "debian" },
+      "image-cache": { type: "string" },
       nodes: { type: "string", default: "1" },
       keep: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
@@ -90,234 +117,75 @@ async function main(): Promise<number> {
     console.error(`${parsed.error.issues[0]?.message ?? "bad options"}\n\n${USAGE}`);
     return 2;
   }
-  const options = parsed.data;
-  const times: StepTime[] = [];
-  const ctx: Context = { batch: [], bootOutput: [], boots: [] };
-  const project = "demo";
-  const labNodes = Math.max(2, options.nodes + 1);
+  return parsed.data;
+}
 
-  // Tear down on Ctrl-C as on failure: nothing of the lab may outlive the demo.
-  let interrupted = false;
-  const onSignal = () => {
-    interrupted = true;
-    void ctx.lab?.stop().finally(() => process.exit(130));
+/** Brings up the lab: the one place the demo starts it. */
+function labTask(run: DemoRun): DemoTask {
+  const labNodes = Math.max(2, run.nodes + 1);
+  return {
+    title: "Bring up the lab (Ceph, tgtd, HIL-compatible server, TFTP root, SQLite, bmi_config.cfg)",
+    task: timed(run, "lab", async (task) => {
+      run.ctx.lab = await startBmiLab({
+        project: PROJECT,
+        nodes: labNodes,
+        network: "auto", // the lab's own namespace, bridges and dnsmasq where it can (root)
+        onProgress: (part, ms) => {
+          task.output = `${part} up in ${ms} ms`;
+        },
+      });
+      return `up in ${run.ctx.lab.dir}`;
+    }),
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+}
 
-  const timed =
-    (step: string, fn: (task: { output: string; title: string }) => Promise<string>) =>
-    async (_: unknown, task: { output: string; title: string }) => {
-      const started = performance.now();
-      const detail = await fn(task);
-      times.push({ step, ms: Math.round(performance.now() - started), detail });
-      task.title = `${step}: ${detail}`;
-    };
-  const lab = () => {
-    if (!ctx.lab) throw new Error("the lab is not running");
-    return ctx.lab;
-  };
-  /** Waits for the image's marker on the node's console and records the boot in the summary. */
-  const recordBoot = async (
-    node: string,
-    marker: string,
-    since: { from: number; started: number; call: BootSummary["from"] },
-    wait: BootWaitResult,
-  ): Promise<string> => {
-    const { from, started } = since;
-    const shown = await lab()
-      .console(node)
-      .waitFor(new RegExp(`${marker}\\r?\\n`), { from, timeoutMs: BOOT_TIMEOUT_MS });
-    const markerMs = Math.round(performance.now() - started - (Date.now() - shown.seenAt));
-    ctx.boots.push({ node, from: since.call, stages: wait.stages, markerMs, marker });
-    const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-    const stages = wait.stages.map((s) => `${s.stage} ${seconds(s.atMs)}`).join(", ");
-    ctx.bootOutput.push(`${node}: ${marker} after ${seconds(markerMs)}`);
-    return `${node}, from the ${since.call} call: ${stages}, "${marker}" on its console ${seconds(markerMs)}`;
-  };
+/** Every step in order: the image's own, then the teardown check unless the lab is kept. */
+function demoTasks(run: DemoRun, options: Options): DemoTask[] {
+  const steps =
+    options.image === "tiny"
+      ? [labTask(run), ...tinyTasks(run)]
+      : [debianImageTask(run, options.cacheDir), labTask(run), ...debianTasks(run)];
+  return options.keep ? steps : [...steps, cleanupTask(run)];
+}
 
-  const tasks: ListrTask<Context>[] = [
-    {
-      title: "Bring up the lab (Ceph, tgtd, HIL-compatible server, TFTP root, SQLite, bmi_config.cfg)",
-      task: timed("lab", async (task) => {
-        ctx.lab = await startBmiLab({
-          project,
-          nodes: labNodes,
-          network: "auto", // the lab's own namespace, bridges and dnsmasq where it can (root)
-          onProgress: (part, ms) => {
-            task.output = `${part} up in ${ms} ms`;
-          },
-        });
-        return `up in ${ctx.lab.dir}`;
-      }),
-    },
-    {
-      title: "Make a golden image (a bootable disk built by the repo, imported into Ceph)",
-      task: timed("golden image", async () => {
-        const image = await lab().createGoldenImage("golden", { marker: GOLDEN_MARKER });
-        return `${image.name} = rbd ${lab().ceph.pool}/${image.cephName}`;
-      }),
-    },
-    {
-      title: `Provision ${options.nodes} node(s) (clone, export, boot files, HIL network)`,
-      task: timed("provision", async (task) => {
-        const l = lab();
-        const off = l.bmi.on((event: BmiEvent) => {
-          if (event.type === "step:finished") task.output = `${event.operation}: ${event.step}`;
-        });
-        try {
-          const nodes = l.nodes.slice(0, options.nodes);
-          const results = await l.bmi.provisionMany(
-            nodes.map((n) => ({ project, node: n.name, disk: `${n.name}-disk`, image: "golden" })),
-            { concurrency: 4 },
-          );
-          const failed = results.filter((r) => !r.ok);
-          if (failed.length > 0) {
-            const first = failed[0] as { node: string; error: BmiError };
-            throw new Error(`${failed.length} node(s) failed, first ${first.node}: ${first.error.message}`);
-          }
-          ctx.batch = results.flatMap((r) => (r.ok ? [r.value] : []));
-          ctx.first = ctx.batch[0];
-        } finally {
-          off();
-        }
-        return ctx.batch.map((p) => `${p.node} → ${p.target.name}`).join(", ");
-      }),
-    },
-    {
-      title: "Power the first node through HIL (→ obmd → QMP → qemu) and wait until BMI sees it boot",
-      task: timed("boot node", async (task) => {
-        const l = lab();
-        const node = ctx.first?.node ?? "";
-        const from = await l.console(node).mark();
-        const started = performance.now();
-        task.output = `power cycle ${node} (boot device pxe) through HIL`;
-        await l.bmi.power({ project, node, action: "cycle", force: true, bootDevice: "pxe" });
-        const offset = Math.round(performance.now() - started);
-        // Right after the power call, as documented: sessions from before it are an earlier boot's.
-        const off = onStage(l, node, (stage) => {
-          task.output = `${node}: ${stage}`;
-        });
-        const wait = await l.bmi
-          .waitForBoot({ project, node, until: "firmware_login" }, { timeoutMs: BOOT_TIMEOUT_MS })
-          .finally(off);
-        if (wait.state !== "SUCCESS") throw new Error(`${node} did not boot: ${wait.state}, ${wait.reason}`);
-        return recordBoot(node, GOLDEN_MARKER, { from, started, call: "power" }, shift(wait, offset));
-      }),
-    },
-    {
-      title: "Change the node's disk, power it off through HIL, snapshot the disk into a new image",
-      task: timed("snapshot + re-provision", async () => {
-        const l = lab();
-        const first = ctx.first as Provisioning;
-        const disk = l.bmi.listDisks({ project }).find((d) => d.name === first.disk);
-        if (!disk) throw new Error(`disk ${first.disk} vanished`);
-        // What the running node would do: write to its root disk (here its boot sector).
-        await l.writeBootMarker(disk, SNAPSHOT_MARKER);
-        // The running node's disk is not snapshotted: power it off through HIL first.
-        await l.bmi.power({ project, node: first.node, action: "off" });
-        await l.bmi.deprovision({ project, node: first.node });
-        const snapshot = await l.bmi.snapshotDisk({ project, disk: first.disk, snapshot: "golden-v2" });
-        ctx.first = { ...first, node: "" };
-        ctx.batch = ctx.batch.slice(1);
-        return `${first.node} powered off; ${snapshot.name} = rbd ${snapshot.cephName}`;
-      }),
-    },
-    {
-      title: "Provision a second node from the snapshot, powered through HIL, waiting for its boot",
-      task: timed("boot snapshot", async (task) => {
-        const l = lab();
-        const second = l.nodes[options.nodes] ?? l.nodes[1];
-        if (!second) throw new Error("the lab has no second node");
-        const from = await l.console(second.name).mark();
-        const off = onStage(l, second.name, (stage) => {
-          task.output = `${second.name}: ${stage}`;
-        });
-        const started = performance.now();
-        const provisioned = await l.bmi
-          .provision({
-            project,
-            node: second.name,
-            disk: `${second.name}-disk`,
-            image: "golden-v2",
-            power: "cycle",
-            wait: true,
-            until: "firmware_login",
-            timeoutMs: BOOT_TIMEOUT_MS,
-          })
-          .finally(off);
-        ctx.batch.push(provisioned);
-        const wait = provisioned.boot as BootWaitResult;
-        // The waiter's times count from after the provisioning (clone, export, files) and the power call.
-        const offset = Math.round(performance.now() - started) - wait.durationMs;
-        return recordBoot(
-          second.name,
-          SNAPSHOT_MARKER,
-          { from, started, call: "provision" },
-          shift(wait, offset),
-        );
-      }),
-    },
-  ];
-  if (!options.keep) {
-    tasks.push({
-      title: "Deprovision everything and check nothing is left in Ceph, tgt or the TFTP root",
-      task: timed("deprovision + check", async () => {
-        const l = lab();
-        for (const p of l.bmi.listProvisionings({ project })) {
-          await l.bmi.deprovision({ project, node: p.node, deleteDisk: true, powerOff: true });
-        }
-        // Forced: a node powered off leaves its iSCSI session behind (no FIN from a dead machine on
-        // the lab's real network; qemu's user-mode network closed it for the node).
-        for (const d of l.bmi.listDisks({ project }))
-          await l.bmi.deleteDisk({ project, disk: d.name, force: true });
-        for (const image of l.bmi.listSnapshots({ project }))
-          await l.bmi.removeImage({ project, image: image.image.name });
-        for (const image of l.bmi.listImages({ project }))
-          await l.bmi.removeImage({ project, image: image.name });
-        const left = await l.leftovers();
-        const count = left.images.length + left.targets.length + left.bootFiles.length;
-        if (count > 0) throw new Error(`left behind: ${JSON.stringify(left)}`);
-        const drift = await l.bmi.reconcile();
-        if (drift.drift.length > 0) throw new Error(`reconcile found drift: ${JSON.stringify(drift.drift)}`);
-        return "0 RBD images, 0 targets, 0 boot files left; reconcile: no drift";
-      }),
-    });
-  }
-
-  const runner: { run(context: Context): Promise<Context> } = options.json
-    ? new Listr<Context, "silent">(tasks, { renderer: "silent", exitOnError: true })
-    : new Listr<Context, "default", "simple">(tasks, {
+/** Runs the tasks with live progress (or silently for --json); the failure, if one. */
+async function runTasks(tasks: DemoTask[], ctx: DemoContext, json: boolean): Promise<BmiError | undefined> {
+  const runner: { run(context: DemoContext): Promise<DemoContext> } = json
+    ? new Listr<DemoContext, "silent">(tasks, { renderer: "silent", exitOnError: true })
+    : new Listr<DemoContext, "default", "simple">(tasks, {
         renderer: "default",
         fallbackRenderer: "simple",
         rendererOptions: { collapseSubtasks: false, showErrorMessage: true },
         exitOnError: true,
       });
-  let failure: BmiError | undefined;
   try {
     await runner.run(ctx);
+    return undefined;
   } catch (error) {
-    failure = toBmiError(error);
+    return toBmiError(error);
   }
+}
 
+/** The image the run used, for the JSON summary. */
+function imageSummary(run: DemoRun) {
+  const image = run.ctx.image;
+  if (!image) return { kind: "tiny" };
+  return { kind: "debian", key: image.key, cacheHit: image.cacheHit, ms: image.ms, path: image.path };
+}
+
+/** Prints the JSON summary, or the step table, the boots and (--keep) how to use the lab. */
+async function report(run: DemoRun, options: Options, failure: BmiError | undefined): Promise<void> {
+  const { ctx, times } = run;
   const keptLab = options.keep && !failure ? ctx.lab : undefined;
-  if (!keptLab && !interrupted) {
-    const started = performance.now();
-    await ctx.lab?.stop();
-    times.push({
-      step: "teardown",
-      ms: Math.round(performance.now() - started),
-      detail: "daemons stopped by PID, lab dir removed",
-    });
-  }
+  const project = PROJECT;
   const total = times.reduce((sum, t) => sum + t.ms, 0);
-
   if (options.json) {
     console.log(
       JSON.stringify(
         {
           ok: !failure,
           error: failure?.toJSON(),
+          image: imageSummary(run),
           steps: times,
           totalMs: total,
           boots: ctx.boots,
@@ -347,6 +215,34 @@ Stop it with Ctrl-C.`);
       await new Promise(() => {}); // held open until Ctrl-C, which tears the lab down
     }
   }
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions();
+  if (typeof options === "number") return options;
+  const run = createRun(options.nodes);
+
+  // Tear down on Ctrl-C as on failure: nothing of the lab may outlive the demo.
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    void run.ctx.lab?.stop().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const failure = await runTasks(demoTasks(run, options), run.ctx, options.json);
+  const keepLab = options.keep && !failure;
+  if (!keepLab && !interrupted && run.ctx.lab) {
+    const started = performance.now();
+    await run.ctx.lab.stop();
+    run.times.push({
+      step: "teardown",
+      ms: Math.round(performance.now() - started),
+      detail: "daemons stopped by PID, lab dir removed",
+    });
+  }
+  await report(run, options, failure);
   return failure ? 1 : 0;
 }
 

@@ -291,13 +291,26 @@ export async function buildDebianImage(options: DebianImageOptions): Promise<Deb
     await diskFromTree(tree, partial, o.sizeMiB, step);
     await rm(tree, { recursive: true, force: true });
     await writeFile(join(partial, "manifest.json"), `${JSON.stringify({ key, mirror, suite: o.suite })}\n`);
-    await rm(entry, { recursive: true, force: true });
-    await rename(partial, entry);
+    if (!(await publishEntry(partial, entry))) return result(true);
   } catch (error) {
     await removeBuildDir(partial);
     throw error;
   }
   return result(false);
+}
+
+/**
+ * Moves a finished build into place; false when another process finished the same entry first
+ * (two test files building at once): its entry may be in use, so it stays and this build goes.
+ */
+export async function publishEntry(partial: string, entry: string): Promise<boolean> {
+  if (await exists(join(entry, "manifest.json"))) {
+    await removeBuildDir(partial);
+    return false;
+  }
+  await rm(entry, { recursive: true, force: true }); // an incomplete entry from an older layout
+  await rename(partial, entry);
+  return true;
 }
 
 /**

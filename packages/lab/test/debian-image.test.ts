@@ -10,6 +10,7 @@ import {
   FW_CFG_RUN,
   isAlive,
   parseOsLine,
+  publishEntry,
   qemuArgs,
   removeBuildDir,
   runBuildStep,
@@ -109,6 +110,32 @@ describe("removeBuildDir", () => {
       expect(existsSync(build)).toBe(false);
       expect(await readFile(join(host, "precious"), "utf8")).toBe("keep me");
       expect(await readFile("/proc/mounts", "utf8")).not.toContain(mountPoint);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("publishEntry", () => {
+  it("moves a finished build into place, but never over an entry another build completed first", async () => {
+    const scratch = await mkdtemp(join(tmpdir(), "bmi-publish-"));
+    try {
+      const entry = join(scratch, "debian-k");
+      const first = join(scratch, "debian-k.partial-1");
+      const second = join(scratch, "debian-k.partial-2");
+      const builds: [string, string][] = [
+        [first, "first"],
+        [second, "second"],
+      ];
+      for (const [dir, who] of builds) {
+        await mkdir(dir, { recursive: true });
+        await writeFile(join(dir, "manifest.json"), who);
+      }
+      expect(await publishEntry(first, entry)).toBe(true);
+      expect(await publishEntry(second, entry)).toBe(false);
+      expect(await readFile(join(entry, "manifest.json"), "utf8")).toBe("first");
+      expect(existsSync(first)).toBe(false);
+      expect(existsSync(second)).toBe(false);
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
