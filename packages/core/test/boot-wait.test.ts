@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
-import type { BmiEvent } from "../src/index.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type BmiEvent, createBmi, type InitiatorSession } from "../src/index.js";
 import { setup, thrown } from "./ops-helpers.js";
 
 const FAST = { minDelayMs: 5, maxDelayMs: 20 };
@@ -19,10 +19,10 @@ describe("waitForBoot (issue 16.3)", () => {
     const waiting = env.bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 30_000 });
     await env.bmi.power({ project: "p1", node: "n1", action: "cycle", bootDevice: "pxe" });
     await sleep(30);
-    const ipxe = env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
     await sleep(30);
-    env.exporter.logout(env.target, ipxe); // sanboot hands over to the OS...
-    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15"); // ...which logs in again
+    // sanboot hands over to the OS, which logs in again from the iBFT (BIOS iPXE stays logged in).
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
     const result = await waiting;
     expect(result.state).toBe("SUCCESS");
     expect(result.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login", "os_login"]);
@@ -71,6 +71,116 @@ describe("waitForBoot (issue 16.3)", () => {
     expect(bad.code).toBe("invalid_input");
     expect(bad.message).toMatch(/timeoutMs/);
   });
+});
+
+/**
+ * tgt's sessions of a node's target as the lab saw them during real boots (issue 15: tgtadm polled
+ * while Debian booted, BMI's waiter polling too): `[ms, session ids]`, one per poll. Same
+ * initiator and address throughout: the OS logs in with the iBFT's name iPXE published.
+ */
+const LAB_BOOTS: Record<string, [number, number[]][]> = {
+  // node-01, BIOS: iPXE's sanboot registers the disk through session 1, closes it at once and
+  // reads the boot through 2, which it never logs out of; the OS's 3 joins it (54.8 s), 2 goes (62 s).
+  bios: [
+    [0, []],
+    [526, []],
+    [9547, [1]],
+    [9876, [2]],
+    [10300, [2]],
+    [11200, [2]],
+    [13100, [2]],
+    [17000, [2]],
+    [22000, [2]],
+    [27000, [2]],
+    [32000, [2]],
+    [37000, [2]],
+    [42000, [2]],
+    [47000, [2]],
+    [52000, [2]],
+    [54784, [2, 3]],
+    [59784, [2, 3]],
+    [62817, [3]],
+  ],
+  // node-02, UEFI: iPXE's one session ends at ExitBootServices (~18 s); the OS logs in at 39.7 s.
+  uefi: [
+    [0, []],
+    [406, []],
+    [15202, [4]],
+    [15500, [4]],
+    [16000, [4]],
+    [17000, [4]],
+    [19000, []],
+    [23000, []],
+    [28000, []],
+    [33000, []],
+    [38000, []],
+    [39714, [5]],
+    [44714, [5]],
+  ],
+  // UEFI on a fast machine: the OS's login comes before any poll sees the target without a session.
+  uefiFast: [
+    [0, []],
+    [300, [4]],
+    [550, [4]],
+    [1100, [4]],
+    [2100, [4]],
+    [4100, [5]],
+    [6100, [5]],
+  ],
+};
+
+/**
+ * A BMI whose export driver's sessions() replays `polls`, one per call after the baseline, and
+ * moves the (faked) performance clock to each poll's time: the waiter sees the lab's boot.
+ */
+async function replaying(polls: [number, number[]][]) {
+  const env = await provisioned();
+  let call = 0;
+  const sessions = async (): Promise<InitiatorSession[]> => {
+    const [atMs, ids] = polls[Math.min(call, polls.length - 1)] ?? [0, []];
+    const [previousMs] = polls[Math.max(call - 1, 0)] ?? [0];
+    if (call > 0) vi.advanceTimersByTime(atMs - previousMs);
+    call += 1;
+    const initiator = "iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501";
+    return ids.map((id) => ({ id, initiator, addresses: ["127.0.0.1"] }));
+  };
+  const { storage, boot, isolation, power, store, settings } = env;
+  const bmi = createBmi({
+    storage,
+    export: { ...env.exporter, sessions },
+    boot,
+    isolation,
+    power,
+    store,
+    settings,
+  });
+  await env.bmi.power({ project: "p1", node: "n1", action: "on" });
+  return bmi;
+}
+
+describe("waitForBoot tells the firmware's sessions from the OS's (issue 15)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    ["bios", 9547, 54784],
+    ["uefi", 15202, 39714],
+    ["uefiFast", 300, 4100],
+  ])(
+    "%s: firmware_login at the first session, os_login at the OS's (not at a firmware reopen)",
+    async (boot, firmwareMs, osMs) => {
+      vi.useFakeTimers({ toFake: ["performance"] });
+      const bmi = await replaying(LAB_BOOTS[boot] ?? []);
+      const result = await bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 120_000 });
+      expect(result.state).toBe("SUCCESS");
+      expect(result.stages).toEqual([
+        { stage: "powered_on", atMs: 0 },
+        { stage: "firmware_login", atMs: firmwareMs },
+        { stage: "os_login", atMs: osMs },
+      ]);
+    },
+  );
 });
 
 describe("provision with power and wait (issue 16.4)", () => {

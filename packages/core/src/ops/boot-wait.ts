@@ -145,7 +145,7 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
     stages.push({ stage, atMs });
     ctx.events.emit({ type: "boot:stage", node: record.node, stage, atMs });
   };
-  let firmwareSession = 0;
+  const firmware = createFirmwareSession(elapsed);
 
   return {
     stages,
@@ -163,13 +163,12 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
         if (state === "off" && seen("powered_on")) return `node ${record.node} powered off while booting`;
       }
       const fresh = (await sessionsOf(record.target.name)).filter((s) => s.id > baseline);
-      const first = fresh[0];
-      if (first && !firmwareSession) {
-        firmwareSession = first.id;
+      const kind = firmware.observe(fresh);
+      if (kind !== "none") {
         if (power) mark("powered_on"); // it logged in, so it was on even if the poll missed it
         mark("firmware_login");
       }
-      if (firmwareSession && fresh.some((s) => s.id > firmwareSession)) mark("os_login");
+      if (kind === "os") mark("os_login");
       return undefined;
     },
     /** For a timeout: the last stage seen and how long the wait has been there. */
@@ -188,6 +187,47 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
         ...(reason ? { reason } : {}),
         durationMs: elapsed(),
       };
+    },
+  };
+}
+
+/**
+ * How long the firmware's session must have been seen open before a session replacing it counts
+ * as the OS's. iPXE under BIOS logs in twice: `sanboot` registers the disk through a session it
+ * closes at once (gone within ~0.3 s in the lab), then opens the one the boot loader reads through.
+ */
+const FIRMWARE_SETTLE_MS = 500;
+
+/**
+ * Tells the firmware's sessions from the OS's, one poll of the target's fresh sessions at a time.
+ * Both come from the same initiator name and address (the OS logs in from the iBFT), so what
+ * tells them apart is how a newer session follows the firmware's:
+ * - it joins it: the OS's (BIOS: iPXE never logs out; its session stays until the OS's NIC resets);
+ * - it replaces it, and the firmware's was seen gone in an earlier poll or open for
+ *   {@link FIRMWARE_SETTLE_MS}: the OS's (UEFI: iPXE's session ends at ExitBootServices, after the
+ *   boot loader read the kernel through it, seconds before the kernel logs in);
+ * - it replaces a session seen briefly, between two polls: the firmware reopening its disk.
+ */
+function createFirmwareSession(elapsed: () => number) {
+  let current: { id: number; since: number; settled: boolean; gone: boolean } | undefined;
+  let os = false;
+  const follow = (id: number) => {
+    current = { id, since: elapsed(), settled: false, gone: false };
+  };
+  return {
+    observe(fresh: InitiatorSession[]): "none" | "firmware" | "os" {
+      const newest = fresh.at(-1);
+      if (!current) {
+        if (!fresh[0]) return "none";
+        follow(fresh[0].id);
+      }
+      const firmware = current as NonNullable<typeof current>;
+      const open = fresh.some((s) => s.id === firmware.id);
+      if (os || (newest && newest.id > firmware.id && (open || firmware.settled || firmware.gone))) os = true;
+      else if (newest && newest.id > firmware.id) follow(newest.id);
+      else if (!open) firmware.gone = true;
+      else if (elapsed() - firmware.since >= FIRMWARE_SETTLE_MS) firmware.settled = true;
+      return os ? "os" : "firmware";
     },
   };
 }
