@@ -79,9 +79,9 @@ describe("waitForBoot (issue 16.3)", () => {
  * initiator and address throughout: the OS logs in with the iBFT's name iPXE published.
  */
 const LAB_BOOTS: Record<string, [number, number[]][]> = {
-  // node-01, BIOS: iPXE's sanboot registers the disk through session 1 and closes it at once (its
-  // next connection, 2, came < 0.3 s later), reads the boot through 2 and never logs out of it;
-  // the OS's 3 joins it, and 2 goes when the OS's NIC resets.
+  // node-01, BIOS: iPXE's sanboot registers the disk through session 1 and closes it at once (in
+  // another boot: session 9 on one TCP connection, replaced by 10 on the next 0.34 s later), reads
+  // the boot through 2 and never logs out of it; the OS's 3 joins it; 2 goes when the OS's NIC resets.
   bios: [
     [0, []],
     [9547, [1]],

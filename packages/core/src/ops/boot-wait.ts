@@ -194,9 +194,10 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
 /**
  * How long the firmware's session must have been seen open before a session replacing it counts
  * as the OS's. iPXE under BIOS logs in twice: `sanboot` registers the disk through a session it
- * closes at once (gone within ~0.3 s in the lab), then opens the one the boot loader reads through.
+ * closes at once (replaced after 0.3 s in the lab, on a loaded host), then opens the one the boot
+ * loader reads through.
  */
-const FIRMWARE_SETTLE_MS = 500;
+const FIRMWARE_SETTLE_MS = 1000;
 
 /**
  * Tells the firmware's sessions from the OS's, one poll of the target's fresh sessions at a time.
