@@ -75,33 +75,59 @@ describe("waitForBoot (issue 16.3)", () => {
 
 /**
  * tgt's sessions of a node's target as the lab saw them during real boots (issue 15: tgtadm polled
- * while Debian booted, BMI's waiter polling too): `[ms, session ids]` at each change. Same
- * initiator and address throughout: the OS logs in with the iBFT's name iPXE published.
+ * while Debian booted, BMI's waiter polling too): `[ms, session ids]` at each change, and each
+ * session's InitiatorAlias (`null`: iPXE sends none; "(none)": the initramfs's iscsistart, the
+ * kernel's host name before it is set; "bmi-node": iscsid taking the session over later). Same
+ * initiator name and address throughout: the OS logs in with what the iBFT says.
  */
-const LAB_BOOTS: Record<string, [number, number[]][]> = {
+const LAB_BOOTS: Record<string, { changes: [number, number[]][]; aliases: Record<number, string | null> }> = {
   // node-01, BIOS: iPXE's sanboot registers the disk through session 1 and closes it at once (in
   // another boot: session 9 on one TCP connection, replaced by 10 on the next 0.34 s later), reads
   // the boot through 2 and never logs out of it; the OS's 3 joins it; 2 goes when the OS's NIC resets.
-  bios: [
-    [0, []],
-    [9547, [1]],
-    [9876, [2]],
-    [54784, [2, 3]],
-    [62817, [3]],
-  ],
+  bios: {
+    changes: [
+      [0, []],
+      [9547, [1]],
+      [9876, [2]],
+      [54784, [2, 3]],
+      [62817, [3]],
+    ],
+    aliases: { 1: null, 2: null, 3: "(none)" },
+  },
   // node-02, UEFI: iPXE's one session ends at ExitBootServices; the OS logs in 20 s later.
-  uefi: [
-    [0, []],
-    [15202, [4]],
-    [18506, []],
-    [39714, [5]],
-  ],
+  uefi: {
+    changes: [
+      [0, []],
+      [15202, [4]],
+      [18506, []],
+      [39714, [5]],
+    ],
+    aliases: { 4: null, 5: "(none)" },
+  },
+  // node-02, UEFI on a loaded host: iPXE's session ends, a minute later iPXE opens another (the
+  // boot loader reading on); then the OS's, and iscsid's takeover of it.
+  uefiStalled: {
+    changes: [
+      [0, []],
+      [29172, [5]],
+      [39870, []],
+      [105941, [6]],
+      [115666, []],
+      [148992, [7]],
+      [183007, []],
+      [185235, [8]],
+    ],
+    aliases: { 5: null, 6: null, 7: "(none)", 8: "bmi-node" },
+  },
   // UEFI on a fast machine (not seen in the lab): the OS's login comes before a poll sees no session.
-  uefiFast: [
-    [0, []],
-    [300, [4]],
-    [4100, [5]],
-  ],
+  uefiFast: {
+    changes: [
+      [0, []],
+      [300, [4]],
+      [4100, [5]],
+    ],
+    aliases: { 4: null, 5: "(none)" },
+  },
 };
 
 /** The polls of a replay: each change, and a poll every second in between (as the waiter backs off). */
@@ -117,11 +143,13 @@ function polls(changes: [number, number[]][]): [number, number[]][] {
 }
 
 /**
- * A BMI whose export driver's sessions() replays `changes`, one poll per call after the baseline,
- * and moves the (faked) performance clock to each poll's time: the waiter sees the lab's boot.
+ * A BMI whose export driver's sessions() replays a lab boot, one poll per call after the baseline,
+ * and moves the (faked) performance clock to each poll's time; `withAliases: false` is a driver
+ * that cannot tell the aliases.
  */
-async function replaying(changes: [number, number[]][]) {
+async function replaying(name: string, withAliases: boolean) {
   const env = await provisioned();
+  const { changes, aliases } = LAB_BOOTS[name] ?? { changes: [], aliases: {} };
   const replay = polls(changes);
   let call = 0;
   const sessions = async (): Promise<InitiatorSession[]> => {
@@ -130,18 +158,16 @@ async function replaying(changes: [number, number[]][]) {
     if (call > 0) vi.advanceTimersByTime(atMs - previousMs);
     call += 1;
     const initiator = "iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501";
-    return ids.map((id) => ({ id, initiator, addresses: ["127.0.0.1"] }));
+    return ids.map((id) => ({
+      id,
+      initiator,
+      addresses: ["127.0.0.1"],
+      ...(withAliases ? { alias: aliases[id] ?? null } : {}),
+    }));
   };
   const { storage, boot, isolation, power, store, settings } = env;
-  const bmi = createBmi({
-    storage,
-    export: { ...env.exporter, sessions },
-    boot,
-    isolation,
-    power,
-    store,
-    settings,
-  });
+  const exporter = { ...env.exporter, sessions };
+  const bmi = createBmi({ storage, export: exporter, boot, isolation, power, store, settings });
   await env.bmi.power({ project: "p1", node: "n1", action: "on" });
   return bmi;
 }
@@ -152,15 +178,20 @@ describe("waitForBoot tells the firmware's sessions from the OS's (issue 15)", (
   });
 
   it.each([
-    ["bios", 9547, 54784],
-    ["uefi", 15202, 39714],
-    ["uefiFast", 300, 4100],
+    ["bios", true, 9547, 54784],
+    ["uefi", true, 15202, 39714],
+    ["uefiStalled", true, 29172, 148992],
+    ["uefiFast", true, 300, 4100],
+    // A driver that cannot tell aliases: the order alone (a firmware's reopen after a stall is then taken for the OS).
+    ["bios", false, 9547, 54784],
+    ["uefi", false, 15202, 39714],
+    ["uefiFast", false, 300, 4100],
   ])(
-    "%s: firmware_login at the first session, os_login at the OS's (not at a firmware reopen)",
-    async (boot, firmwareMs, osMs) => {
+    "%s (aliases: %s): firmware_login at the first session, os_login at the OS's, not at a firmware reopen",
+    async (boot, withAliases, firmwareMs, osMs) => {
       vi.useFakeTimers({ toFake: ["performance"] });
-      const bmi = await replaying(LAB_BOOTS[boot] ?? []);
-      const result = await bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 120_000 });
+      const bmi = await replaying(boot, withAliases);
+      const result = await bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 600_000 });
       expect(result.state).toBe("SUCCESS");
       expect(result.stages).toEqual([
         { stage: "powered_on", atMs: 0 },

@@ -615,7 +615,12 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
       }
       // tgt numbers I_T nexuses in login order, so ids tell the firmware's session from the OS's.
       return target.sessions
-        .map((s) => ({ id: s.nexus, initiator: s.initiator, addresses: [...s.addresses] }))
+        .map((s) => ({
+          id: s.nexus,
+          initiator: s.initiator,
+          addresses: [...s.addresses],
+          ...(s.alias === undefined ? {} : { alias: s.alias }),
+        }))
         .sort((a, b) => a.id - b.id);
     },
 

@@ -201,31 +201,41 @@ const FIRMWARE_SETTLE_MS = 1000;
 
 /**
  * Tells the firmware's sessions from the OS's, one poll of the target's fresh sessions at a time.
- * Both come from the same initiator name and address (the OS logs in from the iBFT), so what
- * tells them apart is how a newer session follows the firmware's:
- * - it joins it: the OS's (BIOS: iPXE never logs out; its session stays until the OS's NIC resets);
- * - it replaces it, and the firmware's was seen gone in an earlier poll or open for
- *   {@link FIRMWARE_SETTLE_MS}: the OS's (UEFI: iPXE's session ends at ExitBootServices, after the
- *   boot loader read the kernel through it, seconds before the kernel logs in);
- * - it replaces a session seen briefly, between two polls: the firmware reopening its disk.
+ * Both log in with the same initiator name from the same address (the OS reads them from the
+ * iBFT), so a session newer than the firmware's is the OS's when:
+ * - it has another InitiatorAlias (another program: iPXE sends none, open-iscsi its host name);
+ * - it joins the firmware's open session (BIOS: iPXE never logs out; its session stays until the
+ *   OS's NIC resets);
+ * - with no aliases to compare, it replaces a firmware session seen gone in an earlier poll or
+ *   open for {@link FIRMWARE_SETTLE_MS} (UEFI: iPXE's session ends at ExitBootServices).
+ * Otherwise it is the firmware reopening its disk: at once under BIOS, and in the lab under UEFI
+ * too, after a minute's stall on a loaded host (the same alias, the target idle in between).
  */
 function createFirmwareSession(elapsed: () => number) {
-  let current: { id: number; since: number; settled: boolean; gone: boolean } | undefined;
+  type Followed = { id: number; alias?: string | null; since: number; settled: boolean; gone: boolean };
+  let current: Followed | undefined;
   let os = false;
-  const follow = (id: number) => {
-    current = { id, since: elapsed(), settled: false, gone: false };
+  const follow = ({ id, alias }: InitiatorSession) => {
+    current = { id, alias, since: elapsed(), settled: false, gone: false };
+  };
+  const isOs = (firmware: Followed, newer: InitiatorSession[], open: boolean) => {
+    const known = firmware.alias !== undefined && newer.every((s) => s.alias !== undefined);
+    if (known && newer.some((s) => s.alias !== firmware.alias)) return true;
+    if (open) return true;
+    return !known && (firmware.settled || firmware.gone);
   };
   return {
     observe(fresh: InitiatorSession[]): "none" | "firmware" | "os" {
-      const newest = fresh.at(-1);
       if (!current) {
         if (!fresh[0]) return "none";
-        follow(fresh[0].id);
+        follow(fresh[0]);
       }
-      const firmware = current as NonNullable<typeof current>;
+      const firmware = current as Followed;
       const open = fresh.some((s) => s.id === firmware.id);
-      if (os || (newest && newest.id > firmware.id && (open || firmware.settled || firmware.gone))) os = true;
-      else if (newest && newest.id > firmware.id) follow(newest.id);
+      const newer = fresh.filter((s) => s.id > firmware.id);
+      const newest = newer.at(-1);
+      if (os || (newest && isOs(firmware, newer, open))) os = true;
+      else if (newest) follow(newest);
       else if (!open) firmware.gone = true;
       else if (elapsed() - firmware.since >= FIRMWARE_SETTLE_MS) firmware.settled = true;
       return os ? "os" : "firmware";
