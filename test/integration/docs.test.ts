@@ -213,6 +213,8 @@ describe("the README's quick starts, as written, on a lab", () => {
         if (args[0] === "pro") expect(result.stdout).toMatch(/booted in [\d.]+ s: powered_on .*os_login/);
         if (args[0] === "power") expect(result.stdout).toMatch(/\bon\b/);
         if (args[0] === "nodes") {
+          // In the CI log: the table an operator sees, for the closing note of issue 21.
+          process.stderr.write(`$ bmi ${args.join(" ")}\n${result.stdout}\n`);
           expect(result.stdout).toMatch(/│ node-01 +│ tenant-a +│ node-01-disk +│ eth0 +│/);
           // The README's example output: the same command gives the same table (its target aside).
           const shown = expectedTable.split("\n");
