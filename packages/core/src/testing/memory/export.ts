@@ -1,8 +1,8 @@
 import { TargetName } from "../../domain/names.js";
 import { ExportAccessSchema } from "../../domain/schemas.js";
-import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/index.js";
 import type { CallOptions } from "../../ports/common.js";
+import { driverKit } from "../../ports/driver-kit.js";
 import type {
   ExportAccess,
   ExportCapabilities,
@@ -12,6 +12,7 @@ import type {
   InitiatorSession,
 } from "../../ports/export.js";
 import type { Backing, BackingKind } from "../../ports/storage.js";
+import { createFaultGate } from "./fault-gate.js";
 
 export type MemoryExportOperation = "export" | "unexport" | "list" | "restore";
 
@@ -48,6 +49,7 @@ export interface MemoryExportDriver extends ExportDriver {
 }
 
 const subsystem = "export" as const;
+const kit = driverKit(subsystem);
 
 /** True when two requests ask for the same target (backing and access alike). */
 export function sameExportRequest(a: ExportRequest, b: ExportRequest): boolean {
@@ -75,17 +77,13 @@ function sameAccess(a: ExportAccess, b: ExportAccess): boolean {
   return norm(a) === norm(b);
 }
 
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new BmiError("cancelled", "the export operation was cancelled", { subsystem });
-}
-
 /** Validates a request against the port's rules and a driver's capabilities (names the bad field). */
 export function validateExportRequest(
   request: ExportRequest,
   capabilities: ExportCapabilities,
 ): ExportRequest {
-  const target = parseInput(TargetName, request?.target, "target", subsystem);
-  const access = parseInput(ExportAccessSchema, request?.access, "access", subsystem);
+  const target = kit.input(TargetName, request?.target, "target");
+  const access = kit.input(ExportAccessSchema, request?.access, "access");
   const backing = request?.backing;
   if (typeof backing !== "object" || backing === null || typeof backing.kind !== "string") {
     throw new BmiError("invalid_input", "invalid backing: must be an object with a kind", {
@@ -123,113 +121,49 @@ function matchesAddress(rule: string, address: string): boolean {
   return (toInt(net ?? "") & mask) >>> 0 === (toInt(address) & mask) >>> 0;
 }
 
-/**
- * An in-memory target server: targets by name, LUN 1, a session counter tests set, `busy` on
- * unexport with sessions (unless forced), restarts and failures on demand.
- */
-export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExportDriver {
-  const portal = options.portal ?? "127.0.0.1";
-  const port = options.port ?? 3260;
-  const capabilities: ExportCapabilities = {
-    backings: options.capabilities?.backings ?? ["memory", "file", "rbd"],
-    acl: options.capabilities?.acl ?? true,
-    chap: options.capabilities?.chap ?? true,
-  };
+/** Whether a target's ACL and CHAP rules let `initiator` in. */
+function admits(access: ExportAccess, initiator: Parameters<MemoryExportDriver["canLogin"]>[1]): boolean {
+  if (access.initiators !== "ALL") {
+    // Like tgt: one list of rules; an initiator is admitted when its name OR its address matches one.
+    const byName = initiator.name !== undefined && (access.initiators.names ?? []).includes(initiator.name);
+    const address = initiator.address;
+    const byAddress =
+      address !== undefined &&
+      (access.initiators.addresses ?? []).some((rule) => matchesAddress(rule, address));
+    if (!byName && !byAddress) return false;
+  }
+  if (access.chap) {
+    return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
+  }
+  return true;
+}
+
+/** The targets an in-memory server holds; `mustGet` is `not_found` for an absent one. */
+interface TargetTable {
+  readonly targets: Map<string, MemoryTarget>;
+  mustGet(target: string): MemoryTarget;
+}
+
+function targetTable(): TargetTable {
   const targets = new Map<string, MemoryTarget>();
-  let lastSession = 0;
-  const failures = new Map<MemoryExportOperation, { error: Error; times: number }>();
-
-  const maybeFail = (operation: MemoryExportOperation) => {
-    const failure = failures.get(operation);
-    if (!failure) return;
-    failure.times -= 1;
-    if (failure.times <= 0) failures.delete(operation);
-    throw failure.error;
-  };
-
-  const view = (target: MemoryTarget): ExportedTarget => ({
-    target: target.request.target,
-    portal,
-    port,
-    lun: 1,
-    backing: structuredClone(target.request.backing),
-    sessions: target.sessions.length,
-  });
-
-  const mustGet = (target: string): MemoryTarget => {
-    const found = targets.get(target);
-    if (!found)
-      throw new BmiError("not_found", `target ${target} does not exist`, { subsystem, details: { target } });
-    return found;
-  };
-
   return {
-    name: "memory",
-    capabilities,
-
-    async export(request: ExportRequest, call: CallOptions = {}) {
-      throwIfAborted(call.signal);
-      const valid = validateExportRequest(request, capabilities);
-      maybeFail("export");
-      const existing = targets.get(valid.target);
-      if (existing) {
-        if (sameExportRequest(existing.request, valid)) return view(existing);
-        throw new BmiError(
-          "already_exists",
-          `target ${valid.target} already exists with a different backing or access`,
-          {
-            subsystem,
-            details: { target: valid.target },
-          },
-        );
-      }
-      const created: MemoryTarget = { request: structuredClone(valid), sessions: [] };
-      targets.set(valid.target, created);
-      return view(created);
+    targets,
+    mustGet(target) {
+      const found = targets.get(target);
+      if (!found)
+        throw new BmiError("not_found", `target ${target} does not exist`, {
+          subsystem,
+          details: { target },
+        });
+      return found;
     },
+  };
+}
 
-    async unexport(target: string, call: CallOptions & { force?: boolean } = {}) {
-      throwIfAborted(call.signal);
-      const name = parseInput(TargetName, target, "target", subsystem);
-      maybeFail("unexport");
-      const found = mustGet(name);
-      if (found.sessions.length > 0 && !call.force) {
-        throw new BmiError(
-          "busy",
-          `target ${name} has ${found.sessions.length} initiator session(s) logged in`,
-          {
-            subsystem,
-            details: { target: name, sessions: found.sessions.length },
-          },
-        );
-      }
-      targets.delete(name);
-    },
-
-    async list(call: CallOptions = {}) {
-      throwIfAborted(call.signal);
-      maybeFail("list");
-      return [...targets.values()].map(view);
-    },
-
-    async restore(requests: ExportRequest[], call: CallOptions = {}) {
-      throwIfAborted(call.signal);
-      const valid = requests.map((r) => validateExportRequest(r, capabilities));
-      maybeFail("restore");
-      const created: string[] = [];
-      for (const request of valid) {
-        if (targets.has(request.target)) continue;
-        targets.set(request.target, { request: structuredClone(request), sessions: [] });
-        created.push(request.target);
-      }
-      return created;
-    },
-
-    async sessions(target, call: CallOptions = {}) {
-      throwIfAborted(call.signal);
-      return mustGet(target).sessions.map((session) => ({ ...session, addresses: [...session.addresses] }));
-    },
-
+/** The knobs tests turn: initiator sessions, login checks, a daemon restart. */
+function sessionKnobs({ targets, mustGet }: TargetTable) {
+  let lastSession = 0;
+  return {
     setSessions(target, count) {
       const found = mustGet(target);
       found.sessions = [];
@@ -250,30 +184,104 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
 
     canLogin(target, initiator) {
       const found = targets.get(target);
-      if (!found) return false;
-      const { access } = found.request;
-      if (access.initiators !== "ALL") {
-        // Like tgt: one list of rules; an initiator is admitted when its name OR its address matches one.
-        const byName =
-          initiator.name !== undefined && (access.initiators.names ?? []).includes(initiator.name);
-        const address = initiator.address;
-        const byAddress =
-          address !== undefined &&
-          (access.initiators.addresses ?? []).some((rule) => matchesAddress(rule, address));
-        if (!byName && !byAddress) return false;
-      }
-      if (access.chap) {
-        return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
-      }
-      return true;
+      return found !== undefined && admits(found.request.access, initiator);
     },
 
     simulateRestart() {
       targets.clear();
     },
+  } satisfies Partial<MemoryExportDriver>;
+}
 
-    failNext(operation, error, times = 1) {
-      failures.set(operation, { error, times });
+/**
+ * An in-memory target server: targets by name, LUN 1, a session counter tests set, `busy` on
+ * unexport with sessions (unless forced), restarts and failures on demand.
+ */
+export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExportDriver {
+  const portal = options.portal ?? "127.0.0.1";
+  const port = options.port ?? 3260;
+  const capabilities: ExportCapabilities = {
+    backings: options.capabilities?.backings ?? ["memory", "file", "rbd"],
+    acl: options.capabilities?.acl ?? true,
+    chap: options.capabilities?.chap ?? true,
+  };
+  const table = targetTable();
+  const { targets, mustGet } = table;
+  const faults = createFaultGate<MemoryExportOperation>(subsystem);
+
+  const view = (target: MemoryTarget): ExportedTarget => ({
+    target: target.request.target,
+    portal,
+    port,
+    lun: 1,
+    backing: structuredClone(target.request.backing),
+    sessions: target.sessions.length,
+  });
+
+  return {
+    name: "memory",
+    capabilities,
+
+    async export(request: ExportRequest, call: CallOptions = {}) {
+      const valid = validateExportRequest(request, capabilities);
+      faults.enter("export", call);
+      const existing = targets.get(valid.target);
+      if (existing) {
+        if (sameExportRequest(existing.request, valid)) return view(existing);
+        throw new BmiError(
+          "already_exists",
+          `target ${valid.target} already exists with a different backing or access`,
+          {
+            subsystem,
+            details: { target: valid.target },
+          },
+        );
+      }
+      const created: MemoryTarget = { request: structuredClone(valid), sessions: [] };
+      targets.set(valid.target, created);
+      return view(created);
     },
+
+    async unexport(target: string, call: CallOptions & { force?: boolean } = {}) {
+      const name = kit.input(TargetName, target, "target");
+      faults.enter("unexport", call);
+      const found = mustGet(name);
+      if (found.sessions.length > 0 && !call.force) {
+        throw new BmiError(
+          "busy",
+          `target ${name} has ${found.sessions.length} initiator session(s) logged in`,
+          {
+            subsystem,
+            details: { target: name, sessions: found.sessions.length },
+          },
+        );
+      }
+      targets.delete(name);
+    },
+
+    async list(call: CallOptions = {}) {
+      faults.enter("list", call);
+      return [...targets.values()].map(view);
+    },
+
+    async restore(requests: ExportRequest[], call: CallOptions = {}) {
+      const valid = requests.map((r) => validateExportRequest(r, capabilities));
+      faults.enter("restore", call);
+      const created: string[] = [];
+      for (const request of valid) {
+        if (targets.has(request.target)) continue;
+        targets.set(request.target, { request: structuredClone(request), sessions: [] });
+        created.push(request.target);
+      }
+      return created;
+    },
+
+    async sessions(target, call: CallOptions = {}) {
+      kit.checkSignal(call, "sessions");
+      return mustGet(target).sessions.map((session) => ({ ...session, addresses: [...session.addresses] }));
+    },
+
+    ...sessionKnobs(table),
+    failNext: (operation, error, times) => faults.failNext(operation, error, times),
   };
 }
