@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXIT, run } from "@bmi/cli";
 import { loadConfig } from "@bmi/core";
+import { textSink } from "@bmi/core/testing";
 import { type BmiLab, buildBootImage, buildDebianImage, makeTempDir, startBmiLab } from "@bmi/lab";
 import { createBmiFromConfig } from "@bmi/wiring";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { sink } from "./cli-sink.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const README_CONFIG = "/etc/bmi/bmiconfig.cfg";
@@ -83,8 +83,8 @@ async function bmi(
   args: readonly string[],
   options: { signal?: AbortSignal; onListening?: (url: string) => void } = {},
 ) {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   const code = await run(args, { stdout: out.stream, stderr: err.stream, env: { ...env }, ...options });
   return { code, stdout: out.text(), stderr: err.text() };
 }
