@@ -48,7 +48,7 @@ export interface Bmi extends AsyncDisposable {
   on(listener: BmiEventListener): () => void;
 
   createProject(input: projects.CreateProjectInput, options?: OperationOptions): Promise<Project>;
-  listProjects(): Project[];
+  listProjects(): Promise<Project[]>;
   deleteProject(input: { name: string }, options?: OperationOptions): Promise<void>;
 
   importImage(input: images.ImportImageInput, options?: OperationOptions): Promise<Image>;
@@ -60,8 +60,8 @@ export interface Bmi extends AsyncDisposable {
    * @example await bmi.uploadImage({ project: "p", file: "/srv/images/debian.qcow2", name: "debian" })
    */
   uploadImage(input: upload.UploadImageInput, options?: OperationOptions): Promise<upload.UploadedImage>;
-  listImages(input: { project: string }): Image[];
-  listAllImages(): Image[];
+  listImages(input: { project: string }): Promise<Image[]>;
+  listAllImages(): Promise<Image[]>;
   removeImage(input: { project: string; image: string }, options?: OperationOptions): Promise<void>;
   copyImage(input: images.CopyImageInput, options?: OperationOptions): Promise<Image>;
   moveImage(input: images.CopyImageInput, options?: OperationOptions): Promise<Image>;
@@ -72,7 +72,7 @@ export interface Bmi extends AsyncDisposable {
 
   createDisk(input: disks.CreateDiskInput, options?: OperationOptions): Promise<Disk>;
   deleteDisk(input: disks.DeleteDiskInput, options?: OperationOptions): Promise<void>;
-  listDisks(input: { project: string }): Disk[];
+  listDisks(input: { project: string }): Promise<Disk[]>;
 
   /**
    * Makes a node boot from a disk; with `power` (and `wait`) also powers it through its BMC and
@@ -87,10 +87,10 @@ export interface Bmi extends AsyncDisposable {
     options?: { concurrency?: number } & OperationOptions,
   ): Promise<nodes.BatchResult<provisionBoot.ProvisionResult>[]>;
   deprovision(input: provisionBoot.DeprovisionPowerInput, options?: OperationOptions): Promise<void>;
-  listProvisionings(input?: { project?: string }): Provisioning[];
+  listProvisionings(input?: { project?: string }): Promise<Provisioning[]>;
 
   snapshotDisk(input: snapshots.SnapshotDiskInput, options?: OperationOptions): Promise<Image>;
-  listSnapshots(input: { project: string }): { image: Image; parent: string | null }[];
+  listSnapshots(input: { project: string }): Promise<{ image: Image; parent: string | null }[]>;
   /** Flattens the snapshot images `snapshotDisk` left sharing data with their disks; returns how many. */
   flattenPending(options?: OperationOptions): Promise<number>;
 
@@ -99,7 +99,7 @@ export interface Bmi extends AsyncDisposable {
     input: { project: string; image: string; force?: boolean },
     options?: OperationOptions,
   ): Promise<void>;
-  listMounts(input: { project: string }): { image: string; target: TargetInfo }[];
+  listMounts(input: { project: string }): Promise<{ image: string; target: TargetInfo }[]>;
   restoreTargets(options?: OperationOptions): Promise<string[]>;
 
   /** Powers a node the project owns through its BMC (needs a power driver); resolves with its state. */
@@ -158,31 +158,31 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     [Symbol.asyncDispose]: close,
     on: (listener) => events.on(listener),
     createProject: call(projects.createProject),
-    listProjects: () => projects.listProjects(ctx),
+    listProjects: async () => projects.listProjects(ctx),
     deleteProject: call(projects.deleteProject),
     importImage: call(images.importImage),
     uploadImage: call(upload.uploadImage),
-    listImages: (input) => images.listImages(ctx, input),
-    listAllImages: () => images.listAllImages(ctx),
+    listImages: async (input) => images.listImages(ctx, input),
+    listAllImages: async () => images.listAllImages(ctx),
     removeImage: call(images.removeImage),
     copyImage: call(images.copyImage),
     moveImage: call(images.moveImage),
     exportImage: call(images.exportImage),
     createDisk: call(disks.createDisk),
     deleteDisk: call(disks.deleteDisk),
-    listDisks: (input) => disks.listDisks(ctx, input),
+    listDisks: async (input) => disks.listDisks(ctx, input),
     provision: async (input, options) =>
       withCallContext(options, () => provisionBoot.provisionAndBoot(ctx, input, options)),
     provisionMany: async (inputs, opts) =>
       withCallContext(opts, () => provisionBoot.provisionManyAndBoot(ctx, inputs, opts)),
     deprovision: call(provisionBoot.deprovisionAndPowerOff),
-    listProvisionings: (input) => nodes.listProvisionings(ctx, input),
+    listProvisionings: async (input) => nodes.listProvisionings(ctx, input),
     snapshotDisk: call(snapshots.snapshotDisk),
-    listSnapshots: (input) => snapshots.listSnapshots(ctx, input),
+    listSnapshots: async (input) => snapshots.listSnapshots(ctx, input),
     flattenPending: (options) => call(snapshots.flattenPending)(undefined, options),
     mountImage: call(mounts.mountImage),
     unmountImage: call(mounts.unmountImage),
-    listMounts: (input) => mounts.listMounts(ctx, input),
+    listMounts: async (input) => mounts.listMounts(ctx, input),
     restoreTargets: (options) => call(mounts.restoreTargets)(undefined, options),
     power: call(power.powerNode),
     powerStatus: call(power.powerStatus),

@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
 import { BmiError } from "../../errors/index.js";
-import { storeError, sqliteReason } from "./errors.js";
+import { sqliteReason, storeError } from "./errors.js";
 import { type MigrationContext, migrate } from "./schema.js";
 
 export interface ConnectionOptions {
@@ -56,7 +56,12 @@ export function openConnection(opts: ConnectionOptions, migration: MigrationCont
   } catch (error) {
     db.close();
     if (error instanceof BmiError) throw error;
-    throw storeError("unavailable", `cannot open the database ${opts.path}: ${sqliteReason(error)}`, {}, error);
+    throw storeError(
+      "unavailable",
+      `cannot open the database ${opts.path}: ${sqliteReason(error)}`,
+      {},
+      error,
+    );
   }
 }
 

@@ -45,7 +45,12 @@ export function mapSqliteError(error: unknown): unknown {
     return storeError("already_exists", "a row with the same key already exists", { sqlite: code }, error);
   }
   if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") {
-    return storeError("conflict", "the change would leave a row pointing at nothing", { sqlite: code }, error);
+    return storeError(
+      "conflict",
+      "the change would leave a row pointing at nothing",
+      { sqlite: code },
+      error,
+    );
   }
   if (code.startsWith("SQLITE_CONSTRAINT")) {
     return storeError("invalid_input", "the row breaks a database constraint", { sqlite: code }, error);

@@ -48,9 +48,13 @@ export function sqliteExports({ db, now }: SqliteContext): SyncOf<ExportReposito
       }
       const other = s.byTarget.get(record.target.name) as { image_id: number } | undefined;
       if (other && other.image_id !== record.imageId) {
-        throw storeError("already_exists", `target ${record.target.name} already serves image ${other.image_id}`, {
-          target: record.target.name,
-        });
+        throw storeError(
+          "already_exists",
+          `target ${record.target.name} already serves image ${other.image_id}`,
+          {
+            target: record.target.name,
+          },
+        );
       }
       s.put.run({
         imageId: record.imageId,

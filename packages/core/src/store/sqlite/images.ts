@@ -122,7 +122,14 @@ export function sqliteImages(ctx: SqliteContext): SyncOf<ImageRepository> {
       const current = requireRow(id);
       const next = patched(current, patch);
       checkUpdate(s, id, next);
-      s.update.run(next.name, next.projectId, next.parentId, next.isPublic ? 1 : 0, next.isSnapshot ? 1 : 0, id);
+      s.update.run(
+        next.name,
+        next.projectId,
+        next.parentId,
+        next.isPublic ? 1 : 0,
+        next.isSnapshot ? 1 : 0,
+        id,
+      );
       return toImage(requireRow(id));
     },
     delete(id) {
@@ -140,10 +147,14 @@ export function sqliteImages(ctx: SqliteContext): SyncOf<ImageRepository> {
 
 function checkInsert(s: Statements, image: NewImage): void {
   if (!s.projectById.get(image.projectId)) {
-    throw storeError("not_found", `project ${image.projectId} does not exist`, { projectId: image.projectId });
+    throw storeError("not_found", `project ${image.projectId} does not exist`, {
+      projectId: image.projectId,
+    });
   }
   if (image.parentId !== null && !s.byId.get(image.parentId)) {
-    throw storeError("not_found", `parent image ${image.parentId} does not exist`, { parentId: image.parentId });
+    throw storeError("not_found", `parent image ${image.parentId} does not exist`, {
+      parentId: image.parentId,
+    });
   }
   if (s.byName.get(image.projectId, image.name)) {
     throw storeError("already_exists", `image ${image.name} already exists in the project`, {
@@ -176,7 +187,9 @@ function checkUpdate(s: Statements, id: number, next: Fields): void {
   }
   const clash = s.byName.get(next.projectId, next.name) as ImageRow | undefined;
   if (clash && clash.id !== id) {
-    throw storeError("already_exists", `image ${next.name} already exists in the project`, { image: next.name });
+    throw storeError("already_exists", `image ${next.name} already exists in the project`, {
+      image: next.name,
+    });
   }
 }
 

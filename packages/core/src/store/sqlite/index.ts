@@ -114,8 +114,6 @@ function handleAt(transactions: Transactions, sync: SyncRepositories, level: Lev
     provisionings: bindRepository(sync.provisionings, exec, PROVISIONING_WRITES),
     journal: bindRepository(sync.journal, exec, JOURNAL_WRITES),
     locks: bindRepository(sync.locks, exec, LOCK_WRITES),
-    transaction: (fn) =>
-      transactions.transaction(level, (inner) => fn(handleAt(transactions, sync, inner))),
+    transaction: (fn) => transactions.transaction(level, (inner) => fn(handleAt(transactions, sync, inner))),
   };
 }
-

@@ -44,10 +44,18 @@ export function sqliteJournal({ db, now }: SqliteContext): SyncOf<JournalReposit
         data,
         at,
       });
-      return { ...entry, data: JSON.parse(data) as Record<string, unknown>, id: Number(info.lastInsertRowid), at };
+      return {
+        ...entry,
+        data: JSON.parse(data) as Record<string, unknown>,
+        id: Number(info.lastInsertRowid),
+        at,
+      };
     },
     list(filter = {}) {
-      const rows = s.list.all({ operationId: filter.operationId ?? null, since: filter.since ?? 0 }) as JournalRow[];
+      const rows = s.list.all({
+        operationId: filter.operationId ?? null,
+        since: filter.since ?? 0,
+      }) as JournalRow[];
       return rows.map(toEntry);
     },
   };

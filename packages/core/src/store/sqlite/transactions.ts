@@ -21,7 +21,8 @@ function createGate(): Gate {
   const waiting: (() => void)[] = [];
   const release = () => {
     const next = waiting.shift();
-    if (next) next(); // the gate passes straight to the next section: it stays busy
+    if (next)
+      next(); // the gate passes straight to the next section: it stays busy
     else busy = false;
   };
   return {
@@ -128,7 +129,8 @@ export function createTransactions(db: Database.Database): Transactions {
         return result;
       } catch (error) {
         inner.open = false;
-        if (db.inTransaction) sql(inner.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+        if (db.inTransaction)
+          sql(inner.depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
         throw mapSqliteError(error);
       }
     });
