@@ -123,7 +123,8 @@ async function main() {
     );
     await bmi.deprovision({ project, node: warmNode.name, deleteDisk: true });
     const downCalls = recorder.take();
-    const rbdName = lab.store.getImageById(warm.diskId)?.cephName ?? `${settings.uid}img${warm.diskId}`;
+    const rbdName =
+      (await lab.store.images.getById(warm.diskId))?.cephName ?? `${settings.uid}img${warm.diskId}`;
     const tidOf = (calls: Recorded[]) => {
       const made = calls.find((c) => c.args.includes("new") && c.args.includes("--targetname"));
       return made?.args[made.args.indexOf("--tid") + 1];

@@ -310,7 +310,8 @@ export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> 
       const created = wired;
       // As `bmi db init` does: the admin project marks the database as a deployment's own.
       for (const name of new Set([settings.adminProject, project])) {
-        if (!created.listProjects().some((p) => p.name === name)) await created.createProject({ name });
+        if (!(await created.listProjects()).some((p) => p.name === name))
+          await created.createProject({ name });
       }
       return created;
     });
