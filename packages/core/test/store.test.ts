@@ -12,7 +12,7 @@ import {
   type Provisioning,
   type SqliteStore,
 } from "../src/index.js";
-import { isPidAlive } from "../src/store/sqlite-store.js";
+import { isPidAlive } from "../src/store/sqlite/index.js";
 
 const temp = mkdtempSync(join(tmpdir(), "bmi-store-test-"));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
@@ -35,8 +35,13 @@ beforeEach(() => {
 });
 afterEach(() => store.close());
 
-function image(name: string, projectId: number, parentId: number | null = null, isSnapshot = false): Image {
-  return store.insertImage({
+async function image(
+  name: string,
+  projectId: number,
+  parentId: number | null = null,
+  isSnapshot = false,
+): Promise<Image> {
+  return await store.images.insert({
     name,
     projectId,
     parentId,
@@ -49,36 +54,38 @@ function image(name: string, projectId: number, parentId: number | null = null, 
 const target = (name: string) => ({ name, portal: "127.0.0.1", port: 3260, lun: 1 });
 
 describe("projects and images", () => {
-  it("derives each image's kind as in spec §2.3", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    const disk = image("disk", p.id, golden.id);
-    const snap = image("snap", p.id, golden.id, true);
+  it("derives each image's kind as in spec §2.3", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    const disk = await image("disk", p.id, golden.id);
+    const snap = await image("snap", p.id, golden.id, true);
     expect([golden.kind, disk.kind, snap.kind]).toEqual(["golden", "disk", "snapshot"]);
     expect(disk.cephName).toBe(`1img${disk.id}`);
   });
 
-  it("refuses a duplicate project or image name, and a bad project name", () => {
-    const p = store.createProject("p1");
-    expect(() => store.createProject("p1")).toThrow(
+  it("refuses a duplicate project or image name, and a bad project name", async () => {
+    const p = await store.projects.create("p1");
+    await expect(store.projects.create("p1")).rejects.toThrow(
       expect.objectContaining({ code: "already_exists", subsystem: "store" }),
     );
-    expect(() => store.createProject("../p")).toThrow(expect.objectContaining({ code: "invalid_input" }));
-    image("golden", p.id);
-    expect(() => image("golden", p.id)).toThrow(expect.objectContaining({ code: "already_exists" }));
-    expect(() => image("x", 999)).toThrow(expect.objectContaining({ code: "not_found" }));
-    expect(() => image("y", p.id, 999)).toThrow(expect.objectContaining({ code: "not_found" }));
+    await expect(store.projects.create("../p")).rejects.toThrow(
+      expect.objectContaining({ code: "invalid_input" }),
+    );
+    await image("golden", p.id);
+    await expect(image("golden", p.id)).rejects.toThrow(expect.objectContaining({ code: "already_exists" }));
+    await expect(image("x", 999)).rejects.toThrow(expect.objectContaining({ code: "not_found" }));
+    await expect(image("y", p.id, 999)).rejects.toThrow(expect.objectContaining({ code: "not_found" }));
   });
 
-  it("never reuses the id (and so the RBD name) of a deleted image", () => {
-    const p = store.createProject("p1");
-    const a = image("a", p.id);
-    const b = image("b", p.id);
-    store.deleteImage(b.id);
-    expect(image("c", p.id).id).toBe(b.id + 1);
+  it("never reuses the id (and so the RBD name) of a deleted image", async () => {
+    const p = await store.projects.create("p1");
+    const a = await image("a", p.id);
+    const b = await image("b", p.id);
+    await store.images.delete(b.id);
+    expect((await image("c", p.id)).id).toBe(b.id + 1);
     expect(a.id).toBe(1);
     expect(
-      store.insertImage({
+      await store.images.insert({
         id: 40,
         name: "admin",
         projectId: p.id,
@@ -88,92 +95,96 @@ describe("projects and images", () => {
         cephName: "imported",
       }),
     ).toMatchObject({ id: 40, cephName: "imported" });
-    store.deleteImage(40);
-    expect(image("d", p.id).id).toBe(41);
+    await store.images.delete(40);
+    expect((await image("d", p.id)).id).toBe(41);
   });
 
-  it("lists an image's children (disks cloned from it, snapshots recorded under it)", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    const other = image("other", p.id);
-    const disk = image("disk", p.id, golden.id);
-    const snap = image("snap", p.id, golden.id, true);
-    image("elsewhere", p.id, other.id);
-    expect(store.listChildren(golden.id).map((i) => [i.name, i.kind, i.cephName])).toEqual([
+  it("lists an image's children (disks cloned from it, snapshots recorded under it)", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    const other = await image("other", p.id);
+    const disk = await image("disk", p.id, golden.id);
+    const snap = await image("snap", p.id, golden.id, true);
+    await image("elsewhere", p.id, other.id);
+    expect((await store.images.listChildren(golden.id)).map((i) => [i.name, i.kind, i.cephName])).toEqual([
       ["disk", "disk", disk.cephName],
       ["snap", "snapshot", snap.cephName],
     ]);
-    expect(store.listChildren(disk.id)).toEqual([]);
+    expect(await store.images.listChildren(disk.id)).toEqual([]);
   });
 
-  it("detaches snapshot children of a deleted image, as the original did", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    const snap = image("snap", p.id, golden.id, true);
-    store.deleteImage(golden.id);
-    expect(store.getImageById(golden.id)).toBeUndefined();
-    expect(store.getImageById(snap.id)).toMatchObject({ parentId: null, isSnapshot: false, kind: "golden" });
+  it("detaches snapshot children of a deleted image, as the original did", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    const snap = await image("snap", p.id, golden.id, true);
+    await store.images.delete(golden.id);
+    expect(await store.images.getById(golden.id)).toBeUndefined();
+    expect(await store.images.getById(snap.id)).toMatchObject({
+      parentId: null,
+      isSnapshot: false,
+      kind: "golden",
+    });
   });
 
-  it("refuses to delete an image with clones, an export or a node booting it (busy)", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    const disk = image("disk", p.id, golden.id);
-    expect(() => store.deleteImage(golden.id)).toThrow(
+  it("refuses to delete an image with clones, an export or a node booting it (busy)", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    const disk = await image("disk", p.id, golden.id);
+    await expect(store.images.delete(golden.id)).rejects.toThrow(
       expect.objectContaining({ code: "busy", message: "image golden has clones (disk); delete them first" }),
     );
-    store.putExport({
+    await store.exports.put({
       imageId: disk.id,
       target: target("iqn.2026-11.org.bmi:1img2"),
       access: { initiators: "ALL" },
     });
-    expect(() => store.deleteImage(disk.id)).toThrow(expect.objectContaining({ code: "busy" }));
-    store.deleteExport(disk.id);
-    store.deleteImage(disk.id);
-    store.deleteImage(golden.id);
-    store.deleteImage(golden.id); // idempotent
-    expect(store.listImages()).toEqual([]);
+    await expect(store.images.delete(disk.id)).rejects.toThrow(expect.objectContaining({ code: "busy" }));
+    await store.exports.delete(disk.id);
+    await store.images.delete(disk.id);
+    await store.images.delete(golden.id);
+    await store.images.delete(golden.id); // idempotent
+    expect(await store.images.list()).toEqual([]);
   });
 
-  it("refuses to delete a project that still has images (COR-8), and ignores an unknown one", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    expect(() => store.deleteProject(p.id)).toThrow(expect.objectContaining({ code: "busy" }));
-    store.deleteImage(golden.id);
-    store.deleteProject(p.id);
-    store.deleteProject(p.id);
-    expect(store.listProjects()).toEqual([]);
+  it("refuses to delete a project that still has images (COR-8), and ignores an unknown one", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    await expect(store.projects.delete(p.id)).rejects.toThrow(expect.objectContaining({ code: "busy" }));
+    await store.images.delete(golden.id);
+    await store.projects.delete(p.id);
+    await store.projects.delete(p.id);
+    expect(await store.projects.list()).toEqual([]);
   });
 
-  it("updates an image (move and rename) keeping its RBD name", () => {
-    const p1 = store.createProject("p1");
-    const p2 = store.createProject("p2");
-    const golden = image("golden", p1.id);
-    const snap = image("snap", p1.id, golden.id, true);
-    const moved = store.updateImage(snap.id, {
+  it("updates an image (move and rename) keeping its RBD name", async () => {
+    const p1 = await store.projects.create("p1");
+    const p2 = await store.projects.create("p2");
+    const golden = await image("golden", p1.id);
+    const snap = await image("snap", p1.id, golden.id, true);
+    const moved = await store.images.update(snap.id, {
       projectId: p2.id,
       name: "copy",
       parentId: null,
       isSnapshot: false,
     });
     expect(moved).toMatchObject({ projectId: p2.id, name: "copy", kind: "golden", cephName: snap.cephName });
-    image("taken", p2.id);
-    expect(() => store.updateImage(snap.id, { name: "taken" })).toThrow(
+    await image("taken", p2.id);
+    await expect(store.images.update(snap.id, { name: "taken" })).rejects.toThrow(
       expect.objectContaining({ code: "already_exists" }),
     );
-    expect(() => store.updateImage(999, { name: "x" })).toThrow(
+    await expect(store.images.update(999, { name: "x" })).rejects.toThrow(
       expect.objectContaining({ code: "not_found" }),
     );
   });
 });
 
 describe("exports and provisionings", () => {
-  it("stores an export's access without any CHAP secret", () => {
+  it("stores an export's access without any CHAP secret", async () => {
     const path = join(temp, "exports.db");
     const file = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
     try {
-      const p = file.createProject("p1");
-      const img = file.insertImage({
+      const p = await file.projects.create("p1");
+      const img = await file.images.insert({
         name: "g",
         projectId: p.id,
         parentId: null,
@@ -186,30 +197,30 @@ describe("exports and provisionings", () => {
         chapUser: "bmi",
         chap: { user: "bmi", secret: "topsecret-chap" },
       };
-      file.putExport({
+      await file.exports.put({
         imageId: img.id,
         target: target("iqn.2026-11.org.bmi:1img1"),
         access,
       } as ExportRecord);
-      expect(file.getExport(img.id)).toEqual({
+      expect(await file.exports.get(img.id)).toEqual({
         imageId: img.id,
         target: target("iqn.2026-11.org.bmi:1img1"),
         access: { initiators: { addresses: ["10.0.0.5"] }, chapUser: "bmi" },
       });
-      expect(file.listExports()).toHaveLength(1);
+      expect(await file.exports.list()).toHaveLength(1);
     } finally {
-      file.close();
+      await file.close();
     }
     for (const name of readdirSync(temp).filter((n) => n.startsWith("exports.db"))) {
       expect(readFileSync(join(temp, name)).includes("topsecret-chap")).toBe(false);
     }
   });
 
-  it("keeps one node per disk (CON-2) and replaces a node's record", () => {
-    const p = store.createProject("p1");
-    const golden = image("golden", p.id);
-    const d1 = image("d1", p.id, golden.id);
-    const d2 = image("d2", p.id, golden.id);
+  it("keeps one node per disk (CON-2) and replaces a node's record", async () => {
+    const p = await store.projects.create("p1");
+    const golden = await image("golden", p.id);
+    const d1 = await image("d1", p.id, golden.id);
+    const d2 = await image("d2", p.id, golden.id);
     const record = (node: string, disk: Image): Provisioning => ({
       node,
       project: "p1",
@@ -222,37 +233,37 @@ describe("exports and provisionings", () => {
       network: "prov",
       createdAt: "2026-11-26T00:00:00.000Z",
     });
-    store.putProvisioning(record("n1", d1));
-    expect(store.getProvisioning("n1")).toEqual(record("n1", d1));
-    expect(store.getProvisioningByDisk(d1.id)?.node).toBe("n1");
-    expect(() => store.putProvisioning(record("n2", d1))).toThrow(
+    await store.provisionings.put(record("n1", d1));
+    expect(await store.provisionings.get("n1")).toEqual(record("n1", d1));
+    expect((await store.provisionings.getByDisk(d1.id))?.node).toBe("n1");
+    await expect(store.provisionings.put(record("n2", d1))).rejects.toThrow(
       expect.objectContaining({ code: "conflict", message: "disk d1 already boots node n1" }),
     );
-    store.putProvisioning(record("n1", d2));
-    expect(store.getProvisioningByDisk(d1.id)).toBeUndefined();
-    expect(() => store.deleteProject(p.id)).toThrow(expect.objectContaining({ code: "busy" }));
-    store.deleteProvisioning("n1");
-    expect(store.listProvisionings()).toEqual([]);
+    await store.provisionings.put(record("n1", d2));
+    expect(await store.provisionings.getByDisk(d1.id)).toBeUndefined();
+    await expect(store.projects.delete(p.id)).rejects.toThrow(expect.objectContaining({ code: "busy" }));
+    await store.provisionings.delete("n1");
+    expect(await store.provisionings.list()).toEqual([]);
   });
 });
 
 describe("journal", () => {
-  it("appends entries and lists them oldest first, by operation or after an id", () => {
-    const a1 = store.appendJournal({
+  it("appends entries and lists them oldest first, by operation or after an id", async () => {
+    const a1 = await store.journal.append({
       operationId: "op-a",
       operation: "create_disk",
       step: "clone",
       status: "started",
       data: { disk: "d1" },
     });
-    const b1 = store.appendJournal({
+    const b1 = await store.journal.append({
       operationId: "op-b",
       operation: "provision",
       step: null,
       status: "started",
       data: {},
     });
-    const a2 = store.appendJournal({
+    const a2 = await store.journal.append({
       operationId: "op-a",
       operation: "create_disk",
       step: "clone",
@@ -262,119 +273,143 @@ describe("journal", () => {
     expect(a1).toMatchObject({ operationId: "op-a", status: "started", data: { disk: "d1" } });
     expect(a1.id).toBeLessThan(b1.id);
     expect(Date.parse(a1.at)).not.toBeNaN();
-    expect(store.listJournal().map((e) => e.id)).toEqual([a1.id, b1.id, a2.id]);
-    expect(store.listJournal({ operationId: "op-a" }).map((e) => e.status)).toEqual(["started", "finished"]);
-    expect(store.listJournal({ since: b1.id })).toEqual([a2]);
+    expect((await store.journal.list()).map((e) => e.id)).toEqual([a1.id, b1.id, a2.id]);
+    expect((await store.journal.list({ operationId: "op-a" })).map((e) => e.status)).toEqual([
+      "started",
+      "finished",
+    ]);
+    expect(await store.journal.list({ since: b1.id })).toEqual([a2]);
   });
 });
 
 describe("transactions", () => {
-  it("rolls back everything, nested calls included, when the outer one throws", () => {
-    expect(() =>
-      store.transaction(() => {
-        store.createProject("p1");
-        store.transaction(() => store.createProject("p2"));
+  it("rolls back everything, nested calls included, when the outer one rejects", async () => {
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.projects.create("p1");
+        await tx.transaction((inner) => inner.projects.create("p2"));
         throw new Error("boom");
       }),
-    ).toThrow("boom");
-    expect(store.listProjects()).toEqual([]);
+    ).rejects.toThrow("boom");
+    expect(await store.projects.list()).toEqual([]);
   });
 
-  it("rolls back only a nested call that throws when the outer one catches it", () => {
-    store.transaction(() => {
-      store.createProject("p1");
-      try {
-        store.transaction(() => {
-          store.createProject("p2");
+  it("rolls back only a nested call that rejects when the outer one catches it", async () => {
+    await store.transaction(async (tx) => {
+      await tx.projects.create("p1");
+      await tx
+        .transaction(async (inner) => {
+          await inner.projects.create("p2");
           throw new Error("inner");
+        })
+        .catch(() => {
+          // the outer transaction carries on
         });
-      } catch {
-        // the outer transaction carries on
-      }
-      store.createProject("p3");
+      await tx.projects.create("p3");
     });
-    expect(store.listProjects().map((p) => p.name)).toEqual(["p1", "p3"]);
+    expect((await store.projects.list()).map((p) => p.name)).toEqual(["p1", "p3"]);
   });
 
-  it("refuses an async callback", () => {
-    expect(() => store.transaction(async () => 1)).toThrow(
+  it("lets no other caller's statement into an open transaction (better-sqlite3 is one connection)", async () => {
+    let release = () => {};
+    const paused = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const rolledBack = store.transaction(async (tx) => {
+      await tx.projects.create("inside");
+      await paused;
+      throw new Error("boom");
+    });
+    // Started while the transaction awaits: it must wait, not join it and be rolled back with it.
+    const outside = store.projects.create("outside");
+    release();
+    await expect(rolledBack).rejects.toThrow("boom");
+    expect((await outside).name).toBe("outside");
+    expect((await store.projects.list()).map((p) => p.name)).toEqual(["outside"]);
+  });
+
+  it("refuses a transaction handle used after its callback ended", async () => {
+    const leaked = await store.transaction(async (tx) => tx);
+    await expect(leaked.projects.list()).rejects.toThrow(
       expect.objectContaining({ code: "internal", subsystem: "store" }),
     );
   });
 });
 
 describe("locks", () => {
-  it("gives a lock to one owner at a time; the holder may renew it and release it", () => {
-    expect(store.tryLock("node:n1", me("op-1"), 60_000)).toBe(true);
-    expect(store.tryLock("node:n1", me("op-2"), 60_000)).toBe(false);
-    expect(store.tryLock("node:n1", me("op-1"), 60_000)).toBe(true);
-    expect(store.tryLock("node:n2", me("op-2"), 60_000)).toBe(true);
-    store.unlock("node:n1", me("op-2")); // not the holder: no effect
-    expect(store.tryLock("node:n1", me("op-2"), 60_000)).toBe(false);
-    store.unlock("node:n1", me("op-1"));
-    expect(store.tryLock("node:n1", me("op-2"), 60_000)).toBe(true);
+  it("gives a lock to one owner at a time; the holder may renew it and release it", async () => {
+    expect(await store.locks.tryLock("node:n1", me("op-1"), 60_000)).toBe(true);
+    expect(await store.locks.tryLock("node:n1", me("op-2"), 60_000)).toBe(false);
+    expect(await store.locks.tryLock("node:n1", me("op-1"), 60_000)).toBe(true);
+    expect(await store.locks.tryLock("node:n2", me("op-2"), 60_000)).toBe(true);
+    await store.locks.unlock("node:n1", me("op-2")); // not the holder: no effect
+    expect(await store.locks.tryLock("node:n1", me("op-2"), 60_000)).toBe(false);
+    await store.locks.unlock("node:n1", me("op-1"));
+    expect(await store.locks.tryLock("node:n1", me("op-2"), 60_000)).toBe(true);
   });
 
-  it("takes over the lock of a dead process on this host", () => {
+  it("takes over the lock of a dead process on this host", async () => {
     const dead: LockOwner = { id: "op-dead", pid: deadPid(), host: HOST };
-    expect(store.tryLock("image:1", dead, 600_000)).toBe(true);
-    expect(store.tryLock("image:1", me("op-live"), 600_000)).toBe(true);
-    expect(store.tryLock("image:1", { ...dead, id: "op-other" }, 600_000)).toBe(false);
+    expect(await store.locks.tryLock("image:1", dead, 600_000)).toBe(true);
+    expect(await store.locks.tryLock("image:1", me("op-live"), 600_000)).toBe(true);
+    expect(await store.locks.tryLock("image:1", { ...dead, id: "op-other" }, 600_000)).toBe(false);
   });
 
-  it("does not judge a pid of another host: it waits for the lease", () => {
+  it("does not judge a pid of another host: it waits for the lease", async () => {
     const remote: LockOwner = { id: "op-remote", pid: deadPid(), host: "some-other-host" };
-    expect(store.tryLock("image:1", remote, 600_000)).toBe(true);
-    expect(store.tryLock("image:1", me("op-local"), 600_000)).toBe(false);
+    expect(await store.locks.tryLock("image:1", remote, 600_000)).toBe(true);
+    expect(await store.locks.tryLock("image:1", me("op-local"), 600_000)).toBe(false);
   });
 
   it("takes over an expired lease even when its holder is alive", async () => {
-    expect(store.tryLock("image:2", me("op-slow"), 1)).toBe(true);
+    expect(await store.locks.tryLock("image:2", me("op-slow"), 1)).toBe(true);
     await sleep(20);
-    expect(store.tryLock("image:2", me("op-next"), 60_000)).toBe(true);
-    expect(store.tryLock("image:2", me("op-slow"), 60_000)).toBe(false);
+    expect(await store.locks.tryLock("image:2", me("op-next"), 60_000)).toBe(true);
+    expect(await store.locks.tryLock("image:2", me("op-slow"), 60_000)).toBe(false);
   });
 
-  it("is shared by two store instances on one file (two processes)", () => {
+  it("is shared by two store instances on one file (two processes)", async () => {
     const path = join(temp, "shared", "bmi.db");
     const a = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
     const b = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s" });
     try {
-      expect(a.tryLock("node:n1", me("op-a"), 60_000)).toBe(true);
-      expect(b.tryLock("node:n1", me("op-b"), 60_000)).toBe(false);
-      a.unlock("node:n1", me("op-a"));
-      expect(b.tryLock("node:n1", me("op-b"), 60_000)).toBe(true);
-      expect(a.tryLock("node:n1", me("op-a"), 60_000)).toBe(false);
+      expect(await a.locks.tryLock("node:n1", me("op-a"), 60_000)).toBe(true);
+      expect(await b.locks.tryLock("node:n1", me("op-b"), 60_000)).toBe(false);
+      await a.locks.unlock("node:n1", me("op-a"));
+      expect(await b.locks.tryLock("node:n1", me("op-b"), 60_000)).toBe(true);
+      expect(await a.locks.tryLock("node:n1", me("op-a"), 60_000)).toBe(false);
       // and each sees the other's rows
-      b.createProject("p1");
-      expect(a.getProject("p1")).toBeDefined();
-      a.appendJournal({ operationId: "x", operation: "o", step: null, status: "started", data: {} });
-      expect(b.listJournal({ operationId: "x" })).toHaveLength(1);
+      await b.projects.create("p1");
+      expect(await a.projects.get("p1")).toBeDefined();
+      await a.journal.append({ operationId: "x", operation: "o", step: null, status: "started", data: {} });
+      expect(await b.journal.list({ operationId: "x" })).toHaveLength(1);
     } finally {
-      a.close();
-      b.close();
+      await a.close();
+      await b.close();
     }
   });
 
-  it("gives a retryable timeout, not a raw SQLite error, when another process keeps the database locked", () => {
+  it("gives a retryable timeout, not a raw SQLite error, when another process keeps the database locked", async () => {
     const path = join(temp, "busy", "bmi.db");
     const a = openSqliteStore({ create: true, path, uid: "1", snapshotName: "s", busyTimeoutMs: 50 });
     const other = new Database(path);
     try {
       other.exec("BEGIN IMMEDIATE");
-      expect(() => a.createProject("p1")).toThrow(
+      await expect(a.projects.create("p1")).rejects.toThrow(
         expect.objectContaining({ code: "busy", retryable: true, subsystem: "store" }),
       );
-      expect(a.listProjects()).toEqual([]); // readers are not blocked (WAL)
+      expect(await a.projects.list()).toEqual([]); // readers are not blocked (WAL)
       other.exec("ROLLBACK");
-      expect(a.createProject("p1").name).toBe("p1");
+      expect((await a.projects.create("p1")).name).toBe("p1");
     } finally {
       other.close();
-      a.close();
+      await a.close();
     }
   });
 
-  it("rejects a lease that is not a positive duration", () => {
-    expect(() => store.tryLock("k", me("op"), 0)).toThrow(expect.objectContaining({ code: "invalid_input" }));
+  it("rejects a lease that is not a positive duration", async () => {
+    await expect(store.locks.tryLock("k", me("op"), 0)).rejects.toThrow(
+      expect.objectContaining({ code: "invalid_input" }),
+    );
   });
 });

@@ -88,30 +88,37 @@ export function fenceStore<S extends Store>(store: S): S {
 }
 
 function fenceHandle(handle: StoreTransaction): StoreTransaction {
-  const fenced = { ...handle } as Record<string, unknown>;
-  for (const name of Object.keys(FENCED_WRITES) as FencedRepository[]) {
-    fenced[name] = fenceRepository(handle, name);
-  }
-  fenced.transaction = <T>(fn: (tx: StoreTransaction) => Promise<T>) =>
-    handle.transaction((tx) => fn(fenceHandle(tx)));
-  return fenced as unknown as StoreTransaction;
+  // Named one by one (no spread): a store may be a prototype-chained wrapper of another.
+  return {
+    projects: fenceRepository(handle, "projects"),
+    images: fenceRepository(handle, "images"),
+    exports: fenceRepository(handle, "exports"),
+    provisionings: fenceRepository(handle, "provisionings"),
+    journal: handle.journal,
+    locks: handle.locks,
+    transaction: (fn) => handle.transaction((tx) => fn(fenceHandle(tx))),
+  };
 }
 
-function fenceRepository(handle: StoreTransaction, name: FencedRepository): object {
-  const repository = handle[name] as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const fenced = { ...repository };
+type Methods = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+function fenceRepository<R extends FencedRepository>(
+  handle: StoreTransaction,
+  name: R,
+): StoreRepositories[R] {
+  const repository = handle[name] as unknown as Methods;
+  const fenced: Methods = { ...repository };
   for (const method of FENCED_WRITES[name]) {
-    fenced[method] = (...args: unknown[]) => {
+    fenced[method] = async (...args: unknown[]) => {
       const held = heldLocks.getStore();
-      if (!held) return repository[method]?.(...args) as Promise<unknown>;
+      if (!held) return repository[method]?.(...args);
       return handle.transaction(async (tx) => {
         for (const key of held.keys) if (!(await tx.locks.holds(key, held.owner))) throw lockLost(key);
-        const inner = tx[name] as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-        return inner[method]?.(...args);
+        return (tx[name] as unknown as Methods)[method]?.(...args);
       });
     };
   }
-  return fenced;
+  return fenced as unknown as StoreRepositories[R];
 }
 
 function lockLost(key: string): BmiError {
