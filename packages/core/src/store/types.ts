@@ -151,7 +151,7 @@ export interface StoreTransaction extends StoreRepositories {
  * the operations journal and locks. Locks and the journal live here (not in process memory) so
  * several BMI processes can share one store. Every method is async, so a store may live in
  * another process or host; each method on its own is atomic. A new store proves itself by
- * passing `storeContract` (`@bmi/core/testing/contracts`).
+ * passing `testStore` (`@bmi/core/testing/contracts`).
  */
 export interface Store extends StoreTransaction {
   /** Waits for a running transaction, then closes; idempotent. */
