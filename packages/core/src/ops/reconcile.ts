@@ -643,16 +643,15 @@ function incompleteUndoDrift(ctx: BmiContext, ops: IncompleteUndo[], failedSubje
             details: { node, operationId: id },
           });
         }
-        await ctx.store.journal.append({
-          operationId: id,
-          operation,
-          step: null,
-          status: "reconciled",
-          data: {},
-        });
+        await markReconciled(ctx, id, operation);
       },
     };
   });
+}
+
+/** Closes an open operation in the journal once its leftovers were dealt with. */
+function markReconciled(ctx: BmiContext, operationId: string, operation: string) {
+  return ctx.store.journal.append({ operationId, operation, step: null, status: "reconciled", data: {} });
 }
 
 function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
@@ -665,13 +664,7 @@ function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
     },
     // Its leftovers are the other kinds of drift; once those are repaired the entry is closed.
     apply: async () => {
-      await ctx.store.journal.append({
-        operationId: id,
-        operation,
-        step: null,
-        status: "reconciled",
-        data: {},
-      });
+      await markReconciled(ctx, id, operation);
     },
   }));
 }

@@ -184,7 +184,11 @@ function imageCases(get: Get): void {
     await get().images.delete(b.id);
     expect(await get().images.idHighWater()).toBe(b.id);
     expect((await image(get(), "c", p.id)).id).toBe(b.id + 1);
-    expect(await get().images.idHighWater()).toBe(b.id + 1);
+    const given = { name: "admin", projectId: p.id, parentId: null, isPublic: false, isSnapshot: false };
+    await get().images.insert({ ...given, id: 40, cephName: "imported" });
+    await get().images.delete(40);
+    expect(await get().images.idHighWater()).toBe(40);
+    expect((await image(get(), "d", p.id)).id).toBe(41);
   });
 
   it("updates name, project and parent; refuses an unknown image, a name clash and a bad parent", async () => {
@@ -200,6 +204,7 @@ function imageCases(get: Get): void {
       isSnapshot: false,
     });
     expect(moved).toMatchObject({ id: snap.id, name: "v2", projectId: q.id, parentId: null, kind: "golden" });
+    expect(moved.cephName).toBe(snap.cephName);
     expect(await get().images.get(q.id, "v2")).toEqual(moved);
     await rejectsWith(get().images.update(999, { name: "x" }), "not_found");
     await rejectsWith(get().images.update(golden.id, { name: "taken" }), "already_exists");
@@ -262,10 +267,15 @@ function recordCases(get: Get): void {
     expect(await get().provisionings.getByDisk(999)).toBeUndefined();
     expect((await get().provisionings.list()).map((r) => r.node)).toEqual(["n1", "n2"]);
     await rejectsWith(get().provisionings.put(provisioningOf("n3", d1)), "conflict");
+    await get().provisionings.put(provisioningOf("n2", d2)); // the same record again: fine
+    await get().provisionings.delete("n2");
+    await get().provisionings.put(provisioningOf("n1", d2)); // n1 moves to d2: d1 is free
+    expect(await get().provisionings.getByDisk(d1.id)).toBeUndefined();
+    await get().provisionings.put(provisioningOf("n2", d1));
     await rejectsWith(get().provisionings.put(provisioningOf("n3", { ...d1, id: 999 })), "not_found");
     await get().provisionings.delete("n1");
     await get().provisionings.delete("n1");
-    expect((await get().provisionings.list()).map((r) => r.node)).toEqual(["n2"]);
+    expect((await get().provisionings.list()).map((r) => [r.node, r.disk])).toEqual([["n2", "d1"]]);
   });
 }
 
