@@ -75,63 +75,37 @@ describe("waitForBoot (issue 16.3)", () => {
 
 /**
  * tgt's sessions of a node's target as the lab saw them during real boots (issue 15: tgtadm polled
- * while Debian booted, BMI's waiter polling too): `[ms, session ids]` at each change, and each
+ * while Debian booted, BMI's waiter polling too): the session ids at each change, and each
  * session's InitiatorAlias (`null`: iPXE sends none; "(none)": the initramfs's iscsistart, the
  * kernel's host name before it is set; "bmi-node": iscsid taking the session over later). Same
  * initiator name and address throughout: the OS logs in with what the iBFT says.
  */
-const LAB_BOOTS: Record<string, { changes: [number, number[]][]; aliases: Record<number, string | null> }> = {
+const LAB_BOOTS: Record<string, { changes: string; aliases: Record<number, string | null> }> = {
   // node-01, BIOS: iPXE's sanboot registers the disk through session 1 and closes it at once (in
   // another boot: session 9 on one TCP connection, replaced by 10 on the next 0.34 s later), reads
   // the boot through 2 and never logs out of it; the OS's 3 joins it; 2 goes when the OS's NIC resets.
-  bios: {
-    changes: [
-      [0, []],
-      [9547, [1]],
-      [9876, [2]],
-      [54784, [2, 3]],
-      [62817, [3]],
-    ],
-    aliases: { 1: null, 2: null, 3: "(none)" },
-  },
+  bios: { changes: "0:, 9547:1, 9876:2, 54784:2+3, 62817:3", aliases: { 1: null, 2: null, 3: "(none)" } },
   // node-02, UEFI: iPXE's one session ends at ExitBootServices; the OS logs in 20 s later.
-  uefi: {
-    changes: [
-      [0, []],
-      [15202, [4]],
-      [18506, []],
-      [39714, [5]],
-    ],
-    aliases: { 4: null, 5: "(none)" },
-  },
+  uefi: { changes: "0:, 15202:4, 18506:, 39714:5", aliases: { 4: null, 5: "(none)" } },
   // node-02, UEFI on a loaded host: iPXE's session ends, a minute later iPXE opens another (the
   // boot loader reading on); then the OS's, and iscsid's takeover of it.
   uefiStalled: {
-    changes: [
-      [0, []],
-      [29172, [5]],
-      [39870, []],
-      [105941, [6]],
-      [115666, []],
-      [148992, [7]],
-      [183007, []],
-      [185235, [8]],
-    ],
+    changes: "0:, 29172:5, 39870:, 105941:6, 115666:, 148992:7, 183007:, 185235:8",
     aliases: { 5: null, 6: null, 7: "(none)", 8: "bmi-node" },
   },
   // UEFI on a fast machine (not seen in the lab): the OS's login comes before a poll sees no session.
-  uefiFast: {
-    changes: [
-      [0, []],
-      [300, [4]],
-      [4100, [5]],
-    ],
-    aliases: { 4: null, 5: "(none)" },
-  },
+  uefiFast: { changes: "0:, 300:4, 4100:5", aliases: { 4: null, 5: "(none)" } },
 };
 
-/** The polls of a replay: each change, and a poll every second in between (as the waiter backs off). */
-function polls(changes: [number, number[]][]): [number, number[]][] {
+/**
+ * The polls of a replay from its changes (`ms:ids` with ids joined by `+`): each change, and a
+ * poll every second in between (as the waiter backs off).
+ */
+function polls(text: string): [number, number[]][] {
+  const changes = text.split(", ").map((change): [number, number[]] => {
+    const [ms = "0", ids = ""] = change.split(":");
+    return [Number(ms), ids ? ids.split("+").map(Number) : []];
+  });
   return changes.flatMap(([atMs, ids], i) => {
     const until = changes[i + 1]?.[0] ?? atMs + 5000;
     const between = Array.from(
@@ -149,7 +123,7 @@ function polls(changes: [number, number[]][]): [number, number[]][] {
  */
 async function replaying(name: string, withAliases: boolean) {
   const env = await provisioned();
-  const { changes, aliases } = LAB_BOOTS[name] ?? { changes: [], aliases: {} };
+  const { changes, aliases } = LAB_BOOTS[name] ?? { changes: "0:", aliases: {} };
   const replay = polls(changes);
   let call = 0;
   const sessions = async (): Promise<InitiatorSession[]> => {
