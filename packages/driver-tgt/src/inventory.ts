@@ -25,9 +25,14 @@ export function createInventory(config: TgtConfig, targets: KnownTargets) {
           details: { target: name },
         });
       }
-      // tgt numbers I_T nexuses in login order, so ids tell the firmware's session from the OS's.
+      // tgt numbers I_T nexuses in login order; the alias tells the firmware's from the OS's.
       return target.sessions
-        .map((s) => ({ id: s.nexus, initiator: s.initiator, addresses: [...s.addresses] }))
+        .map((s) => ({
+          id: s.nexus,
+          initiator: s.initiator,
+          addresses: [...s.addresses],
+          ...(s.alias === undefined ? {} : { alias: s.alias }),
+        }))
         .sort((a, b) => a.id - b.id);
     },
   };

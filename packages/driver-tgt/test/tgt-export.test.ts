@@ -73,12 +73,36 @@ describe("parseTargets (captured tgtadm --op show)", () => {
     const [rbd, file] = targets;
     expect(rbd?.sessions).toEqual([]);
     expect(file?.sessions).toEqual([
-      { nexus: 1, initiator: "iqn.2008-11.org.linux-kvm", addresses: ["127.0.0.1"] },
+      { nexus: 1, initiator: "iqn.2008-11.org.linux-kvm", alias: null, addresses: ["127.0.0.1"] },
     ]);
     expect(rbd?.accounts).toEqual(["node07"]);
     expect(file?.accounts).toEqual([]);
     expect(rbd?.acl).toEqual(["127.0.0.1", "10.0.0.0/24", "iqn.2026-11.org.bmi.node:node-07"]);
     expect(file?.acl).toEqual(["ALL"]);
+  });
+
+  it("reads each session's InitiatorAlias: none (iPXE sends none), open-iscsi's host name (issue 15)", () => {
+    // As tgt showed node-01's target while its OS logged in (the lab, issue 15).
+    const show = [
+      "Target 1: iqn.2026-11.org.bmi:651582img2",
+      "    I_T nexus information:",
+      "        I_T nexus: 2",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: none",
+      "            Connection: 0",
+      "                IP Address: 127.0.0.1",
+      "        I_T nexus: 3",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: (none)",
+      "            Connection: 0",
+      "                IP Address: 127.0.0.1",
+      "        I_T nexus: 4",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: bmi-node",
+      "",
+    ].join("\n");
+    expect(parseTargets(show)[0]?.sessions.map((s) => [s.nexus, s.alias])).toEqual([
+      [2, null],
+      [3, "(none)"],
+      [4, "bmi-node"],
+    ]);
   });
 
   it("reads an empty daemon as no targets", () => {

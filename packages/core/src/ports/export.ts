@@ -15,6 +15,11 @@ export interface InitiatorSession {
   /** The initiator's IQN: iPXE's, then the OS's (the same one, from the iBFT, in a new session). */
   initiator: string;
   addresses: string[];
+  /**
+   * The InitiatorAlias it sent, `null` if none; absent when the driver cannot tell. Tells the
+   * programs apart: iPXE sends none, open-iscsi its host name ("(none)" in an initramfs).
+   */
+  alias?: string | null;
 }
 
 /**
