@@ -3,12 +3,14 @@ import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
+import type { BootEntry } from "../ports/boot.js";
+import { type ExportAccess, sameInitiators } from "../ports/export.js";
 import type { NetworkAttachment } from "../ports/isolation.js";
 import type { JournalEntry } from "../store/index.js";
 import type { BmiContext } from "./context.js";
 import { nodeLock, withLocks } from "./locks.js";
 import { assertRepairable, type Provenance, readProvenance } from "./provenance.js";
-import { bootSpecOf, exportRequestFor } from "./steps/index.js";
+import { bootSpecOf, exportRequestFor, nodeInitiators } from "./steps/index.js";
 
 export type DriftKind =
   | "missing_image" // a row whose RBD image is gone
@@ -17,6 +19,7 @@ export type DriftKind =
   | "half_made_disk" // a disk row and clone of an operation that died before it finished
   | "missing_target" // an export record whose target the server lost
   | "orphan_target" // a target without an export record, left by an unfinished operation
+  | "access_mismatch" // a target admitting other initiators than its record (or its node) says
   | "missing_boot_files" // a provisioned node without boot files
   | "orphan_boot_files" // boot files of a node that is not provisioned, left by an unfinished operation
   | "missing_attachment" // a provisioned node whose NIC is not on the provisioning network
@@ -59,6 +62,7 @@ const REPAIR_ORDER: DriftKind[] = [
   "ownership_changed",
   "orphan_target",
   "missing_target",
+  "access_mismatch",
   "orphan_snapshot",
   "half_made_disk",
   "orphan_image",
@@ -97,6 +101,7 @@ export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {})
       ...imageDrift(ctx, pool, proof, interrupted),
       ...(await snapshotDrift(ctx, pool, proof)),
       ...(await targetDrift(ctx, proof)),
+      ...(await accessDrift(ctx, changed)),
       ...(await bootDrift(ctx, proof, changed)),
       ...(await attachmentDrift(ctx, [...interrupted, ...incomplete], changed, proof)),
       ...lockDrift(ctx),
@@ -312,7 +317,7 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   for (const record of ctx.store.listExports()) {
     const image = ctx.store.getImageById(record.imageId);
     if (!image) continue;
-    const request = exportRequestFor(ctx, image);
+    const request = exportRequestFor(ctx, image, record);
     recorded.add(request.target);
     if (liveNames.has(request.target)) continue;
     fixes.push({
@@ -354,6 +359,53 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   }
   return fixes;
 }
+
+/**
+ * Targets whose initiator rules are not what they should be: the record's, or under per-node
+ * access the address of the node the disk boots (its boot files say which). Repair sets the
+ * target's rules and the record to that. A node HIL gave away is left to `ownership_changed`.
+ */
+async function accessDrift(ctx: BmiContext, changed: Map<string, unknown>): Promise<Fix[]> {
+  const live = new Map((await ctx.drivers.export.list()).map((t) => [t.target, t]));
+  const entries = new Map((await ctx.drivers.boot.list()).map((e) => [e.node, e]));
+  const fixes: Fix[] = [];
+  for (const record of ctx.store.listExports()) {
+    const have = live.get(record.target.name)?.initiators;
+    if (have === undefined) continue; // lost (missing_target) or a driver that cannot tell
+    const node = ctx.store.getProvisioningByDisk(record.imageId);
+    if (node && changed.has(node.node)) continue;
+    let want = record.access.initiators;
+    if (node) want = nodeInitiatorsOrNull(ctx, entries.get(node.node) ?? null) ?? want;
+    if (sameInitiators(have, want) && sameInitiators(record.access.initiators, want)) continue;
+    const set = ctx.drivers.export.setInitiators;
+    fixes.push({
+      drift: {
+        kind: "access_mismatch",
+        subject: record.target.name,
+        detail: `target admits ${describeInitiators(have)}, its record says ${describeInitiators(record.access.initiators)}${node ? ` (it boots node ${node.node})` : ""}`,
+        repair: set ? `let in ${describeInitiators(want)} only, and record that` : null,
+      },
+      ...(set
+        ? {
+            apply: async () => {
+              await ctx.drivers.export.setInitiators?.(record.target.name, want);
+              ctx.store.putExport({ ...record, access: { ...record.access, initiators: want } });
+            },
+          }
+        : {}),
+    });
+  }
+  return fixes;
+}
+
+/** Per-node initiators of a provisioned node, or null when it has none to give (no boot files, no address). */
+function nodeInitiatorsOrNull(ctx: BmiContext, entry: BootEntry | null): ExportAccess["initiators"] | null {
+  if (!entry?.address) return null;
+  return nodeInitiators(ctx, entry);
+}
+
+const describeInitiators = (initiators: ExportAccess["initiators"]): string =>
+  initiators === "ALL" ? "ALL" : [...(initiators.addresses ?? []), ...(initiators.names ?? [])].join(", ");
 
 /** Provisioned nodes whose owner in HIL is no longer the provisioning project (null: no owner). */
 async function ownershipChanges(ctx: BmiContext): Promise<Map<string, string | null>> {
