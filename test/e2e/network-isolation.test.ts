@@ -60,7 +60,9 @@ let store: SqliteStore;
 let bmi: Bmi;
 let isolation: ReturnType<typeof createHilIsolation>;
 /** The drivers `bmi` runs on, to build a second BMI with per-node access over the same lab. */
-let drivers: Pick<Parameters<typeof createBmi>[0], "storage" | "export" | "settings"> & { tftpRoot: string };
+let drivers: Required<Pick<Parameters<typeof createBmi>[0], "storage" | "export" | "settings">> & {
+  tftpRoot: string;
+};
 const probes: Record<string, LabProbe> = {};
 const sourceImage = `${prefix}-netsrc`;
 let imagePath: string;

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   createPxeBoot,
   installTftpRoot,
+  type PxeBootOptions,
   parseNodeScript,
   registerPxeBoot,
   renderNodeScript,
@@ -17,6 +18,23 @@ import {
 async function makeTempDir(prefix: string) {
   const path = await mkdtemp(join(tmpdir(), `bmi-${prefix}-`));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A fresh temp dir for each test of the enclosing describe, removed after it. */
+function tempDirEach(prefix: string): { readonly path: string } {
+  let dir: { path: string; remove: () => Promise<void> } | undefined;
+  beforeEach(async () => {
+    dir = await makeTempDir(prefix);
+  });
+  afterEach(async () => {
+    await dir?.remove();
+  });
+  return {
+    get path() {
+      if (!dir) throw new Error("tempDirEach: used outside a test");
+      return dir.path;
+    },
+  };
 }
 
 const exists = async (path: string) => {
@@ -54,23 +72,21 @@ testBootDriver({
   },
 });
 
-testBootDriver({
-  name: "pxe (with dnsmasq host entries in dhcp-hosts/)",
-  create: async () => {
-    const dir = await makeTempDir("pxe");
-    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts" });
-    return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
-  },
-});
+/** The boot contract suite on a PXE driver in a temp TFTP root, with `options` besides the root. */
+const testPxeContract = (name: string, options: Omit<PxeBootOptions, "root">) =>
+  testBootDriver({
+    name,
+    create: async () => {
+      const dir = await makeTempDir("pxe");
+      const driver = createPxeBoot({ root: dir.path, ...options });
+      return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
+    },
+  });
+
+testPxeContract("pxe (with dnsmasq host entries in dhcp-hosts/)", { dhcpHostsPath: "dhcp-hosts" });
 
 describe("dnsmasq host entries", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  beforeEach(async () => {
-    dir = await makeTempDir("pxe-dhcp");
-  });
-  afterEach(async () => {
-    await dir.remove();
-  });
+  const dir = tempDirEach("pxe-dhcp");
   const spec = (macs: string[]) => ({
     node: "node-07",
     macs,
@@ -126,27 +142,13 @@ describe("dnsmasq host entries", () => {
   });
 });
 
-testBootDriver({
-  name: "pxe (host entries with fixed node addresses)",
-  create: async () => {
-    const dir = await makeTempDir("pxe");
-    const driver = createPxeBoot({
-      root: dir.path,
-      dhcpHostsPath: "dhcp-hosts",
-      nodeAddresses: "10.247.0.10-10.247.0.99",
-    });
-    return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
-  },
+testPxeContract("pxe (host entries with fixed node addresses)", {
+  dhcpHostsPath: "dhcp-hosts",
+  nodeAddresses: "10.247.0.10-10.247.0.99",
 });
 
 describe("fixed node addresses (issue 17.5)", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  beforeEach(async () => {
-    dir = await makeTempDir("pxe-addr");
-  });
-  afterEach(async () => {
-    await dir.remove();
-  });
+  const dir = tempDirEach("pxe-addr");
   const specOf = (node: string, mac: string) => ({
     node,
     macs: [mac],
