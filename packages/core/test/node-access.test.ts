@@ -105,3 +105,17 @@ describe("per-node iSCSI access (issue 17.5)", () => {
     expect((await env.bmi.reconcile()).drift.filter((d) => d.kind === "access_mismatch")).toEqual([]);
   });
 });
+
+describe("per-node access and a node HIL gives to another project (issue 17.5)", () => {
+  it("the ownership repair opens the target to the configured access before the node's address is freed", async () => {
+    const env = await perNode();
+    await env.bmi.createProject({ name: "bmi_infra" });
+    const one = await provision(env, "n1");
+    env.isolation.setOwner("n1", "p2");
+    const report = await env.bmi.reconcile({ repair: true });
+    expect(report.repaired.map((d) => d.kind)).toEqual(["ownership_changed"]);
+    expect(env.exporter.canLogin(one.target.name, { address: "10.247.0.10" })).toBe(false);
+    expect(env.exporter.canLogin(one.target.name, { name: ADMIN })).toBe(true);
+    expect((await env.bmi.reconcile()).drift).toEqual([]);
+  });
+});

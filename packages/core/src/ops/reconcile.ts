@@ -6,11 +6,11 @@ import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
 import type { BootEntry } from "../ports/boot.js";
 import { type ExportAccess, sameInitiators } from "../ports/export.js";
 import type { NetworkAttachment } from "../ports/isolation.js";
-import type { JournalEntry } from "../store/index.js";
+import type { ExportRecord, JournalEntry } from "../store/index.js";
 import type { BmiContext } from "./context.js";
 import { nodeLock, withLocks } from "./locks.js";
 import { assertRepairable, type Provenance, readProvenance } from "./provenance.js";
-import { bootSpecOf, exportRequestFor, nodeInitiators } from "./steps/index.js";
+import { bootSpecOf, exportRequestFor } from "./steps/index.js";
 
 export type DriftKind =
   | "missing_image" // a row whose RBD image is gone
@@ -374,8 +374,7 @@ async function accessDrift(ctx: BmiContext, changed: Map<string, unknown>): Prom
     if (have === undefined) continue; // lost (missing_target) or a driver that cannot tell
     const node = ctx.store.getProvisioningByDisk(record.imageId);
     if (node && changed.has(node.node)) continue;
-    let want = record.access.initiators;
-    if (node) want = nodeInitiatorsOrNull(ctx, entries.get(node.node) ?? null) ?? want;
+    const want = wantedInitiators(ctx, record, node ? (entries.get(node.node) ?? null) : undefined);
     if (sameInitiators(have, want) && sameInitiators(record.access.initiators, want)) continue;
     const set = ctx.drivers.export.setInitiators;
     fixes.push({
@@ -387,10 +386,7 @@ async function accessDrift(ctx: BmiContext, changed: Map<string, unknown>): Prom
       },
       ...(set
         ? {
-            apply: async () => {
-              await ctx.drivers.export.setInitiators?.(record.target.name, want);
-              ctx.store.putExport({ ...record, access: { ...record.access, initiators: want } });
-            },
+            apply: () => applyInitiators(ctx, record, want),
           }
         : {}),
     });
@@ -398,10 +394,28 @@ async function accessDrift(ctx: BmiContext, changed: Map<string, unknown>): Prom
   return fixes;
 }
 
-/** Per-node initiators of a provisioned node, or null when it has none to give (no boot files, no address). */
-function nodeInitiatorsOrNull(ctx: BmiContext, entry: BootEntry | null): ExportAccess["initiators"] | null {
-  if (!entry?.address) return null;
-  return nodeInitiators(ctx, entry);
+/**
+ * What a target should admit: under per-node access, a provisioned node's address while its boot
+ * files (`entry`) give it one; else what the record says. A disk booting no node keeps its record:
+ * deprovision reopens the target in its own saga, and a crash in between is an open operation.
+ */
+function wantedInitiators(
+  ctx: BmiContext,
+  record: ExportRecord,
+  entry: BootEntry | null | undefined,
+): ExportAccess["initiators"] {
+  if (ctx.settings.iscsi.perNode !== "address" || !entry?.address) return record.access.initiators;
+  return { addresses: [entry.address] };
+}
+
+/** Gives a target other initiator rules and records them (a repair: no saga, no undo). */
+async function applyInitiators(
+  ctx: BmiContext,
+  record: ExportRecord,
+  initiators: ExportAccess["initiators"],
+): Promise<void> {
+  await ctx.drivers.export.setInitiators?.(record.target.name, initiators);
+  ctx.store.putExport({ ...record, access: { ...record.access, initiators } });
 }
 
 const describeInitiators = (initiators: ExportAccess["initiators"]): string =>
@@ -446,6 +460,12 @@ function ownershipDrift(ctx: BmiContext, changed: Map<string, string | null>): F
           if (current.network && isolation.capabilities.networks) {
             const channel = ctx.settings.provisioningChannel;
             await isolation.detach({ node, nic: current.nic, network: current.network, channel });
+          }
+          // Before the boot files (and the node's address) go: the next node may get that address.
+          const exported = ctx.store.getExport(current.diskId);
+          const configured = ctx.settings.iscsi.access.initiators;
+          if (exported && !sameInitiators(exported.access.initiators, configured)) {
+            await applyInitiators(ctx, exported, configured);
           }
           await ctx.drivers.boot.remove(node);
           ctx.store.deleteProvisioning(node);
