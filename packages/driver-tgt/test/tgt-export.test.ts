@@ -135,6 +135,7 @@ describe("export: the tgtadm calls", () => {
       lun: 1,
       backing: { kind: "file", path: "/srv/bmi/1img9.img" },
       sessions: 0,
+      initiators: "ALL",
     });
     expect(runner.calls.every((c) => c.file === "tgtadm")).toBe(true);
     expect(runner.calls.every((c) => c.args.slice(0, 4).join(" ") === PREFIX.join(" "))).toBe(true);
