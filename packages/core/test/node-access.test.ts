@@ -55,6 +55,23 @@ describe("per-node iSCSI access (issue 17.5)", () => {
     expect(env.exporter.canLogin(one.target.name, { address: "10.247.0.10" })).toBe(false);
   });
 
+  it("switchDisk moves the restriction: the new disk admits the node's address, the old one is reopened", async () => {
+    const env = await perNode();
+    const first = await provision(env, "n1");
+    await env.bmi.createDisk({ project: "p1", image: "golden", disk: "n1-second" });
+    const second = await env.bmi.provision({
+      project: "p1",
+      node: "n1",
+      disk: "n1-second",
+      switchDisk: true,
+    });
+    expect((await env.boot.read("n1"))?.address).toBe("10.247.0.10");
+    expect(env.exporter.canLogin(second.target.name, { address: "10.247.0.10" })).toBe(true);
+    expect(env.exporter.canLogin(second.target.name, { name: ADMIN })).toBe(false);
+    expect(env.exporter.canLogin(first.target.name, { address: "10.247.0.10" })).toBe(false);
+    expect(env.exporter.canLogin(first.target.name, { name: ADMIN })).toBe(true);
+  });
+
   it("a provision failing after the restriction leaves the target, the record and the addresses as they were", async () => {
     const env = await perNode();
     await env.bmi.createDisk({ project: "p1", image: "golden", disk: "n1-disk" });
