@@ -126,7 +126,8 @@ async function warmUp(lab: BmiLab, { bmi, recorder }: BenchBmi): Promise<WarmUp>
   );
   await bmi.deprovision({ project, node: node.name, deleteDisk: true });
   const downCalls = recorder.take();
-  const rbdName = lab.store.getImageById(warm.diskId)?.cephName ?? `${settings.uid}img${warm.diskId}`;
+  const rbdName =
+    (await lab.store.images.getById(warm.diskId))?.cephName ?? `${settings.uid}img${warm.diskId}`;
   const tidOf = (calls: Recorded[]) => {
     const made = calls.find((c) => c.args.includes("new") && c.args.includes("--targetname"));
     return made?.args[made.args.indexOf("--tid") + 1];

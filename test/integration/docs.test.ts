@@ -164,12 +164,16 @@ async function removeEverything(path: string, project: string) {
     const each = async <T>(items: T[] | Promise<T[]>, fn: (item: T) => Promise<unknown>) => {
       for (const item of await items) await fn(item).catch(() => undefined);
     };
-    await each(bmi.listProvisionings({ project }), (p) =>
+    await each(await bmi.listProvisionings({ project }), (p) =>
       bmi.deprovision({ project, node: p.node, deleteDisk: true, powerOff: true }),
     );
-    await each(bmi.listDisks({ project }), (d) => bmi.deleteDisk({ project, disk: d.name, force: true }));
-    await each(bmi.listSnapshots({ project }), (s) => bmi.removeImage({ project, image: s.image.name }));
-    await each(bmi.listImages({ project }), (i) => bmi.removeImage({ project, image: i.name }));
+    await each(await bmi.listDisks({ project }), (d) =>
+      bmi.deleteDisk({ project, disk: d.name, force: true }),
+    );
+    await each(await bmi.listSnapshots({ project }), (s) =>
+      bmi.removeImage({ project, image: s.image.name }),
+    );
+    await each(await bmi.listImages({ project }), (i) => bmi.removeImage({ project, image: i.name }));
   } finally {
     await close();
   }

@@ -75,6 +75,6 @@ describe("bmi image upload", () => {
     expect(refused.code).toBe(EXIT.usage);
     expect(refused.json.error).toMatchObject({ code: "invalid_input" });
     expect(await lab.drivers.storage.list()).toEqual(before);
-    expect(lab.bmi.listImages({ project: lab.project }).map((i) => i.name)).not.toContain("bad");
+    expect((await lab.bmi.listImages({ project: lab.project })).map((i) => i.name)).not.toContain("bad");
   });
 });

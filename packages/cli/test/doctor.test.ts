@@ -118,8 +118,8 @@ describe("bmi doctor changes nothing (issue 21.1)", () => {
     const dbDir = mkdtempSync(join(dir, "db-wal-"));
     const path = join(dbDir, "bmi.db");
     const store = openSqliteStore({ path, uid: "1", snapshotName: "snapshot", create: true });
-    store.createProject("bmi_infra");
-    store.createProject("tenant");
+    await store.projects.create("bmi_infra");
+    await store.projects.create("tenant");
     store.close();
     const before = listing(dbDir);
     const bytes = readFileSync(path);

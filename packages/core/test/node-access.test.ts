@@ -31,7 +31,7 @@ describe("per-node iSCSI access (issue 17.5)", () => {
     expect(login(two.target.name, "10.247.0.10")).toBe(false);
     // Not even under the admin name the configured access lets in: the node's address only.
     expect(env.exporter.canLogin(one.target.name, { name: ADMIN, address: "10.247.0.11" })).toBe(false);
-    const record = env.store.getExport(env.store.getProvisioning("n1")?.diskId ?? -1);
+    const record = await env.store.exports.get((await env.store.provisionings.get("n1"))?.diskId ?? -1);
     expect(record?.access.initiators).toEqual({ addresses: ["10.247.0.10"] });
     const listed = (await env.exporter.list()).find((t) => t.target === one.target.name);
     expect(listed?.initiators).toEqual({ addresses: ["10.247.0.10"] });
@@ -43,8 +43,8 @@ describe("per-node iSCSI access (issue 17.5)", () => {
     await env.bmi.deprovision({ project: "p1", node: "n1" });
     expect(env.exporter.canLogin(one.target.name, { address: "10.247.0.10" })).toBe(false);
     expect(env.exporter.canLogin(one.target.name, { name: ADMIN })).toBe(true);
-    const diskId = env.store.listExports().find((r) => r.target.name === one.target.name)?.imageId;
-    expect(env.store.getExport(diskId ?? -1)?.access.initiators).toEqual({ names: [ADMIN] });
+    const diskId = (await env.store.exports.list()).find((r) => r.target.name === one.target.name)?.imageId;
+    expect((await env.store.exports.get(diskId ?? -1))?.access.initiators).toEqual({ names: [ADMIN] });
     const two = await provision(env, "n2");
     expect((await env.boot.read("n2"))?.address).toBe("10.247.0.10");
     expect(env.exporter.canLogin(two.target.name, { address: "10.247.0.10" })).toBe(true);

@@ -399,7 +399,7 @@ async function wireLab(
   await start.timed("bmi", async () => {
     // As `bmi db init` does: the admin project marks the database as a deployment's own.
     for (const name of new Set([settings.adminProject, project])) {
-      if (!bmi.listProjects().some((p) => p.name === name)) await bmi.createProject({ name });
+      if (!(await bmi.listProjects()).some((p) => p.name === name)) await bmi.createProject({ name });
     }
   });
   return { dir, configPath, config, settings, bmi, store, drivers };

@@ -110,7 +110,7 @@ export interface Bmi extends AsyncDisposable {
    * const names = (await bmi.listProjects()).map((p) => p.name);
    * ```
    */
-  listProjects(): Project[];
+  listProjects(): Promise<Project[]>;
   /**
    * Deletes an empty project. Unlike the original, a project that still has images, disks or
    * provisioned nodes is refused rather than cascaded (which left RBD images and targets behind).
@@ -176,7 +176,7 @@ export interface Bmi extends AsyncDisposable {
    * const images = await bmi.listImages({ project: "tenant-a" });
    * ```
    */
-  listImages(input: { project: string }): Image[];
+  listImages(input: { project: string }): Promise<Image[]>;
   /**
    * Every image row of every project: golden images, snapshot images and disks (the original's
    * admin `db ls`).
@@ -187,7 +187,7 @@ export interface Bmi extends AsyncDisposable {
    * const disks = (await bmi.listAllImages()).filter((image) => image.kind === "disk");
    * ```
    */
-  listAllImages(): Image[];
+  listAllImages(): Promise<Image[]>;
   /**
    * Removes a golden image or a snapshot image, its RBD image and its clone-source snapshot.
    * Disks are removed with `deleteDisk`.
@@ -309,7 +309,7 @@ export interface Bmi extends AsyncDisposable {
    * const idle = (await bmi.listDisks({ project: "tenant-a" })).filter((disk) => disk.node === null);
    * ```
    */
-  listDisks(input: { project: string }): Disk[];
+  listDisks(input: { project: string }): Promise<Disk[]>;
 
   /**
    * Makes a node boot from a disk; with `power` (and `wait`) also powers it through its BMC and
@@ -398,7 +398,7 @@ export interface Bmi extends AsyncDisposable {
    * const nodes = await bmi.listProvisionings({ project: "tenant-a" });
    * ```
    */
-  listProvisionings(input?: { project?: string }): Provisioning[];
+  listProvisionings(input?: { project?: string }): Promise<Provisioning[]>;
 
   /**
    * Saves a disk's content as a new golden image marked as a snapshot. By default it is a clone of
@@ -431,7 +431,7 @@ export interface Bmi extends AsyncDisposable {
    * for (const { image, parent } of await bmi.listSnapshots({ project: "tenant-a" })) console.log(image.name, parent);
    * ```
    */
-  listSnapshots(input: { project: string }): { image: Image; parent: string | null }[];
+  listSnapshots(input: { project: string }): Promise<{ image: Image; parent: string | null }[]>;
   /**
    * Flattens the snapshot images `snapshotDisk` left sharing data with their disks, one disk at a
    * time under its lock, and drops the disks' temporary snapshots.
@@ -497,7 +497,7 @@ export interface Bmi extends AsyncDisposable {
    * for (const { image, target } of await bmi.listMounts({ project: "tenant-a" })) console.log(image, target.name);
    * ```
    */
-  listMounts(input: { project: string }): { image: string; target: TargetInfo }[];
+  listMounts(input: { project: string }): Promise<{ image: string; target: TargetInfo }[]>;
   /**
    * Re-creates every target the store knows that the target server lost (e.g. after tgtd restarted).
    * @returns The names of the targets it re-created.
@@ -638,31 +638,31 @@ export function createBmi(options: CreateBmiOptions): Bmi {
     [Symbol.asyncDispose]: close,
     on: (listener) => events.on(listener),
     createProject: call(projects.createProject),
-    listProjects: () => projects.listProjects(ctx),
+    listProjects: async () => projects.listProjects(ctx),
     deleteProject: call(projects.deleteProject),
     importImage: call(images.importImage),
     uploadImage: call(upload.uploadImage),
-    listImages: (input) => images.listImages(ctx, input),
-    listAllImages: () => images.listAllImages(ctx),
+    listImages: async (input) => images.listImages(ctx, input),
+    listAllImages: async () => images.listAllImages(ctx),
     removeImage: call(images.removeImage),
     copyImage: call(images.copyImage),
     moveImage: call(images.moveImage),
     exportImage: call(images.exportImage),
     createDisk: call(disks.createDisk),
     deleteDisk: call(disks.deleteDisk),
-    listDisks: (input) => disks.listDisks(ctx, input),
+    listDisks: async (input) => disks.listDisks(ctx, input),
     provision: async (input, options) =>
       withCallContext(options, () => provisionBoot.provisionAndBoot(ctx, input, options)),
     provisionMany: async (inputs, opts) =>
       withCallContext(opts, () => provisionBoot.provisionManyAndBoot(ctx, inputs, opts)),
     deprovision: call(provisionBoot.deprovisionAndPowerOff),
-    listProvisionings: (input) => nodes.listProvisionings(ctx, input),
+    listProvisionings: async (input) => nodes.listProvisionings(ctx, input),
     snapshotDisk: call(snapshots.snapshotDisk),
-    listSnapshots: (input) => snapshots.listSnapshots(ctx, input),
+    listSnapshots: async (input) => snapshots.listSnapshots(ctx, input),
     flattenPending: (options) => call(snapshots.flattenPending)(undefined, options),
     mountImage: call(mounts.mountImage),
     unmountImage: call(mounts.unmountImage),
-    listMounts: (input) => mounts.listMounts(ctx, input),
+    listMounts: async (input) => mounts.listMounts(ctx, input),
     restoreTargets: (options) => call(mounts.restoreTargets)(undefined, options),
     power: call(power.powerNode),
     powerStatus: call(power.powerStatus),

@@ -17,7 +17,7 @@ async function initiatorSteps(
   initiators: Initiators,
   step: string,
 ): Promise<void> {
-  const record = ctx.store.getExport(imageId);
+  const record = await ctx.store.exports.get(imageId);
   if (!record || sameInitiators(record.access.initiators, initiators)) return;
   const exporter = ctx.drivers.export;
   if (!exporter.setInitiators) {
@@ -37,8 +37,8 @@ async function initiatorSteps(
   );
   await saga.step(
     `record ${step}`,
-    () => ctx.store.putExport({ ...record, access: { ...record.access, initiators } }),
-    () => ctx.store.putExport(record),
+    () => ctx.store.exports.put({ ...record, access: { ...record.access, initiators } }),
+    () => ctx.store.exports.put(record),
   );
 }
 
