@@ -1,6 +1,7 @@
 import { readdir, readFile, rm } from "node:fs/promises";
 import { isAbsolute, posix, relative, resolve, sep } from "node:path";
 import {
+  AddressRangeSchema,
   BmiError,
   type BootDriver,
   type BootEntry,
@@ -19,6 +20,7 @@ import {
 import { z } from "zod";
 import {
   HOSTS_SUFFIX,
+  type HostsEntry,
   parseHostsFile,
   reloadDnsmasq,
   removeHostsFile,
@@ -34,6 +36,7 @@ import {
   renderNodeScript,
   renderPxelinuxEntry,
 } from "./files.js";
+import { type AddressBook, CLAIM_PREFIX, createAddressBook } from "./node-addresses.js";
 
 /** Modes from the spec (§3.3): the original wrote scripts 0755 and pxelinux files 0644. */
 export const NODE_SCRIPT_MODE = 0o755;
@@ -66,6 +69,7 @@ const Options = z.object({
     .string()
     .refine(isAbsolute, { error: "dnsmasqPidFile must be an absolute path" })
     .optional(),
+  nodeAddresses: AddressRangeSchema.optional(),
 });
 
 export interface PxeBootOptions {
@@ -101,6 +105,12 @@ export interface PxeBootOptions {
    * (it picks new files up by itself, but forgets removed entries only on SIGHUP).
    */
   dnsmasqPidFile?: string;
+  /**
+   * `[tftp] node_addresses`, e.g. `10.247.0.10-10.247.0.99` (one /24): give each node a fixed
+   * address from this range in its host entry (`<mac>,<ip>`), the lowest free one, kept while the
+   * node has boot files and reported as `BootEntry.address`. Needs `dhcpHostsPath`.
+   */
+  nodeAddresses?: string;
 }
 
 export interface PxeBoot extends BootDriver {
@@ -221,6 +231,7 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       },
     );
   }
+  const book = addressBookOf(root, dhcpHostsDir, parsed.nodeAddresses);
   const pidFile = parsed.dnsmasqPidFile;
   const reload = async () => {
     if (pidFile !== undefined) await reloadDnsmasq(pidFile);
@@ -349,11 +360,17 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
     index: string[] | null;
     /** Its per-MAC entries. */
     own: MacEntry[];
-    /** The MACs of its dnsmasq host file, or null when it has none. */
-    hosts: string[] | null;
+    /** Its dnsmasq host entry, or null when it has none. */
+    hosts: HostsEntry | null;
+    /** The address it claimed (see node-addresses.ts), or null. */
+    claim: string | null;
   }
 
-  const readHosts = async (node: string): Promise<string[] | null> => {
+  const claimOf = (claims: ReadonlyMap<string, string>, node: string): string | null =>
+    [...claims].find(([, owner]) => owner === node)?.[0] ?? null;
+  const claims = async () => (book === null ? new Map<string, string>() : book.claims());
+
+  const readHosts = async (node: string): Promise<HostsEntry | null> => {
     const file = hostsFileOf(node);
     const text = file === null ? null : await readText(file);
     return text === null ? null : parseHostsFile(text, node);
@@ -361,11 +378,12 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
 
   /** A node's files, from its index (O(its MACs)); a full scan only for nodes without one. */
   const nodeFiles = async (node: string): Promise<NodeFiles> => {
-    const [script, index, legacy, hosts] = await Promise.all([
+    const [script, index, legacy, hosts, claimed] = await Promise.all([
       readText(nodeScriptOf(node)),
       readIndex(node),
       legacyEntries(),
       readHosts(node),
+      claims(),
     ]);
     let candidates: string[];
     if (index !== null) {
@@ -382,12 +400,12 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       // A listed file that now boots another node is not ours to report or remove.
       if (entry !== null && entry.node === node) own.push(entry);
     }
-    return { script, index, own, hosts };
+    return { script, index, own, hosts, claim: claimOf(claimed, node) };
   };
 
   const entryOf = (node: string, files: NodeFiles, hasIndex: boolean): BootEntry | null => {
-    const { script: text, own, hosts } = files;
-    if (text === null && own.length === 0 && hosts === null) return null;
+    const { script: text, own, hosts, claim } = files;
+    if (text === null && own.length === 0 && hosts === null && claim === null) return null;
     const script = nodeScriptOf(node);
     const hostsFile = hostsFileOf(node);
     const all = [
@@ -395,13 +413,15 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
       ...(hasIndex ? [indexOf(node)] : []),
       ...own.map((entry) => entry.file),
       ...(hosts === null || hostsFile === null ? [] : [hostsFile]),
+      ...(claim === null || dhcpHostsDir === null ? [] : [under(dhcpHostsDir, `${CLAIM_PREFIX}${claim}`)]),
     ].sort();
     return {
       node,
-      macs: [...new Set([...own.map((entry) => entry.mac), ...(hosts ?? [])])].sort(),
+      macs: [...new Set([...own.map((entry) => entry.mac), ...(hosts?.macs ?? [])])].sort(),
       target: text === null ? null : parseNodeScript(text),
       firmware: own.some((entry) => entry.kind === "pxelinux") || own.length === 0 ? "bios" : "uefi",
       files: all,
+      ...(hosts?.address ? { address: hosts.address } : {}),
     };
   };
 
@@ -480,10 +500,14 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         });
       }
       const hostsFile = hostsFileOf(input.node);
-      const hostsText = renderHostsFile(input.node, macs);
+      // Claimed before anything is written (undone below if the write fails), kept on rewrites.
+      const address = book === null ? null : await book.claim(input.node);
+      const hostsText = renderHostsFile(input.node, macs, address);
       if (hostsFile !== null) wanted.set(hostsFile, { text: hostsText, mode: ENTRY_MODE });
       // dnsmasq forgets a changed entry's old MACs only when told (new files it reads by itself).
-      const hostsChanged = before.hosts !== null && renderHostsFile(input.node, before.hosts) !== hostsText;
+      const hostsChanged =
+        before.hosts !== null &&
+        renderHostsFile(input.node, before.hosts.macs, before.hosts.address) !== hostsText;
       const entryFiles = [...wanted.keys()].filter((file) => file !== script && file !== hostsFile);
       const stale = before.own.filter((entry) => !wanted.has(entry.file)).map((entry) => entry.file);
       const index = indexOf(input.node);
@@ -504,6 +528,7 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         if (!existed) {
           await Promise.allSettled([...wanted.keys(), index].map(removeFile));
           if (hostsFile !== null) await reload().catch(() => undefined);
+          await book?.release(input.node).catch(() => undefined);
         }
         throw error;
       }
@@ -524,6 +549,8 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         await removeFile(hostsFile);
         await reload();
       }
+      // The address is free once dnsmasq no longer gives it to this node.
+      await book?.release(name);
       // Per-MAC entries next: a half-removed node then has no way to reach a missing script.
       // The index goes last, so a removal cut short is finished by the next one.
       await all(own.map((entry) => removeFile(entry.file)));
@@ -549,6 +576,8 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
         // Other .ipxe files in the root (menus, the user's own) are not node scripts.
         if (text !== null && parseNodeScript(text) !== null) nodes.add(node);
       }
+      const claimed = await claims();
+      for (const owner of claimed.values()) if (NodeName.safeParse(owner).success) nodes.add(owner);
       if (dhcpHostsDir !== null) {
         for (const name of await listDir(dhcpHostsDir)) {
           const node = name.endsWith(HOSTS_SUFFIX) ? name.slice(0, -HOSTS_SUFFIX.length) : "";
@@ -563,12 +592,30 @@ export function createPxeBoot(options: PxeBootOptions): PxeBoot {
           readHosts(node),
         ]);
         const own = entries.filter((entry) => entry.node === node);
-        const entry = entryOf(node, { script, index: null, own, hosts }, index !== null);
+        const files = { script, index: null, own, hosts, claim: claimOf(claimed, node) };
+        const entry = entryOf(node, files, index !== null);
         if (entry !== null) result.push(entry);
       }
       return result;
     },
   };
+}
+
+/** The claims of fixed node addresses, kept beside the host entries that hand them out. */
+function addressBookOf(
+  root: string,
+  dhcpHostsDir: string | null,
+  range: z.output<typeof Options>["nodeAddresses"],
+): AddressBook | null {
+  if (range === undefined) return null;
+  if (dhcpHostsDir === null) {
+    throw new BmiError(
+      "invalid_input",
+      "invalid nodeAddresses: needs dhcpHostsPath (the addresses are handed out by dnsmasq host entries)",
+      { subsystem: "boot", details: { field: "nodeAddresses" } },
+    );
+  }
+  return createAddressBook(safeJoin(root, dhcpHostsDir.split("/").filter(Boolean), "boot"), range);
 }
 
 /** Registers a PXE boot driver as the container's BootDriver (`TOKENS.boot`). */

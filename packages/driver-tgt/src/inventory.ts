@@ -1,4 +1,5 @@
 import { BmiError, type ExportedTarget, type InitiatorSession } from "@bmi/core";
+import { initiatorsOf } from "./access.js";
 import { backingOf, exportedTarget } from "./backing.js";
 import type { KnownTargets } from "./known-targets.js";
 import { kit, type TgtConfig } from "./tgt-options.js";
@@ -11,7 +12,10 @@ export function createInventory(config: TgtConfig, targets: KnownTargets) {
       for (const target of await targets.show(signal)) {
         const backing = backingOf(target);
         // A target without our LUN 1 is not one we serve (someone else's, or half-made).
-        if (backing) out.push(exportedTarget(config, target.name, backing, target.sessions.length));
+        if (!backing) continue;
+        out.push(
+          exportedTarget(config, target.name, backing, target.sessions.length, initiatorsOf(target.acl)),
+        );
       }
       return out;
     },

@@ -50,6 +50,8 @@ export interface ExportedTarget {
   backing: Backing;
   /** Logged-in initiator sessions; unexport without `force` refuses while > 0. */
   sessions: number;
+  /** Who may log in, as the daemon has it (drivers with ACLs report it; reconcile compares it). */
+  initiators?: ExportAccess["initiators"];
 }
 
 /**
@@ -66,6 +68,15 @@ export interface ExportDriver {
   unexport(target: string, options?: CallOptions & { force?: boolean }): Promise<void>;
   list(options?: CallOptions): Promise<ExportedTarget[]>;
   /**
+   * Replaces the initiator rules of an existing target (CHAP stays as it is); `not_found` if it
+   * does not exist. Logged-in sessions are not cut: the rules apply to the next login.
+   */
+  setInitiators?(
+    target: string,
+    initiators: ExportAccess["initiators"],
+    options?: CallOptions,
+  ): Promise<void>;
+  /**
    * Re-creates every given target that the daemon lost (after a restart); leaves the ones that
    * exist. Returns the targets it created.
    */
@@ -75,4 +86,11 @@ export interface ExportDriver {
    * BMI watch a node boot with no agent on it: the firmware's login, then the OS's.
    */
   sessions?(target: string, options?: CallOptions): Promise<InitiatorSession[]>;
+}
+
+/** Whether two sets of initiator rules admit the same initiators (order does not matter). */
+export function sameInitiators(a: ExportAccess["initiators"], b: ExportAccess["initiators"]): boolean {
+  const key = (x: ExportAccess["initiators"]) =>
+    x === "ALL" ? "ALL" : JSON.stringify([[...(x.addresses ?? [])].sort(), [...(x.names ?? [])].sort()]);
+  return key(a) === key(b);
 }
