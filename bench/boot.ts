@@ -107,11 +107,11 @@ function parseGuest(serial: string): GuestReport {
   };
 }
 
+/** Bytes and ops through the OSD: plain reads and writes, and read-write ops (librbd's guarded writes to a clone). */
 interface OsdCounters {
   readBytes: number;
   writtenBytes: number;
-  reads: number;
-  writes: number;
+  ops: number;
 }
 
 /** The lab's one OSD's op counters (memstore, so nothing but client I/O moves them). */
@@ -119,24 +119,25 @@ async function osdCounters(lab: BmiLab): Promise<OsdCounters> {
   const out = await execa(
     "ceph",
     ["-c", lab.ceph.conf, "--connect-timeout", "10", "tell", "osd.0", "perf", "dump"],
-    {
-      timeout: 60_000,
-    },
+    { timeout: 60_000 },
   );
   const osd = (JSON.parse(out.stdout) as { osd: Record<string, number> }).osd;
+  const count = (name: string) => {
+    const value = osd[name];
+    if (typeof value !== "number") throw new Error(`the OSD's perf dump has no ${name}`);
+    return value;
+  };
   return {
-    readBytes: osd.op_r_out_bytes ?? Number.NaN,
-    writtenBytes: osd.op_w_in_bytes ?? Number.NaN,
-    reads: osd.op_r ?? Number.NaN,
-    writes: osd.op_w ?? Number.NaN,
+    readBytes: count("op_r_out_bytes") + count("op_rw_out_bytes"),
+    writtenBytes: count("op_w_in_bytes") + count("op_rw_in_bytes"),
+    ops: count("op"),
   };
 }
 
 const minus = (a: OsdCounters, b: OsdCounters): OsdCounters => ({
   readBytes: a.readBytes - b.readBytes,
   writtenBytes: a.writtenBytes - b.writtenBytes,
-  reads: a.reads - b.reads,
-  writes: a.writes - b.writes,
+  ops: a.ops - b.ops,
 });
 
 /** `rbd du` of one image: the space it uses in the cluster (a clone: only what differs from its parent). */
@@ -290,9 +291,9 @@ function report(
   ]);
   const med = <T>(xs: T[], f: (x: T) => number) => median(xs.map(f));
   const bytesRows: (string | number)[][] = [
-    ["read from the OSD (op_r_out_bytes)", mib(med(iscsi, (b) => b.cluster.readBytes))],
+    ["read from the OSD (op_r_out_bytes + op_rw_out_bytes)", mib(med(iscsi, (b) => b.cluster.readBytes))],
     ["read by the guest kernel (/sys/block/sda/stat)", mib(med(iscsi, (b) => b.guest.kernelReadBytes))],
-    ["written to the OSD (op_w_in_bytes)", mib(med(iscsi, (b) => b.cluster.writtenBytes))],
+    ["written to the OSD (op_w_in_bytes + op_rw_in_bytes)", mib(med(iscsi, (b) => b.cluster.writtenBytes))],
     ["written by the guest kernel", mib(med(iscsi, (b) => b.guest.kernelWrittenBytes))],
     ["clone's space after the boot (rbd du)", mib(med(iscsi, (b) => b.cloneUsedBytes))],
   ];
