@@ -68,266 +68,326 @@ interface Cell {
   commandsPerNode: number[];
 }
 
-async function main() {
-  const labParts: Record<string, number> = {};
-  const labStarted = performance.now();
+type Timed = ReturnType<typeof timingRunner>;
+
+/** The SDK under test: the lab's boot, isolation and store, Ceph and tgt over timed, recorded runners. */
+function benchBmi(lab: BmiLab) {
+  const storageRunner = timingRunner(createExecaRunner({ subsystem: "storage" }));
+  const exportRunner = timingRunner(createExecaRunner({ subsystem: "export" }));
+  const recorder = recordingRunner((file, args, options) =>
+    (file.endsWith("tgtadm") ? exportRunner : storageRunner)(file, args, options),
+  );
+  const bmi = createBmi({
+    storage: createCephStorage({ ...cephOptionsFromConfig(lab.config), runner: recorder }),
+    export: createTgtExport(tgtOptionsFromConfig(lab.config, { runner: recorder })),
+    boot: lab.drivers.boot,
+    isolation: lab.drivers.isolation,
+    store: lab.store,
+    settings: lab.settings,
+  });
+  // Operation time (all of it) and time per step, summed over the run from the SDK's events.
+  const meter = { opMs: 0, stepMs: {} as Record<string, number> };
+  bmi.on((event: BmiEvent) => {
+    if (event.type === "operation:finished") meter.opMs += event.durationMs;
+    if (event.type === "step:finished")
+      meter.stepMs[event.step] = (meter.stepMs[event.step] ?? 0) + event.durationMs;
+  });
+  return { bmi, recorder, runners: [storageRunner, exportRunner] as Timed[], meter };
+}
+
+type BenchBmi = ReturnType<typeof benchBmi>;
+
+/** What one SDK provision + deprovision of a warm-up node ran: command lines and boot files. */
+interface WarmUp {
+  node: { name: string; mac: string };
+  upCalls: Recorded[];
+  downCalls: Recorded[];
+  bootFiles: { rel: string; text: string; mode: number }[];
+  /** The warm-up disk's RBD name and tgt tid, templated out of the script's lines. */
+  rbdName: string;
+  tid: string | undefined;
+}
+
+/** Warm-up node: records the SDK's command lines and boot files, which the script then replays. */
+async function warmUp(lab: BmiLab, { bmi, recorder }: BenchBmi): Promise<WarmUp> {
+  const { project, settings } = lab;
+  const node = lab.nodes[MAX_NODES] ?? lab.nodes[0];
+  if (!node) throw new Error("the lab has no nodes");
+  recorder.take();
+  const warm = await bmi.provision({ project, node: node.name, disk: `disk-${node.name}`, image: "golden" });
+  const upCalls = recorder.take();
+  const entry = await lab.drivers.boot.read(node.name);
+  if (!entry) throw new Error("the warm-up node has no boot files");
+  const bootFiles = await Promise.all(
+    entry.files.map(async (rel) => {
+      const path = join(lab.tftpRoot, rel);
+      return { rel, text: await readFile(path, "utf8"), mode: (await stat(path)).mode & 0o777 };
+    }),
+  );
+  await bmi.deprovision({ project, node: node.name, deleteDisk: true });
+  const downCalls = recorder.take();
+  const rbdName =
+    (await lab.store.images.getById(warm.diskId))?.cephName ?? `${settings.uid}img${warm.diskId}`;
+  const tidOf = (calls: Recorded[]) => {
+    const made = calls.find((c) => c.args.includes("new") && c.args.includes("--targetname"));
+    return made?.args[made.args.indexOf("--tid") + 1];
+  };
+  return { node, upCalls, downCalls, bootFiles, rbdName, tid: tidOf(upCalls) ?? tidOf(downCalls) };
+}
+
+/** The floor script's lines: the warm-up's essential commands and boot file writes, templated. */
+function floorScript(warm: WarmUp): string {
+  const { node, rbdName, tid } = warm;
+  const line = (c: Recorded) =>
+    [c.file, ...c.args].map((a, i, all) => templated(a, rbdName, tid, all[i - 1])).join(" ");
+  const hyphenMac = node.mac.replaceAll(":", "-");
+  const fileTemplate = (s: string) =>
+    s
+      .split(node.name)
+      .map((p) =>
+        p
+          .split(hyphenMac)
+          .map((q) => q.split(rbdName).map(quote).join('"$RBD"'))
+          .join('"$MAC"'),
+      )
+      .join('"$NODE"');
+  const writes = warm.bootFiles.map(
+    (f) =>
+      `f="$ROOT"/${fileTemplate(f.rel)}; printf '%s' ${fileTemplate(f.text)} > "$f.tmp.$$" && chmod ${f.mode.toString(8)} "$f.tmp.$$" && mv "$f.tmp.$$" "$f"`,
+  );
+  const removes = warm.bootFiles.map((f) => `rm -f "$ROOT"/${fileTemplate(f.rel)}`);
+  return [
+    "#!/bin/bash",
+    "# The floor: the SDK's own rbd / tgtadm command lines and boot files, nothing else.",
+    "set -euo pipefail",
+    "what=$1 ROOT=$2 RBD=$3 TID=$4 NODE=$5 MAC=$6",
+    'if [ "$what" = up ]; then',
+    ...warm.upCalls.filter(isEssential).map((c) => `  ${line(c)} >/dev/null`),
+    ...writes.map((w) => `  ${w}`),
+    "else",
+    ...removes.map((r) => `  ${r}`),
+    ...warm.downCalls.filter(isEssential).map((c) => `  ${line(c)} >/dev/null`),
+    "fi",
+    "",
+  ].join("\n");
+}
+
+/** Writes the floor script and its TFTP root; returns how to run it for the first `n` nodes. */
+async function prepareFloor(lab: BmiLab, warm: WarmUp) {
+  const scriptRoot = join(lab.dir, "script-tftp");
+  const script = join(lab.dir, "floor.sh");
+  await writeFile(script, floorScript(warm));
+  await chmod(script, 0o755);
+  for (const dir of new Set(warm.bootFiles.map((f) => join(scriptRoot, f.rel, ".."))))
+    await mkdir(dir, { recursive: true });
+  const extra = [...warm.upCalls, ...warm.downCalls].filter((c) => !isEssential(c)).map(describe);
+  const floorCommands = warm.upCalls.filter(isEssential).length + warm.downCalls.filter(isEssential).length;
+  log(
+    `script: ${warm.upCalls.filter(isEssential).length} + ${warm.downCalls.filter(isEssential).length} commands per node; the SDK also runs: ${extra.join(", ") || "nothing"}`,
+  );
+
+  let scriptTid = 100_000;
+  const runScript = async (what: "up" | "down", jobs: string[], concurrency: number) => {
+    await execa("xargs", ["-P", String(concurrency), "-L", "1", "bash", script, what], {
+      input: `${jobs.join("\n")}\n`,
+      timeout: 900_000,
+    });
+  };
+  const viaScript = async (n: number, concurrency: number, label: string) => {
+    const jobs = lab.nodes.slice(0, n).map((node) => {
+      scriptTid++;
+      return `${scriptRoot} bench-${label}-${node.name} ${scriptTid} ${node.name} ${node.mac.replaceAll(":", "-")}`;
+    });
+    const started = performance.now();
+    await runScript("up", jobs, concurrency);
+    const provisionMs = performance.now() - started;
+    await runScript("down", jobs, concurrency);
+    return { totalMs: performance.now() - started, provisionMs };
+  };
+  return { script, extra, floorCommands, viaScript };
+}
+
+/** The SDK side of a cell: provisionMany, then deprovision at the same concurrency. */
+function sdkSide(lab: BmiLab, { bmi, runners, meter }: BenchBmi, golden: string) {
+  const { project } = lab;
+  return async (n: number, concurrency: number) => {
+    const nodes = lab.nodes.slice(0, n);
+    for (const runner of runners) runner.reset();
+    meter.opMs = 0;
+    const started = performance.now();
+    const results = await bmi.provisionMany(
+      nodes.map((node) => ({ project, node: node.name, disk: `disk-${node.name}`, image: golden })),
+      { concurrency },
+    );
+    const provisionMs = performance.now() - started;
+    const failed = results.find((r) => !r.ok);
+    if (failed && !failed.ok) throw failed.error;
+    // Deprovision at the same concurrency (the SDK has no batch deprovision; this is its loop).
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < nodes.length; i = next++) {
+        const node = nodes[i];
+        if (node) await bmi.deprovision({ project, node: node.name, deleteDisk: true });
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const totalMs = performance.now() - started;
+    const commandMs = runners.reduce((sum, runner) => sum + runner.totalMs(), 0);
+    const calls = runners.reduce((sum, runner) => sum + runner.calls(), 0);
+    return {
+      totalMs,
+      provisionMs,
+      controlPlaneMsPerNode: (meter.opMs - commandMs) / n,
+      commandsPerNode: calls / n,
+    };
+  };
+}
+
+type SdkSide = ReturnType<typeof sdkSide>;
+type ScriptSide = Awaited<ReturnType<typeof prepareFloor>>["viaScript"];
+
+/** Every (N, concurrency) cell, each measured once per round, SDK and script alternating. */
+async function measure(viaSdk: SdkSide, viaScript: ScriptSide): Promise<Cell[]> {
+  const cells: Cell[] = SIZES.flatMap((n) =>
+    CONCURRENCY.map((concurrency) => ({
+      n,
+      concurrency,
+      sdkMs: [],
+      scriptMs: [],
+      sdkProvisionMs: [],
+      scriptProvisionMs: [],
+      controlPlaneMsPerNode: [],
+      commandsPerNode: [],
+    })),
+  );
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, cell] of cells.entries()) {
+      log(`batch round ${r + 1}/${ROUNDS}: N=${cell.n}, concurrency ${cell.concurrency}`);
+      const sdk = async () => {
+        const s = await viaSdk(cell.n, cell.concurrency);
+        cell.sdkMs.push(s.totalMs);
+        cell.sdkProvisionMs.push(s.provisionMs);
+        cell.controlPlaneMsPerNode.push(s.controlPlaneMsPerNode);
+        cell.commandsPerNode.push(s.commandsPerNode);
+      };
+      const floor = async () => {
+        const s = await viaScript(cell.n, cell.concurrency, `${r}-${i}`);
+        cell.scriptMs.push(s.totalMs);
+        cell.scriptProvisionMs.push(s.provisionMs);
+      };
+      // Alternate who goes first, so drift on the shared machine hits both sides alike.
+      const order = (r + i) % 2 === 0 ? [sdk, floor] : [floor, sdk];
+      for (const side of order) await side();
+    }
+  }
+  return cells;
+}
+
+/** Neither side may leave images, targets or boot files behind (the golden image aside). */
+async function checkLeftovers(lab: BmiLab, goldenCephName: string): Promise<void> {
+  const all = await lab.leftovers();
+  const left = { ...all, images: all.images.filter((name) => name !== goldenCephName) };
+  const scriptLeft = (await lab.drivers.storage.list()).filter((name) => name.startsWith("bench-"));
+  if (left.images.length + left.targets.length + left.bootFiles.length + scriptLeft.length > 0)
+    throw new Error(`left behind: ${JSON.stringify({ ...left, scriptLeft })}`);
+}
+
+/** Medians per cell, and the ratios the goals are stated in. */
+function summarise(cells: readonly Cell[]) {
+  return cells.map((c) => {
+    const sdk = median(c.sdkMs);
+    const floor = median(c.scriptMs);
+    return {
+      n: c.n,
+      concurrency: c.concurrency,
+      sdkMs: round(sdk),
+      scriptMs: round(floor),
+      sdkMsPerNode: round(sdk / c.n, 1),
+      scriptMsPerNode: round(floor / c.n, 1),
+      ratio: round(sdk / floor, 3),
+      provisionRatio: round(median(c.sdkProvisionMs) / median(c.scriptProvisionMs), 3),
+      controlPlaneMsPerNode: round(median(c.controlPlaneMsPerNode), 1),
+      commandsPerNode: round(median(c.commandsPerNode), 1),
+      samples: { sdkMs: c.sdkMs.map((x) => round(x)), scriptMs: c.scriptMs.map((x) => round(x)) },
+    };
+  });
+}
+
+type Row = ReturnType<typeof summarise>[number];
+
+function printReport(
+  rows: readonly Row[],
+  floor: { extra: string[]; floorCommands: number },
+  stepMs: Record<string, number>,
+) {
+  process.stdout.write(
+    `\n### 1. Batch provision + deprovision (deleteDisk), real lab, median of ${ROUNDS} (goals: SDK/script <= 1.10; control plane <= 50 ms/node at N=100)\n\n${table(
+      [
+        "N",
+        "conc.",
+        "SDK ms",
+        "script ms",
+        "SDK ms/node",
+        "script ms/node",
+        "SDK/script",
+        "(provision only)",
+        "control plane ms/node",
+        "commands/node SDK (script)",
+      ],
+      rows.map((r) => [
+        r.n,
+        r.concurrency,
+        r.sdkMs,
+        r.scriptMs,
+        r.sdkMsPerNode,
+        r.scriptMsPerNode,
+        `${r.ratio}${r.ratio <= 1.1 ? "" : " (missed)"}`,
+        r.provisionRatio,
+        `${r.controlPlaneMsPerNode}${r.n === 100 && r.controlPlaneMsPerNode > 50 ? " (missed)" : ""}`,
+        `${r.commandsPerNode} (${floor.floorCommands})`,
+      ]),
+    )}\n\nThe SDK runs besides the script's commands, per node: ${floor.extra.join(", ") || "nothing"}.\n` +
+      `Time in SDK steps over the whole run (ms): ${Object.entries(stepMs)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${round(v)}`)
+        .join(", ")}\n`,
+  );
+}
+
+/** A lab with a node per measured one plus the warm-up node; how long it and its parts took. */
+async function startBenchLab() {
+  const parts: Record<string, number> = {};
+  const started = performance.now();
   const lab: BmiLab = await startBmiLab({
     nodes: MAX_NODES + 1,
     hilActionDelayMs: 0,
     onProgress: (part, ms) => {
-      labParts[part] = ms;
+      parts[part] = ms;
     },
   });
-  const labStartMs = round(performance.now() - labStarted);
+  return { lab, timing: { startMs: round(performance.now() - started), parts } };
+}
+
+async function main() {
+  const { lab, timing } = await startBenchLab();
   try {
-    const { config, settings, project } = lab;
     const golden = await lab.createGoldenImage("golden");
-    const storageRunner = timingRunner(createExecaRunner({ subsystem: "storage" }));
-    const exportRunner = timingRunner(createExecaRunner({ subsystem: "export" }));
-    const recorder = recordingRunner((file, args, options) =>
-      (file.endsWith("tgtadm") ? exportRunner : storageRunner)(file, args, options),
-    );
-    const bmi = createBmi({
-      storage: createCephStorage({ ...cephOptionsFromConfig(config), runner: recorder }),
-      export: createTgtExport(tgtOptionsFromConfig(config, { runner: recorder })),
-      boot: lab.drivers.boot,
-      isolation: lab.drivers.isolation,
-      store: lab.store,
-      settings,
-    });
-    let opMs = 0;
-    const stepMs: Record<string, number> = {};
-    bmi.on((event: BmiEvent) => {
-      if (event.type === "operation:finished") opMs += event.durationMs;
-      if (event.type === "step:finished") stepMs[event.step] = (stepMs[event.step] ?? 0) + event.durationMs;
-    });
-
-    // Warm-up node: records the SDK's command lines and boot files, which the script then replays.
-    const warmNode = lab.nodes[MAX_NODES] ?? lab.nodes[0];
-    if (!warmNode) throw new Error("the lab has no nodes");
-    recorder.take();
-    const warm = await bmi.provision({
-      project,
-      node: warmNode.name,
-      disk: `disk-${warmNode.name}`,
-      image: "golden",
-    });
-    const upCalls = recorder.take();
-    const entry = await lab.drivers.boot.read(warmNode.name);
-    if (!entry) throw new Error("the warm-up node has no boot files");
-    const bootFiles = await Promise.all(
-      entry.files.map(async (rel) => {
-        const path = join(lab.tftpRoot, rel);
-        return { rel, text: await readFile(path, "utf8"), mode: (await stat(path)).mode & 0o777 };
-      }),
-    );
-    await bmi.deprovision({ project, node: warmNode.name, deleteDisk: true });
-    const downCalls = recorder.take();
-    const rbdName = lab.store.getImageById(warm.diskId)?.cephName ?? `${settings.uid}img${warm.diskId}`;
-    const tidOf = (calls: Recorded[]) => {
-      const made = calls.find((c) => c.args.includes("new") && c.args.includes("--targetname"));
-      return made?.args[made.args.indexOf("--tid") + 1];
-    };
-    const tid = tidOf(upCalls) ?? tidOf(downCalls);
-    const line = (c: Recorded) =>
-      [c.file, ...c.args].map((a, i, all) => templated(a, rbdName, tid, all[i - 1])).join(" ");
-    const hyphenMac = warmNode.mac.replaceAll(":", "-");
-    const fileTemplate = (s: string) =>
-      s
-        .split(warmNode.name)
-        .map((p) =>
-          p
-            .split(hyphenMac)
-            .map((q) => q.split(rbdName).map(quote).join('"$RBD"'))
-            .join('"$MAC"'),
-        )
-        .join('"$NODE"');
-    const scriptRoot = join(lab.dir, "script-tftp");
-    const writes = bootFiles.map(
-      (f) =>
-        `f="$ROOT"/${fileTemplate(f.rel)}; printf '%s' ${fileTemplate(f.text)} > "$f.tmp.$$" && chmod ${f.mode.toString(8)} "$f.tmp.$$" && mv "$f.tmp.$$" "$f"`,
-    );
-    const removes = bootFiles.map((f) => `rm -f "$ROOT"/${fileTemplate(f.rel)}`);
-    const script = join(lab.dir, "floor.sh");
-    await writeFile(
-      script,
-      [
-        "#!/bin/bash",
-        "# The floor: the SDK's own rbd / tgtadm command lines and boot files, nothing else.",
-        "set -euo pipefail",
-        "what=$1 ROOT=$2 RBD=$3 TID=$4 NODE=$5 MAC=$6",
-        'if [ "$what" = up ]; then',
-        ...upCalls.filter(isEssential).map((c) => `  ${line(c)} >/dev/null`),
-        ...writes.map((w) => `  ${w}`),
-        "else",
-        ...removes.map((r) => `  ${r}`),
-        ...downCalls.filter(isEssential).map((c) => `  ${line(c)} >/dev/null`),
-        "fi",
-        "",
-      ].join("\n"),
-    );
-    await chmod(script, 0o755);
-    for (const dir of new Set(bootFiles.map((f) => join(scriptRoot, f.rel, ".."))))
-      await mkdir(dir, { recursive: true });
-    const extra = [...upCalls, ...downCalls].filter((c) => !isEssential(c)).map(describe);
-    log(
-      `script: ${upCalls.filter(isEssential).length} + ${downCalls.filter(isEssential).length} commands per node; the SDK also runs: ${extra.join(", ") || "nothing"}`,
-    );
-
-    let scriptTid = 100_000;
-    const runScript = async (what: "up" | "down", jobs: string[], concurrency: number) => {
-      await execa("xargs", ["-P", String(concurrency), "-L", "1", "bash", script, what], {
-        input: `${jobs.join("\n")}\n`,
-        timeout: 900_000,
-      });
-    };
-    const viaScript = async (n: number, concurrency: number, label: string) => {
-      const jobs = lab.nodes.slice(0, n).map((node) => {
-        scriptTid++;
-        return `${scriptRoot} bench-${label}-${node.name} ${scriptTid} ${node.name} ${node.mac.replaceAll(":", "-")}`;
-      });
-      const started = performance.now();
-      await runScript("up", jobs, concurrency);
-      const provisionMs = performance.now() - started;
-      await runScript("down", jobs, concurrency);
-      return { totalMs: performance.now() - started, provisionMs };
-    };
-
-    const viaSdk = async (n: number, concurrency: number) => {
-      const nodes = lab.nodes.slice(0, n);
-      storageRunner.reset();
-      exportRunner.reset();
-      opMs = 0;
-      const started = performance.now();
-      const results = await bmi.provisionMany(
-        nodes.map((node) => ({ project, node: node.name, disk: `disk-${node.name}`, image: golden.name })),
-        { concurrency },
-      );
-      const provisionMs = performance.now() - started;
-      const failed = results.find((r) => !r.ok);
-      if (failed && !failed.ok) throw failed.error;
-      // Deprovision at the same concurrency (the SDK has no batch deprovision; this is its loop).
-      let next = 0;
-      const worker = async () => {
-        for (let i = next++; i < nodes.length; i = next++) {
-          const node = nodes[i];
-          if (node) await bmi.deprovision({ project, node: node.name, deleteDisk: true });
-        }
-      };
-      await Promise.all(Array.from({ length: concurrency }, worker));
-      const totalMs = performance.now() - started;
-      const commandMs = storageRunner.totalMs() + exportRunner.totalMs();
-      const calls = storageRunner.calls() + exportRunner.calls();
-      return {
-        totalMs,
-        provisionMs,
-        controlPlaneMsPerNode: (opMs - commandMs) / n,
-        commandsPerNode: calls / n,
-      };
-    };
-
-    const cells: Cell[] = [];
-    for (const n of SIZES)
-      for (const concurrency of CONCURRENCY)
-        cells.push({
-          n,
-          concurrency,
-          sdkMs: [],
-          scriptMs: [],
-          sdkProvisionMs: [],
-          scriptProvisionMs: [],
-          controlPlaneMsPerNode: [],
-          commandsPerNode: [],
-        });
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [i, cell] of cells.entries()) {
-        log(`batch round ${r + 1}/${ROUNDS}: N=${cell.n}, concurrency ${cell.concurrency}`);
-        const sdk = async () => {
-          const s = await viaSdk(cell.n, cell.concurrency);
-          cell.sdkMs.push(s.totalMs);
-          cell.sdkProvisionMs.push(s.provisionMs);
-          cell.controlPlaneMsPerNode.push(s.controlPlaneMsPerNode);
-          cell.commandsPerNode.push(s.commandsPerNode);
-        };
-        const floor = async () => {
-          const s = await viaScript(cell.n, cell.concurrency, `${r}-${i}`);
-          cell.scriptMs.push(s.totalMs);
-          cell.scriptProvisionMs.push(s.provisionMs);
-        };
-        // Alternate who goes first, so drift on the shared machine hits both sides alike.
-        if ((r + i) % 2 === 0) {
-          await sdk();
-          await floor();
-        } else {
-          await floor();
-          await sdk();
-        }
-      }
-    }
-    const all = await lab.leftovers();
-    const left = { ...all, images: all.images.filter((name) => name !== golden.cephName) };
-    const scriptLeft = (await lab.drivers.storage.list()).filter((name) => name.startsWith("bench-"));
-    if (left.images.length + left.targets.length + left.bootFiles.length + scriptLeft.length > 0)
-      throw new Error(`left behind: ${JSON.stringify({ ...left, scriptLeft })}`);
-
-    const rows = cells.map((c) => {
-      const sdk = median(c.sdkMs);
-      const floor = median(c.scriptMs);
-      return {
-        n: c.n,
-        concurrency: c.concurrency,
-        sdkMs: round(sdk),
-        scriptMs: round(floor),
-        sdkMsPerNode: round(sdk / c.n, 1),
-        scriptMsPerNode: round(floor / c.n, 1),
-        ratio: round(sdk / floor, 3),
-        provisionRatio: round(median(c.sdkProvisionMs) / median(c.scriptProvisionMs), 3),
-        controlPlaneMsPerNode: round(median(c.controlPlaneMsPerNode), 1),
-        commandsPerNode: round(median(c.commandsPerNode), 1),
-        samples: { sdkMs: c.sdkMs.map((x) => round(x)), scriptMs: c.scriptMs.map((x) => round(x)) },
-      };
-    });
-    const floorCommands = upCalls.filter(isEssential).length + downCalls.filter(isEssential).length;
-    process.stdout.write(
-      `\n### 1. Batch provision + deprovision (deleteDisk), real lab, median of ${ROUNDS} (goals: SDK/script <= 1.10; control plane <= 50 ms/node at N=100)\n\n${table(
-        [
-          "N",
-          "conc.",
-          "SDK ms",
-          "script ms",
-          "SDK ms/node",
-          "script ms/node",
-          "SDK/script",
-          "(provision only)",
-          "control plane ms/node",
-          "commands/node SDK (script)",
-        ],
-        rows.map((r) => [
-          r.n,
-          r.concurrency,
-          r.sdkMs,
-          r.scriptMs,
-          r.sdkMsPerNode,
-          r.scriptMsPerNode,
-          `${r.ratio}${r.ratio <= 1.1 ? "" : " (missed)"}`,
-          r.provisionRatio,
-          `${r.controlPlaneMsPerNode}${r.n === 100 && r.controlPlaneMsPerNode > 50 ? " (missed)" : ""}`,
-          `${r.commandsPerNode} (${floorCommands})`,
-        ]),
-      )}\n\nThe SDK runs besides the script's commands, per node: ${extra.join(", ") || "nothing"}.\n` +
-        `Time in SDK steps over the whole run (ms): ${Object.entries(stepMs)
-          .sort((a, b) => b[1] - a[1])
-          .map(([k, v]) => `${k} ${round(v)}`)
-          .join(", ")}\n`,
-    );
+    const sdk = benchBmi(lab);
+    const warm = await warmUp(lab, sdk);
+    const floor = await prepareFloor(lab, warm);
+    const cells = await measure(sdkSide(lab, sdk, golden.name), floor.viaScript);
+    await checkLeftovers(lab, golden.cephName);
+    const rows = summarise(cells);
+    const { stepMs } = sdk.meter;
+    printReport(rows, floor, stepMs);
     const file = await writeResult("batch-provision", {
       sizes: SIZES,
       concurrency: CONCURRENCY,
       rounds: ROUNDS,
       goal: { ratio: 1.1, controlPlaneMsPerNodeAtN100: 50 },
-      lab: { startMs: labStartMs, parts: labParts },
-      script: await readFile(script, "utf8"),
-      sdkExtraCommandsPerNode: extra,
+      lab: timing,
+      script: await readFile(floor.script, "utf8"),
+      sdkExtraCommandsPerNode: floor.extra,
       stepMs: Object.fromEntries(Object.entries(stepMs).map(([k, v]) => [k, round(v)])),
       results: rows,
     });

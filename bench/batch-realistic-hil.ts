@@ -113,7 +113,7 @@ async function recordPlan(
     .map((key) => key.slice(4).replaceAll(warm.name, "{NODE}"));
   const entry = await lab.drivers.boot.read(warm.name);
   if (!entry) throw new Error("the warm-up node has no boot files");
-  const rbdName = lab.store.getImageById(made.diskId)?.cephName ?? "";
+  const rbdName = (await lab.store.images.getById(made.diskId))?.cephName ?? "";
   const newTarget = up.find((c) => c.args.includes("--targetname"));
   const tid = newTarget?.args[newTarget.args.indexOf("--tid") + 1];
   const mac = warm.mac.replaceAll(":", "-");

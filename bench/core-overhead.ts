@@ -72,13 +72,13 @@ async function once(path: string, concurrency: number): Promise<Round> {
     const failed = results.filter((r) => !r.ok);
     if (failed.length > 0)
       throw new Error(`${failed.length} provisions failed: ${JSON.stringify(failed[0])}`);
-    if (bmi.listProvisionings().length !== NODES) throw new Error("not every node was provisioned");
+    if ((await bmi.listProvisionings()).length !== NODES) throw new Error("not every node was provisioned");
     gc();
     const memory = process.memoryUsage();
     const down = performance.now();
     for (const node of nodeNames) await bmi.deprovision({ project: PROJECT, node, deleteDisk: true });
     const deprovisionMs = performance.now() - down;
-    if (bmi.listDisks({ project: PROJECT }).length !== 0) throw new Error("disks left behind");
+    if ((await bmi.listDisks({ project: PROJECT })).length !== 0) throw new Error("disks left behind");
     return { provisionMs, deprovisionMs, heapUsedMiB: mib(memory.heapUsed), rssMiB: mib(memory.rss) };
   } finally {
     close();

@@ -76,9 +76,8 @@ try {
       await once(mode, r);
   }
   await bmi.deleteDisk({ project, disk: "node-disk" });
-  const left = (await lab.leftovers()).images.filter(
-    (n) => !bmi.listAllImages().some((i) => i.cephName === n),
-  );
+  const images = await bmi.listAllImages();
+  const left = (await lab.leftovers()).images.filter((n) => !images.some((i) => i.cephName === n));
   if (left.length > 0) throw new Error(`left behind: ${left.join(", ")}`);
 
   const later = median(samples.later) + median(samples.cloneLater);

@@ -58,7 +58,7 @@ async function provisionBootDeprovision(node: LabNode, chain: "pxelinux" | "ipxe
     timeoutMs: BOOT_BOUND_MS,
   });
   expect(provisioning.boot?.state).toBe("SUCCESS");
-  const clone = lab.bmi.listDisks({ project: lab.project }).find((d) => d.name === disk)?.cephName;
+  const clone = (await lab.bmi.listDisks({ project: lab.project })).find((d) => d.name === disk)?.cephName;
   expect(clone).toMatch(new RegExp(`^${lab.settings.uid}img\\d+$`));
   const entry = await lab.drivers.boot.read(node.name);
   expect(entry?.target).toEqual(provisioning.target);
@@ -79,7 +79,7 @@ async function provisionBootDeprovision(node: LabNode, chain: "pxelinux" | "ipxe
   for (const file of entry?.files ?? []) expect(await exists(join(lab.tftpRoot, file)), file).toBe(false);
   expect((await lab.drivers.export.list()).map((t) => t.target)).not.toContain(provisioning.target.name);
   expect(await lab.drivers.storage.exists(clone ?? "")).toBe(false);
-  expect(lab.bmi.listDisks({ project: lab.project }).map((d) => d.name)).not.toContain(disk);
+  expect((await lab.bmi.listDisks({ project: lab.project })).map((d) => d.name)).not.toContain(disk);
 }
 
 describe("a diskless VM, powered through HIL, boots from BMI's iSCSI clone", () => {

@@ -55,7 +55,7 @@ afterAll(async () => {
         .catch(() => undefined);
     }
     await lab.bmi.removeImage({ project, image: SNAPSHOT }).catch(() => undefined);
-    for (const disk of lab.bmi.listDisks({ project })) {
+    for (const disk of await lab.bmi.listDisks({ project })) {
       await lab.bmi.deleteDisk({ project, disk: disk.name, force: true }).catch(() => undefined);
     }
     await lab.bmi.removeImage({ project, image: GOLDEN }).catch(() => undefined);

@@ -15,9 +15,9 @@ export async function tearDownLab(lab: BmiLab | undefined, goldenImages: readonl
         .deprovision({ project, node: node.name, deleteDisk: true, powerOff: true })
         .catch(() => undefined);
     }
-    for (const snapshot of bmi.listSnapshots({ project }))
+    for (const snapshot of await bmi.listSnapshots({ project }))
       await bmi.removeImage({ project, image: snapshot.image.name }).catch(() => undefined);
-    for (const disk of bmi.listDisks({ project }))
+    for (const disk of await bmi.listDisks({ project }))
       await bmi.deleteDisk({ project, disk: disk.name, force: true }).catch(() => undefined);
     for (const image of goldenImages) await bmi.removeImage({ project, image }).catch(() => undefined);
     expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });

@@ -107,7 +107,7 @@ describe("power and boot through HIL -> obmd -> QMP -> qemu", () => {
       code: "busy",
       message: expect.stringMatching(/boots node node-01 and it is powered on: power the node off first/),
     });
-    expect(lab.bmi.listSnapshots({ project: lab.project })).toEqual([]);
+    expect(await lab.bmi.listSnapshots({ project: lab.project })).toEqual([]);
 
     expect(await lab.bmi.power({ project: lab.project, node, action: "off" })).toBe("off");
     expect(lab.powerHistory(node).at(-1)?.event).toBe("stop");

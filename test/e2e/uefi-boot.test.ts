@@ -60,7 +60,7 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
   });
   expect(provisioning.boot?.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login"]);
   expect(provisioning.target).toMatchObject({ portal: "10.0.2.2", port: lab.tgtd.port, lun: 1 });
-  const clone = lab.bmi.listDisks({ project: lab.project }).find((d) => d.name === disk)?.cephName;
+  const clone = (await lab.bmi.listDisks({ project: lab.project })).find((d) => d.name === disk)?.cephName;
   expect(clone).toMatch(new RegExp(`^${lab.settings.uid}img\\d+$`));
 
   // The UEFI entry: no pxelinux file (BIOS only), a per-MAC iPXE entry and the node script.
@@ -103,5 +103,5 @@ it("a UEFI VM (OVMF + EFI iPXE ROM) chains dispatcher → MAC entry → node scr
   expect(left.targets).toEqual([]);
   expect(left.bootFiles).toEqual([]);
   expect(left.images).toEqual([golden]);
-  expect(lab.bmi.listDisks({ project: lab.project }).map((d) => d.name)).not.toContain(disk);
+  expect((await lab.bmi.listDisks({ project: lab.project })).map((d) => d.name)).not.toContain(disk);
 }, 400_000);

@@ -8,11 +8,11 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXIT, run } from "@bmi/cli";
+import { textSink } from "@bmi/core/testing";
 import { createHilClient } from "@bmi/driver-hil";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { sink } from "./cli-sink.js";
 
 interface Result {
   code: number;
@@ -39,8 +39,8 @@ const hil = () =>
   createHilClient({ url: lab.hil.url, username: lab.hilUser.name, password: lab.hilUser.password });
 
 async function bmi(...args: string[]): Promise<Result> {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   const code = await run(["--config", lab.configPath, ...args], {
     stdout: out.stream,
     stderr: err.stream,
@@ -378,10 +378,10 @@ describe("bmi CLI against the lab", () => {
       .replace(/^ipxe_path = .*$/m, `ipxe_path = ${emptyRoot}/`)
       .replace(/^pxelinux_path = .*$/m, `pxelinux_path = ${emptyRoot}/pxelinux.cfg/`);
     await writeFile(brokenPath, text);
-    const out = sink();
+    const out = textSink();
     const code = await run(["--config", brokenPath, "doctor"], {
       stdout: out.stream,
-      stderr: sink().stream,
+      stderr: textSink().stream,
       env: {},
     });
     expect(code).toBe(EXIT.serverFault);
@@ -395,7 +395,7 @@ describe("bmi CLI against the lab", () => {
 
     const missing = await run(["--config", join(lab.dir, "nope.cfg"), "doctor"], {
       stdout: out.stream,
-      stderr: sink().stream,
+      stderr: textSink().stream,
       env: {},
     });
     expect(missing).toBe(EXIT.serverFault);
@@ -403,10 +403,10 @@ describe("bmi CLI against the lab", () => {
   });
 
   it("BMI_CONFIG is honoured when --config is absent", async () => {
-    const out = sink();
+    const out = textSink();
     const code = await run(["ls", "demo", "-f", "value", "-c", "name"], {
       stdout: out.stream,
-      stderr: sink().stream,
+      stderr: textSink().stream,
       env: { BMI_CONFIG: lab.configPath },
     });
     expect(code).toBe(EXIT.ok);

@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXIT, run } from "@bmi/cli";
 import { loadConfig } from "@bmi/core";
+import { textSink } from "@bmi/core/testing";
 import { type BmiLab, buildBootImage, buildDebianImage, makeTempDir, startBmiLab } from "@bmi/lab";
 import { createBmiFromConfig } from "@bmi/wiring";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { sink } from "./cli-sink.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const README_CONFIG = "/etc/bmi/bmiconfig.cfg";
@@ -83,8 +83,8 @@ async function bmi(
   args: readonly string[],
   options: { signal?: AbortSignal; onListening?: (url: string) => void } = {},
 ) {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   const code = await run(args, { stdout: out.stream, stderr: err.stream, env: { ...env }, ...options });
   return { code, stdout: out.text(), stderr: err.text() };
 }
@@ -164,12 +164,16 @@ async function removeEverything(path: string, project: string) {
     const each = async <T>(items: T[] | Promise<T[]>, fn: (item: T) => Promise<unknown>) => {
       for (const item of await items) await fn(item).catch(() => undefined);
     };
-    await each(bmi.listProvisionings({ project }), (p) =>
+    await each(await bmi.listProvisionings({ project }), (p) =>
       bmi.deprovision({ project, node: p.node, deleteDisk: true, powerOff: true }),
     );
-    await each(bmi.listDisks({ project }), (d) => bmi.deleteDisk({ project, disk: d.name, force: true }));
-    await each(bmi.listSnapshots({ project }), (s) => bmi.removeImage({ project, image: s.image.name }));
-    await each(bmi.listImages({ project }), (i) => bmi.removeImage({ project, image: i.name }));
+    await each(await bmi.listDisks({ project }), (d) =>
+      bmi.deleteDisk({ project, disk: d.name, force: true }),
+    );
+    await each(await bmi.listSnapshots({ project }), (s) =>
+      bmi.removeImage({ project, image: s.image.name }),
+    );
+    await each(await bmi.listImages({ project }), (i) => bmi.removeImage({ project, image: i.name }));
   } finally {
     await close();
   }
@@ -213,6 +217,8 @@ describe("the README's quick starts, as written, on a lab", () => {
         if (args[0] === "pro") expect(result.stdout).toMatch(/booted in [\d.]+ s: powered_on .*os_login/);
         if (args[0] === "power") expect(result.stdout).toMatch(/\bon\b/);
         if (args[0] === "nodes") {
+          // In the CI log: the table an operator sees, for the closing note of issue 21.
+          process.stderr.write(`$ bmi ${args.join(" ")}\n${result.stdout}\n`);
           expect(result.stdout).toMatch(/│ node-01 +│ tenant-a +│ node-01-disk +│ eth0 +│/);
           // The README's example output: the same command gives the same table (its target aside).
           const shown = expectedTable.split("\n");

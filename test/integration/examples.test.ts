@@ -86,14 +86,14 @@ describe("examples against the real lab", () => {
 
   it("leaves nothing behind once everything is deprovisioned and removed", async () => {
     const { bmi } = lab;
-    for (const p of bmi.listProvisionings({ project: lab.project })) {
+    for (const p of await bmi.listProvisionings({ project: lab.project })) {
       await bmi.deprovision({ project: lab.project, node: p.node, deleteDisk: true });
     }
-    for (const d of bmi.listDisks({ project: lab.project }))
+    for (const d of await bmi.listDisks({ project: lab.project }))
       await bmi.deleteDisk({ project: lab.project, disk: d.name });
-    for (const s of bmi.listSnapshots({ project: lab.project }))
+    for (const s of await bmi.listSnapshots({ project: lab.project }))
       await bmi.removeImage({ project: lab.project, image: s.image.name });
-    for (const i of bmi.listImages({ project: lab.project }))
+    for (const i of await bmi.listImages({ project: lab.project }))
       await bmi.removeImage({ project: lab.project, image: i.name });
     expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });
     expect((await bmi.reconcile()).drift).toEqual([]);

@@ -6,8 +6,8 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { EXIT, run } from "@bmi/cli";
+import { textSink } from "@bmi/core/testing";
 import { type BmiLab, buildBootImage, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -17,20 +17,13 @@ let raw: string;
 let qcow2: string;
 
 async function bmi(...args: string[]) {
-  const chunks: string[] = [];
-  const sink = () =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
+  const out = textSink();
   const code = await run(["--config", lab.configPath, "--json", ...args], {
-    stdout: sink(),
-    stderr: new Writable({ write: (_c, _e, done) => done() }),
+    stdout: out.stream,
+    stderr: textSink().stream,
     env: {},
   });
-  return { code, json: JSON.parse(chunks.join("")) };
+  return { code, json: JSON.parse(out.text()) };
 }
 
 beforeAll(async () => {
@@ -82,6 +75,6 @@ describe("bmi image upload", () => {
     expect(refused.code).toBe(EXIT.usage);
     expect(refused.json.error).toMatchObject({ code: "invalid_input" });
     expect(await lab.drivers.storage.list()).toEqual(before);
-    expect(lab.bmi.listImages({ project: lab.project }).map((i) => i.name)).not.toContain("bad");
+    expect((await lab.bmi.listImages({ project: lab.project })).map((i) => i.name)).not.toContain("bad");
   });
 });

@@ -190,7 +190,7 @@ describe("bmi serve under slow, hostile or vanishing callers", () => {
     // The operator's log has what the tenant was not shown.
     const log = serverLog.join("");
     expect(log).toContain(lab.ceph.conf);
-    expect(lab.bmi.listDisks({ project: lab.project }).map((d) => d.name)).not.toContain("broken");
+    expect((await lab.bmi.listDisks({ project: lab.project })).map((d) => d.name)).not.toContain("broken");
   });
 
   it("a caller who hangs up mid-body is logged as gone, not as a server fault (22.11)", async () => {

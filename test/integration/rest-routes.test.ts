@@ -249,7 +249,7 @@ describe("bmi serve: the original REST routes", () => {
     const rbd = JSON.parse(r.body) as string;
     expect(rbd).toMatch(new RegExp(`^${lab.settings.uid}img\\d+$`));
     expect(await lab.drivers.storage.exists(rbd)).toBe(true);
-    const disk = lab.bmi.listDisks({ project: "demo" }).find((d) => d.name === "d1");
+    const disk = (await lab.bmi.listDisks({ project: "demo" })).find((d) => d.name === "d1");
     expect((await lab.drivers.export.list()).map((t) => t.target)).toContain(disk?.target?.name);
     expect(
       (await call("PUT", "/create_disk", { project: "demo", img: "golden", disk_name: "d1" })).status,
@@ -392,7 +392,7 @@ describe("bmi serve: the original REST routes", () => {
   });
 
   it("DELETE /delete_disk removes target and clone; a second time 404", async () => {
-    const disk = lab.bmi.listDisks({ project: "demo" }).find((d) => d.name === "d1");
+    const disk = (await lab.bmi.listDisks({ project: "demo" })).find((d) => d.name === "d1");
     const ok = await call("DELETE", "/delete_disk", { project: "demo", disk_name: "d1" });
     expect([ok.status, ok.body]).toEqual([200, "Success"]);
     expect(await lab.drivers.storage.exists(disk?.cephName ?? "")).toBe(false);

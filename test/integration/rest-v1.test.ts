@@ -93,12 +93,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close({ graceMs: 0 });
   if (!lab) return;
-  for (const p of lab.bmi.listProvisionings())
+  for (const p of await lab.bmi.listProvisionings())
     await lab.bmi.deprovision({ project: p.project, node: p.node }).catch(() => {});
-  for (const d of lab.bmi.listDisks({ project: lab.project })) {
+  for (const d of await lab.bmi.listDisks({ project: lab.project })) {
     await lab.bmi.deleteDisk({ project: lab.project, disk: d.name, force: true }).catch(() => {});
   }
-  for (const i of lab.bmi.listImages({ project: lab.project }).reverse()) {
+  for (const i of (await lab.bmi.listImages({ project: lab.project })).reverse()) {
     await lab.bmi.removeImage({ project: lab.project, image: i.name }).catch(() => {});
   }
   if (await lab.drivers.storage.exists(source).catch(() => false)) await lab.drivers.storage.remove(source);
@@ -165,14 +165,14 @@ describe("REST v1", () => {
       body: { disk: "v1-d2", switchDisk: true },
     });
     expect(switched.status).toBe(200);
-    const d2 = lab.bmi.listDisks({ project: "demo" }).find((d) => d.name === "v1-d2");
+    const d2 = (await lab.bmi.listDisks({ project: "demo" })).find((d) => d.name === "v1-d2");
     expect((await lab.drivers.boot.read("node-01"))?.target?.name).toBe(d2?.target?.name);
 
     const busy = await v1("DELETE", "/v1/projects/demo/disks/v1-d2");
     expect([busy.status, codeOf(busy)]).toEqual([409, "busy"]);
     expect((await v1("DELETE", "/v1/projects/demo/disks/v1-d2?deprovision=true")).status).toBe(204);
     expect(await lab.drivers.boot.read("node-01")).toBeNull();
-    expect(lab.bmi.listProvisionings({ project: "demo" })).toEqual([]);
+    expect(await lab.bmi.listProvisionings({ project: "demo" })).toEqual([]);
 
     const missing = await v1("DELETE", "/v1/projects/demo/nodes/node-01");
     expect([missing.status, codeOf(missing)]).toEqual([404, "not_found"]);
@@ -302,9 +302,9 @@ describe("the original routes behave as the original clients expect (21.4)", () 
       nic: "eth0",
     });
     expect([switched.status, switched.body]).toEqual([200, "Success"]);
-    const d2 = lab.bmi.listDisks({ project: "demo" }).find((d) => d.name === "o-d2");
+    const d2 = (await lab.bmi.listDisks({ project: "demo" })).find((d) => d.name === "o-d2");
     expect((await lab.drivers.boot.read("node-02"))?.target?.name).toBe(d2?.target?.name);
-    expect(lab.bmi.listProvisionings({ project: "demo" }).map((p) => [p.node, p.disk])).toEqual([
+    expect((await lab.bmi.listProvisionings({ project: "demo" })).map((p) => [p.node, p.disk])).toEqual([
       ["node-02", "o-d2"],
     ]);
   });
@@ -313,8 +313,8 @@ describe("the original routes behave as the original clients expect (21.4)", () 
     const r = await form("DELETE", "/delete_disk", { project: "demo", disk_name: "o-d2" });
     expect([r.status, r.body]).toEqual([200, "Success"]);
     expect(await lab.drivers.boot.read("node-02")).toBeNull();
-    expect(lab.bmi.listProvisionings({ project: "demo" })).toEqual([]);
-    expect(lab.bmi.listDisks({ project: "demo" }).map((d) => d.name)).not.toContain("o-d2");
+    expect(await lab.bmi.listProvisionings({ project: "demo" })).toEqual([]);
+    expect((await lab.bmi.listDisks({ project: "demo" })).map((d) => d.name)).not.toContain("o-d2");
     const again = await form("DELETE", "/deprovision/", { project: "demo", node: "node-02", nic: "eth0" });
     expect([again.status, again.body]).toEqual([200, "Success"]);
   });

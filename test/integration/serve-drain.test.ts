@@ -84,10 +84,10 @@ afterAll(async () => {
   for (const child of children) if (child.exitCode === undefined) child.kill("SIGKILL");
   await Promise.allSettled(children);
   if (!lab) return;
-  for (const p of lab.bmi.listProvisionings({ project: lab.project })) {
+  for (const p of await lab.bmi.listProvisionings({ project: lab.project })) {
     await lab.bmi.deprovision({ project: lab.project, node: p.node }).catch(() => {});
   }
-  for (const d of lab.bmi.listDisks({ project: lab.project })) {
+  for (const d of await lab.bmi.listDisks({ project: lab.project })) {
     await lab.bmi.deleteDisk({ project: lab.project, disk: d.name }).catch(() => {});
   }
   await lab.bmi.removeImage({ project: lab.project, image: "golden" }).catch(() => {});
@@ -112,12 +112,9 @@ describe("bmi serve drains on SIGTERM", () => {
     const answers = await Promise.all(batch);
     expect(answers).toEqual(nodes.map(() => ({ status: 200, body: "Success" })));
     expect((await serve.child).exitCode).toBe(0);
-    expect(
-      lab.bmi
-        .listProvisionings({ project: lab.project })
-        .map((p) => p.node)
-        .sort(),
-    ).toEqual(nodes.map((n) => n.name));
+    expect((await lab.bmi.listProvisionings({ project: lab.project })).map((p) => p.node).sort()).toEqual(
+      nodes.map((n) => n.name),
+    );
     const report = await lab.bmi.reconcile();
     expect(report.drift).toEqual([]);
   }, 120_000);
@@ -137,7 +134,9 @@ describe("bmi serve drains on SIGTERM", () => {
     }
     expect(answers.some((a) => a.status === 503)).toBe(true);
     expect((await serve.child).exitCode).toBe(0);
-    const provisioned = new Set(lab.bmi.listProvisionings({ project: lab.project }).map((p) => p.node));
+    const provisioned = new Set(
+      (await lab.bmi.listProvisionings({ project: lab.project })).map((p) => p.node),
+    );
     for (const [i, node] of nodes.entries()) {
       expect(provisioned.has(node.name)).toBe(answers[i]?.status === 200);
       if (answers[i]?.status !== 200) expect(await lab.drivers.boot.read(node.name)).toBeNull();
@@ -177,7 +176,9 @@ describe("bmi serve drains on SIGTERM", () => {
     expect(done.exitCode).toBe(1);
     expect(done.stderr).toMatch(/SIGTERM: stopping/);
     expect(done.stderr).toMatch(/\(cancelled\)$/m);
-    expect(lab.bmi.listProvisionings({ project: lab.project }).map((p) => p.node)).not.toContain(node.name);
+    expect((await lab.bmi.listProvisionings({ project: lab.project })).map((p) => p.node)).not.toContain(
+      node.name,
+    );
     expect(await lab.drivers.boot.read(node.name)).toBeNull();
     const report = await lab.bmi.reconcile();
     expect(report.drift).toEqual([]);

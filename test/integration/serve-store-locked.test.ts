@@ -100,5 +100,5 @@ it("answers /health while another process holds the database, and the waiting wr
   expect(created.status).toBe(200);
   expect(said).toContain("released");
   expect((await holder).exitCode).toBe(0);
-  expect(lab.bmi.listDisks({ project: lab.project }).map((d) => d.name)).toEqual(["waited"]);
+  expect((await lab.bmi.listDisks({ project: lab.project })).map((d) => d.name)).toEqual(["waited"]);
 });

@@ -29,10 +29,10 @@ afterAll(async () => {
   if (!lab) return;
   try {
     const { bmi, project } = lab;
-    await inParallel(bmi.listProvisionings(), (p) =>
+    await inParallel(await bmi.listProvisionings(), (p) =>
       bmi.deprovision({ project, node: p.node, deleteDisk: true }),
     );
-    await inParallel(bmi.listDisks({ project }), (d) => bmi.deleteDisk({ project, disk: d.name }));
+    await inParallel(await bmi.listDisks({ project }), (d) => bmi.deleteDisk({ project, disk: d.name }));
     await bmi.removeImage({ project, image: "golden" });
     if (await lab.drivers.storage.exists(source)) await lab.drivers.storage.remove(source);
     expect(await lab.leftovers()).toEqual({ images: [], targets: [], bootFiles: [] });
@@ -59,23 +59,17 @@ const batch = () => {
 /** DB, Ceph, tgt, the TFTP root and HIL say the same thing, and nothing is orphaned. */
 async function expectAgreement(context: string): Promise<void> {
   const { store, drivers, settings } = lab;
-  const rows = store.listImages();
+  const rows = await store.images.list();
   const rbd = (await scopedStorage(lab).list()).filter((n) => n.startsWith(`${settings.uid}img`));
   expect(rbd.sort(), `${context}: RBD images = image rows`).toEqual(rows.map((r) => r.cephName).sort());
   for (const name of rbd) {
     const temps = (await drivers.storage.listSnapshots(name)).filter((s) => s.name.includes("-tmp-"));
     expect(temps, `${context}: temporary snapshots on ${name}`).toEqual([]);
   }
-  const recorded = store
-    .listExports()
-    .map((e) => e.target.name)
-    .sort();
+  const recorded = (await store.exports.list()).map((e) => e.target.name).sort();
   const live = (await drivers.export.list()).map((t) => t.target).sort();
   expect(live, `${context}: targets = export records`).toEqual(recorded);
-  const provisioned = store
-    .listProvisionings()
-    .map((p) => p.node)
-    .sort();
+  const provisioned = (await store.provisionings.list()).map((p) => p.node).sort();
   const booting = (await drivers.boot.list()).map((e) => e.node).sort();
   expect(booting, `${context}: boot files = provisionings`).toEqual(provisioned);
   const attached: string[] = [];
@@ -84,7 +78,7 @@ async function expectAgreement(context: string): Promise<void> {
     if (on.some((a) => a.network === settings.provisioningNetwork)) attached.push(node.name);
   }
   expect(attached, `${context}: HIL attachments = provisionings`).toEqual(provisioned);
-  for (const p of store.listProvisionings()) {
+  for (const p of await store.provisionings.list()) {
     expect(recorded, `${context}: ${p.node}'s disk is exported`).toContain(p.target.name);
   }
   expect((await lab.bmi.reconcile()).drift, `${context}: no drift left`).toEqual([]);
@@ -112,7 +106,7 @@ it(`a batch of ${NODES} provisionings killed at ${KILL_AFTER_STEPS.length} momen
     expect(repaired.repaired.length, context).toBeGreaterThan(0);
     repairedKinds = new Set([...repairedKinds, ...repaired.repaired.map((d) => d.kind)]);
     await expectAgreement(context);
-    const done = lab.store.listProvisionings().length;
+    const done = (await lab.store.provisionings.list()).length;
     expect(done, `${context}: provisionings only grow`).toBeGreaterThanOrEqual(before);
     before = done;
   }
@@ -124,7 +118,7 @@ it(`a batch of ${NODES} provisionings killed at ${KILL_AFTER_STEPS.length} momen
   const last = batch();
   expect(await last.exited).toBe(0);
   expect(last.lines.at(-1)).toEqual({ done: NODES, failed: [] });
-  expect(lab.store.listProvisionings()).toHaveLength(NODES);
+  expect(await lab.store.provisionings.list()).toHaveLength(NODES);
   await lab.bmi.reconcile({ repair: true });
   await expectAgreement("after the last batch");
 });

@@ -27,32 +27,33 @@ const exportNameOf = (lab: BmiLab) => `lab${lab.settings.uid}-exported`;
  */
 export async function resetLab(lab: BmiLab, keep: string[] = ["golden"]): Promise<void> {
   const { bmi } = lab;
-  for (const p of bmi.listProvisionings())
+  for (const p of await bmi.listProvisionings())
     await bmi.deprovision({ project: p.project, node: p.node, deleteDisk: true });
-  for (const project of bmi.listProjects()) {
-    for (const disk of bmi.listDisks({ project: project.name }))
+  for (const project of await bmi.listProjects()) {
+    for (const disk of await bmi.listDisks({ project: project.name }))
       await bmi.deleteDisk({ project: project.name, disk: disk.name, force: true });
   }
   // Mounted images (`mount image` scenarios) are unmounted before anything is removed.
-  for (const project of bmi.listProjects()) {
-    for (const mount of bmi.listMounts({ project: project.name }))
+  for (const project of await bmi.listProjects()) {
+    for (const mount of await bmi.listMounts({ project: project.name }))
       await bmi.unmountImage({ project: project.name, image: mount.image, force: true });
   }
   // Snapshots and copies before the images they came from.
-  const images = bmi
-    .listAllImages()
-    .filter((i) => !(i.projectId === projectId(bmi, lab.project) && keep.includes(i.name)))
+  const labProjectId = await projectId(bmi, lab.project);
+  const images = (await bmi.listAllImages())
+    .filter((i) => !(i.projectId === labProjectId && keep.includes(i.name)))
     .sort((a, b) => b.id - a.id);
   for (const image of images) {
-    const project = bmi.listProjects().find((p) => p.id === image.projectId)?.name as string;
+    const project = (await bmi.listProjects()).find((p) => p.id === image.projectId)?.name as string;
     await bmi.removeImage({ project, image: image.name });
   }
   // `exportImage` leaves a plain RBD image, outside BMI's books.
   const exported = exportNameOf(lab);
   if (await lab.drivers.storage.exists(exported)) await lab.drivers.storage.remove(exported);
   // `create project` scenarios leave their project.
-  for (const project of bmi.listProjects().filter((p) => p.name.startsWith("scenario-")))
+  for (const project of (await bmi.listProjects()).filter((p) => p.name.startsWith("scenario-")))
     await bmi.deleteProject({ name: project.name });
 }
 
-const projectId = (bmi: Bmi, name: string) => bmi.listProjects().find((p) => p.name === name)?.id;
+const projectId = async (bmi: Bmi, name: string) =>
+  (await bmi.listProjects()).find((p) => p.name === name)?.id;

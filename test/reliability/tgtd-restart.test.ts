@@ -51,8 +51,7 @@ it(`restoreTargets() brings back all ${TARGETS} targets after tgtd is killed`, {
 }, async () => {
   const names = Array.from({ length: TARGETS }, (_, i) => `disk-${String(i).padStart(3, "0")}`);
   await inBatches(names, 8, (disk) => lab.bmi.createDisk({ project: lab.project, image: "golden", disk }));
-  const expected = lab.bmi
-    .listDisks({ project: lab.project })
+  const expected = (await lab.bmi.listDisks({ project: lab.project }))
     .map((d) => ({ target: d.target?.name, image: d.cephName }))
     .sort((a, b) => String(a.target).localeCompare(String(b.target)));
   expect(expected).toHaveLength(TARGETS);

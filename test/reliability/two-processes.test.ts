@@ -56,11 +56,11 @@ it("two processes provision one node at once: one wins, the other gets a conflic
   expect(lost[0]?.code).toBe("conflict");
   expect(String(lost[0]?.message)).toMatch(new RegExp(`node ${node()}`));
 
-  const provisionings = lab.bmi.listProvisionings();
+  const provisionings = await lab.bmi.listProvisionings();
   expect(provisionings).toHaveLength(1);
   const winner = provisionings[0]?.disk;
   // The loser left nothing: only the winner's disk exists.
-  expect(lab.bmi.listDisks({ project: lab.project }).map((d) => d.name)).toEqual([winner]);
+  expect((await lab.bmi.listDisks({ project: lab.project })).map((d) => d.name)).toEqual([winner]);
   expect((await lab.bmi.reconcile()).drift).toEqual([]);
 });
 

@@ -15,7 +15,7 @@ export { type DoctorCheck, type DoctorStep, doctorSteps, runDoctor } from "./doc
 export { EXIT, exitCodeFor, httpStatusFor } from "./exit-codes.js";
 export { type Column, FORMATS, type Format, type Result, render } from "./output.js";
 export { type Connect, type Connection, type ConnectOptions, type RunOptions, run } from "./program.js";
-export type { Credentials, RestLimits, Route } from "./server.js";
+export type { Credentials, RestLimits, Route, RouteCall } from "./server.js";
 export {
   basicCredentials,
   type HealthDrivers,

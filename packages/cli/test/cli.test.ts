@@ -1,22 +1,11 @@
-import { Writable } from "node:stream";
 import { BmiError, type ErrorCode } from "@bmi/core";
+import { textSink } from "@bmi/core/testing";
 import { describe, expect, it } from "vitest";
 import { basicCredentials, EXIT, exitCodeFor, httpStatusFor, ROUTES, run } from "../src/index.js";
 
-function sink(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  return { stream, text: () => chunks.join("") };
-}
-
 async function bmi(...argv: string[]) {
-  const out = sink();
-  const err = sink();
+  const out = textSink();
+  const err = textSink();
   const code = await run(argv, { stdout: out.stream, stderr: err.stream, env: {} });
   return { code, stdout: out.text(), stderr: err.text() };
 }

@@ -105,9 +105,9 @@ describe("bmi power (issue 16.6)", () => {
 describe("bmi pro --power --wait (issue 16.6)", () => {
   /** The node's firmware, then its OS, log in to its target once its BMC has powered it on. */
   function bootsWhenPowered(node: string): void {
-    memory.bmi.on((event) => {
+    memory.bmi.on(async (event) => {
       if (event.type !== "boot:stage" || event.node !== node) return;
-      const target = memory.bmi.listProvisionings().find((p) => p.node === node)?.target.name ?? "";
+      const target = (await memory.bmi.listProvisionings()).find((p) => p.node === node)?.target.name ?? "";
       if (event.stage === "powered_on") memory.export.login(target, "iqn.2010-04.org.ipxe:n2");
       if (event.stage === "firmware_login") memory.export.login(target, "iqn.1993-08.org.debian:n2");
     });
@@ -183,7 +183,7 @@ describe("bmi pro --power --wait (issue 16.6)", () => {
     const r = await bmi("pro", "p1", "n2", "d2", "--image", "golden", "--wait", "--json");
     expect(r.code).toBe(EXIT.usage);
     expect(JSON.parse(r.stdout).error.message).toMatch(/wait needs input.power/);
-    expect(memory.bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1"]);
+    expect((await memory.bmi.listDisks({ project: "p1" })).map((d) => d.name)).toEqual(["d1"]);
   });
 });
 
@@ -229,9 +229,9 @@ describe("deprovision", () => {
     const r = await bmi("dpro", "p1", "n1", "eth1", "--json");
     expect(r.code).toBe(EXIT.usage);
     expect(JSON.parse(r.stdout).error.message).toBe("node n1 is provisioned through NIC eth0, not eth1");
-    expect(memory.bmi.listProvisionings().map((p) => p.node)).toEqual(["n1"]);
+    expect((await memory.bmi.listProvisionings()).map((p) => p.node)).toEqual(["n1"]);
     const ok = await bmi("dpro", "p1", "n1", "eth0", "--power-off");
     expect(ok).toMatchObject({ code: EXIT.ok, stdout: "node n1 deprovisioned\n" });
-    expect(memory.bmi.listProvisionings()).toEqual([]);
+    expect(await memory.bmi.listProvisionings()).toEqual([]);
   });
 });

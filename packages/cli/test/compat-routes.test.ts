@@ -23,7 +23,7 @@ async function answer(naming: "bare" | { iqnPrefix: string }) {
       signal: new AbortController().signal,
     },
   );
-  const disk = bmi.listDisks({ project: "p1" })[0];
+  const disk = (await bmi.listDisks({ project: "p1" }))[0];
   return { value, disk };
 }
 

@@ -2,12 +2,12 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStore } from "@bmi/core";
+import { textSink } from "@bmi/core/testing";
 import { type HilServer, startHilServer } from "@bmi/driver-hil/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDoctor } from "../src/doctor.js";
 import { EXIT, run } from "../src/index.js";
-import { sink } from "./harness.js";
 
 // Issue 19 point 5: doctor checks the provisioning network in HIL (exists, has the channel) and
 // accepts a freshly installed TFTP root (pxelinux.cfg/ comes with the first provision).
@@ -118,8 +118,8 @@ describe("bmi doctor changes nothing (issue 21.1)", () => {
     const dbDir = mkdtempSync(join(dir, "db-wal-"));
     const path = join(dbDir, "bmi.db");
     const store = openSqliteStore({ path, uid: "1", snapshotName: "snapshot", create: true });
-    store.createProject("bmi_infra");
-    store.createProject("tenant");
+    await store.projects.create("bmi_infra");
+    await store.projects.create("tenant");
     store.close();
     const before = listing(dbDir);
     const bytes = readFileSync(path);
@@ -166,8 +166,8 @@ describe("bmi doctor changes nothing (issue 21.1)", () => {
 
 describe("bmi doctor's progress", () => {
   it("shows each check as it runs on a terminal (stderr), and the results on stdout", async () => {
-    const out = sink();
-    const err = sink(true);
+    const out = textSink();
+    const err = textSink({ tty: true });
     const path = configFile({ network: "prov", channel: "vlan/native" });
     const code = await run(["--config", path, "doctor"], { stdout: out.stream, stderr: err.stream, env: {} });
     expect(code).toBe(EXIT.serverFault); // no Ceph, no tgtd here

@@ -1,19 +1,5 @@
-import { Writable } from "node:stream";
-import { createMemoryBmi, type MemoryBmi } from "@bmi/core/testing";
+import { createMemoryBmi, type MemoryBmi, textSink } from "@bmi/core/testing";
 import { type RunOptions, run } from "../src/index.js";
-
-/** A stream that keeps what is written; `tty` makes it look like a terminal (progress on). */
-export function sink(tty = false): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  if (tty) Object.assign(stream, { isTTY: true, columns: 100, rows: 40 });
-  return { stream, text: () => chunks.join("") };
-}
 
 export const SAMPLE_CONFIG = new URL("../../../docs/samples/bmi_config.cfg", import.meta.url).pathname;
 
@@ -55,8 +41,8 @@ export interface CliResult {
 /** Runs `bmi` in-process on a memory deployment (the sample config is loaded, its drivers are not built). */
 export function cliOn(memory: MemoryBmi, options: { tty?: boolean } = {}) {
   return async (...argv: string[]): Promise<CliResult> => {
-    const out = sink();
-    const err = sink(options.tty);
+    const out = textSink();
+    const err = textSink({ tty: options.tty ?? false });
     const runOptions: RunOptions = {
       stdout: out.stream,
       stderr: err.stream,

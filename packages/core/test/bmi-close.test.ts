@@ -34,7 +34,7 @@ describe("Bmi.close()", () => {
     await Promise.all([bmi.close(), bmi.close()]);
     await bmi.close();
     expect(closed).toBe(1);
-    expect(() => store.listProjects()).toThrow();
+    await expect(store.projects.list()).rejects.toThrow();
   });
 
   it("`await using` closes it at the end of the block", async () => {
@@ -45,7 +45,7 @@ describe("Bmi.close()", () => {
         closed++;
       }).bmi;
       used = bmi;
-      expect(used.listProjects()).toEqual([]);
+      expect(await used.listProjects()).toEqual([]);
     }
     expect(closed).toBe(1);
     await expect(used.createProject({ name: "p1" })).rejects.toThrow();
@@ -56,7 +56,7 @@ describe("Bmi.close()", () => {
       throw new Error("connection already broken");
     });
     await expect(bmi.close()).rejects.toThrow("connection already broken");
-    expect(() => store.listProjects()).toThrow();
+    await expect(store.projects.list()).rejects.toThrow();
   });
 });
 

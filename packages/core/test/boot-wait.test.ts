@@ -76,11 +76,11 @@ describe("waitForBoot (issue 16.3)", () => {
 describe("provision with power and wait (issue 16.4)", () => {
   /** Plays the node's part: once BMI powers it, iPXE logs in, then the OS. */
   function bootsWhenPowered(env: Awaited<ReturnType<typeof setup>>) {
-    env.bmi.on((event) => {
+    env.bmi.on(async (event) => {
       if (event.type !== "operation:finished" || event.operation !== "power") return;
-      const target = (node: string) =>
-        env.bmi.listProvisionings().find((p) => p.node === node)?.target.name ?? "";
-      for (const { node } of env.bmi.listProvisionings()) {
+      const provisioned = await env.bmi.listProvisionings();
+      const target = (node: string) => provisioned.find((p) => p.node === node)?.target.name ?? "";
+      for (const { node } of provisioned) {
         if (env.power.boots(node) === 0) continue;
         setTimeout(() => env.exporter.login(target(node), `iqn.2010-04.org.ipxe:${node}`), 20);
         setTimeout(() => env.exporter.login(target(node), `iqn.2010-04.org.ipxe:${node}`), 40);
@@ -108,9 +108,9 @@ describe("provision with power and wait (issue 16.4)", () => {
 
   it("with until firmware_login, an image that never logs in again (a boot sector) succeeds at iPXE's login", async () => {
     const env = await setup();
-    env.bmi.on((event) => {
+    env.bmi.on(async (event) => {
       if (event.type !== "operation:finished" || event.operation !== "power") return;
-      const target = env.bmi.listProvisionings().find((p) => p.node === "n1")?.target.name ?? "";
+      const target = (await env.bmi.listProvisionings()).find((p) => p.node === "n1")?.target.name ?? "";
       setTimeout(() => env.exporter.login(target, "iqn.2010-04.org.ipxe:n1"), 20); // iPXE only
     });
     const record = await env.bmi.provision({
@@ -166,7 +166,7 @@ describe("provision with power and wait (issue 16.4)", () => {
       /^node n1 is provisioned, but node n1 did not reach firmware_login: stopped after powered_on/,
     );
     expect(error.details.boot).toMatchObject({ state: "TIMEOUT", stages: [{ stage: "powered_on" }] });
-    expect(env.bmi.listProvisionings().map((p) => p.node)).toEqual(["n1"]);
+    expect((await env.bmi.listProvisionings()).map((p) => p.node)).toEqual(["n1"]);
   });
 
   it("rejects wait without power before anything runs", async () => {
@@ -186,6 +186,6 @@ describe("provision with power and wait (issue 16.4)", () => {
     expect(await env.bmi.powerStatus({ project: "p1", node: "n1" })).toBe("on");
     await env.bmi.deprovision({ project: "p1", node: "n1", powerOff: true });
     expect(await env.bmi.powerStatus({ project: "p1", node: "n1" })).toBe("off");
-    expect(env.bmi.listProvisionings()).toEqual([]);
+    expect(await env.bmi.listProvisionings()).toEqual([]);
   });
 });

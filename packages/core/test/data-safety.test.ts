@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { BmiError, type BmiEvent, createBmi, openSqliteStore, type SqliteStore } from "../src/index.js";
+import {
+  BmiError,
+  type BmiEvent,
+  createBmi,
+  type NewJournalEntry,
+  openSqliteStore,
+  type SqliteStore,
+} from "../src/index.js";
 import { createMemoryBmi } from "../src/testing/index.js";
 import { type Env, setup, thrown } from "./ops-helpers.js";
 
@@ -153,9 +160,9 @@ describe("22.3 a node HIL gave to another project", () => {
     expect(repaired.repaired.map((d) => d.kind)).toEqual(["ownership_changed"]);
     expect(await env.boot.read("n1")).toBeNull();
     expect(await env.isolation.attachments("n1")).toEqual([]);
-    expect(env.bmi.listProvisionings()).toEqual([]);
+    expect(await env.bmi.listProvisionings()).toEqual([]);
     // The disk stays in its own project, still exported, for the old tenant to keep or delete.
-    expect(env.bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1"]);
+    expect((await env.bmi.listDisks({ project: "p1" })).map((d) => d.name)).toEqual(["d1"]);
     expect((await env.bmi.reconcile()).drift).toEqual([]);
   });
 
@@ -190,30 +197,30 @@ describe("22.4 lock leases", () => {
     expect(second.code).toBe("conflict");
     expect(second.message).toMatch(/node n1 is being changed by another operation/);
     expect((await first).disk).toBe("d1");
-    expect(env.bmi.listProvisionings().map((p) => p.disk)).toEqual(["d1"]);
+    expect((await env.bmi.listProvisionings()).map((p) => p.disk)).toEqual(["d1"]);
   });
 
   it("fence a holder whose lock was taken over: its writes are refused and it is undone", async () => {
     const env = await setup();
     const intruder = { id: "intruder", pid: process.pid, host: "elsewhere" };
-    env.setHook(({ operation, step }) => {
+    env.setHook(async ({ operation, step }) => {
       if (operation !== "provision" || step !== "record provisioning") return;
       // As if this process had paused past its lease and another one took the node over.
-      const mine = env.store.listLocks().find((l) => l.key === "node:n1");
-      env.store.breakLock("node:n1", mine?.owner.id ?? "");
-      expect(env.store.tryLock("node:n1", intruder, 60_000)).toBe(true);
+      const mine = (await env.store.locks.list()).find((l) => l.key === "node:n1");
+      await env.store.locks.break("node:n1", mine?.owner.id ?? "");
+      expect(await env.store.locks.tryLock("node:n1", intruder, 60_000)).toBe(true);
     });
     const lost = await thrown(() => env.bmi.provision(PROVISION));
     expect(lost.code).toBe("conflict");
     expect(lost.message).toMatch(/lock node:n1 was lost/);
-    expect(env.bmi.listProvisionings()).toEqual([]);
+    expect(await env.bmi.listProvisionings()).toEqual([]);
     expect(await env.boot.read("n1")).toBeNull();
-    env.store.unlock("node:n1", intruder);
+    await env.store.locks.unlock("node:n1", intruder);
   });
 
   it("a reconcile already running elsewhere is named plainly", async () => {
     const env = await setup();
-    env.store.tryLock("reconcile", { id: "other", pid: process.pid, host: "elsewhere" }, 60_000);
+    await env.store.locks.tryLock("reconcile", { id: "other", pid: process.pid, host: "elsewhere" }, 60_000);
     const busy = await thrown(() => env.bmi.reconcile());
     expect(busy.message).toBe("reconcile is already running in another operation; try again later");
   });
@@ -224,9 +231,12 @@ describe("22.5 a journal that cannot be written", () => {
     const real = openSqliteStore({ path: ":memory:", uid: "1", snapshotName: "s" });
     let journalFails = false;
     const store = Object.assign(Object.create(real) as SqliteStore, {
-      appendJournal: (entry: Parameters<SqliteStore["appendJournal"]>[0]) => {
-        if (journalFails) throw new BmiError("internal", "SQLITE_FULL: database or disk is full");
-        return real.appendJournal(entry);
+      journal: {
+        ...real.journal,
+        append: async (entry: NewJournalEntry) => {
+          if (journalFails) throw new BmiError("internal", "SQLITE_FULL: database or disk is full");
+          return await real.journal.append(entry);
+        },
       },
     });
     const env = await setup({ store });
@@ -278,7 +288,7 @@ describe("22.6 a database another process holds locked", () => {
       clearInterval(ticker);
       // A loop held by SQLite's busy wait would not have ticked at all before the COMMIT.
       expect(ticksWhileLocked).toBeGreaterThan(3);
-      expect(bmi.listProjects().map((p) => p.name)).toEqual(["p3"]);
+      expect((await bmi.listProjects()).map((p) => p.name)).toEqual(["p3"]);
     } finally {
       other.close();
       store.close();

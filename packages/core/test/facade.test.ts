@@ -48,7 +48,7 @@ describe("where a target is (issue 20.6)", () => {
     const bmi = createBmi({ storage, export: exporter, boot, isolation, store, settings });
     const record = await bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
     expect(record.target).toMatchObject({ portal: "10.20.30.40", port: 3261, lun: 1 });
-    expect(bmi.listDisks({ project: "p1" })[0]?.target).toEqual(record.target);
+    expect((await bmi.listDisks({ project: "p1" }))[0]?.target).toEqual(record.target);
     expect((await env.boot.read("n1"))?.target).toEqual(record.target);
   });
 });

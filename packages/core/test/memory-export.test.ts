@@ -58,6 +58,36 @@ describe("memory export extras", () => {
     await expect(driver.export(request("iqn.2026-11.org.bmi:x"))).resolves.toMatchObject({ lun: 1 });
   });
 
+  it("queues injected failures in order, an injected unavailable by default, before changing anything", async () => {
+    const driver = createMemoryExport();
+    const boom = new BmiError("busy", "tgtd is busy", { subsystem: "export" });
+    driver.failNext("export");
+    driver.failNext("export", boom);
+    const first = await driver.export(request("iqn.2026-11.org.bmi:q")).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(BmiError);
+    expect(first).toMatchObject({ code: "unavailable", subsystem: "export", retryable: true });
+    await expect(driver.export(request("iqn.2026-11.org.bmi:q"))).rejects.toBe(boom);
+    expect(await driver.list()).toEqual([]);
+    await expect(driver.export(request("iqn.2026-11.org.bmi:q"))).resolves.toMatchObject({ lun: 1 });
+  });
+
+  it("a cancelled call is refused before its injected failure is used up", async () => {
+    const driver = createMemoryExport();
+    driver.failNext("unexport");
+    const controller = new AbortController();
+    controller.abort();
+    const error = await driver.list({ signal: controller.signal }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "cancelled", subsystem: "export" });
+    await driver.export(request("iqn.2026-11.org.bmi:c"));
+    const cancelled = await driver
+      .unexport("iqn.2026-11.org.bmi:c", { signal: controller.signal })
+      .catch((e: unknown) => e);
+    expect(cancelled).toMatchObject({ code: "cancelled" });
+    await expect(driver.unexport("iqn.2026-11.org.bmi:c")).rejects.toMatchObject({ code: "unavailable" });
+    await driver.unexport("iqn.2026-11.org.bmi:c");
+    expect(await driver.list()).toEqual([]);
+  });
+
   it("refuses backings its capabilities exclude", async () => {
     const driver = createMemoryExport({ capabilities: { backings: ["memory"] } });
     const error = await driver

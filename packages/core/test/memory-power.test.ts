@@ -16,7 +16,9 @@ describe("bmi.power (issue 16.1)", () => {
     expect(power.bootDevice("n1")).toBe("pxe");
     expect(power.boots("n1")).toBe(1);
     expect(await bmi.powerStatus({ project: "p1", node: "n1" })).toBe("on");
-    const steps = store.listJournal().filter((j) => j.operation === "power" && j.status === "finished");
+    const steps = (await store.journal.list()).filter(
+      (j) => j.operation === "power" && j.status === "finished",
+    );
     expect(steps.map((j) => j.step)).toEqual([
       "authorize node",
       "set boot device",

@@ -29,7 +29,7 @@ describe("deleting a disk runs no redundant driver calls", () => {
     await exporter.unexport(d1.target?.name ?? "", { force: true });
     await storage.remove(d1.cephName);
     await bmi.deleteDisk({ project: "p1", disk: "d1" });
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
     expect((await bmi.reconcile()).drift).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ describe("provision switchDisk", () => {
     expect([switched.disk, switched.nic, switched.target.name]).toEqual(["d2", "eth1", d2.target?.name]);
     expect((await boot.read("n2"))?.target?.name).toBe(d2.target?.name);
     expect((await boot.read("n2"))?.macs).toEqual(["52:54:00:00:01:02"]);
-    expect(bmi.listDisks({ project: "p1" }).map((d) => [d.name, d.node])).toEqual([
+    expect((await bmi.listDisks({ project: "p1" })).map((d) => [d.name, d.node])).toEqual([
       ["d1", null],
       ["d2", "n2"],
     ]);
@@ -55,7 +55,7 @@ describe("provision switchDisk", () => {
       bmi.provision({ project: "p2", node: "n1", disk: "x", image: "g2", switchDisk: true }),
     );
     expect(foreign.code).toBe("conflict");
-    expect(bmi.listProvisionings().map((p) => [p.node, p.disk])).toEqual([
+    expect((await bmi.listProvisionings()).map((p) => [p.node, p.disk])).toEqual([
       ["n1", "d1"],
       ["n2", "d2"],
     ]);
@@ -87,8 +87,8 @@ describe("deleteDisk deprovision", () => {
     await bmi.deleteDisk({ project: "p1", disk: "d1", deprovision: true });
     expect(await boot.read("n1")).toBeNull();
     expect(await isolation.attachments("n1")).toEqual([]);
-    expect(bmi.listProvisionings()).toEqual([]);
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listProvisionings()).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
     expect(await storage.exists(`1img${record.diskId}`)).toBe(false);
   });
 
@@ -96,6 +96,6 @@ describe("deleteDisk deprovision", () => {
     const { bmi } = await setup();
     await bmi.createDisk({ project: "p1", image: "golden", disk: "d1" });
     await bmi.deleteDisk({ project: "p1", disk: "d1", deprovision: true });
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
   });
 });

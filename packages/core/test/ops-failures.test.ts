@@ -110,8 +110,8 @@ describe("undo failures", () => {
     expect(error.message).toBe("injected");
     // The clone and the row were still undone; the target is left, and reconcile names it.
     expect(await env.storage.exists("1img2")).toBe(false);
-    expect(env.bmi.listDisks({ project: "p1" })).toEqual([]);
-    const journal = env.store.listJournal().filter((j) => j.status === "undo_failed");
+    expect(await env.bmi.listDisks({ project: "p1" })).toEqual([]);
+    const journal = (await env.store.journal.list()).filter((j) => j.status === "undo_failed");
     expect(journal.map((j) => j.step)).toEqual(["export target"]);
     const report = await env.bmi.reconcile();
     expect(report.drift.map((d) => d.kind)).toContain("orphan_target");

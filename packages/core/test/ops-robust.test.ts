@@ -63,7 +63,9 @@ describe("reconcile: the provisioning network in HIL and failed operations (issu
     ).toBe("internal");
     env.setHook(undefined);
     expect(
-      store.listJournal().some((j) => j.status === "undo_failed" && j.step === "attach provisioning network"),
+      (await store.journal.list()).some(
+        (j) => j.status === "undo_failed" && j.step === "attach provisioning network",
+      ),
     ).toBe(true);
     expect(isolation.allAttachments).toHaveLength(1);
 

@@ -19,7 +19,7 @@ describe("snapshotDisk with flatten later (the default)", () => {
     ]);
     const d2 = await bmi.createDisk({ project: "p1", image: "s1", disk: "d2" });
     expect((await storage.info(d2.cephName)).parent?.image).toBe(snap.cephName);
-    expect(bmi.listSnapshots({ project: "p1" }).map((s) => [s.image.name, s.parent])).toEqual([
+    expect((await bmi.listSnapshots({ project: "p1" })).map((s) => [s.image.name, s.parent])).toEqual([
       ["s1", "golden"],
     ]);
   });
@@ -73,7 +73,7 @@ describe("snapshotDisk with flatten later (the default)", () => {
     await bmi.provision({ project: "p1", node: "n1", disk: "d1", image: "golden" });
     const snap = await bmi.snapshotDisk({ project: "p1", disk: "d1", snapshot: "s1", force: true });
     await bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true });
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
     expect((await storage.info(snap.cephName)).parent).toBeNull();
     await bmi.createDisk({ project: "p1", image: "s1", disk: "d2" });
     expect((await bmi.reconcile()).drift).toEqual([]);
@@ -88,7 +88,7 @@ describe("snapshotDisk with flatten later (the default)", () => {
     });
     await thrown(() => bmi.deleteDisk({ project: "p1", disk: "d1" }));
     setHook(undefined);
-    expect(bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1"]);
+    expect((await bmi.listDisks({ project: "p1" })).map((d) => d.name)).toEqual(["d1"]);
     expect((await exporter.list()).map((t) => t.target)).toContain(d1.target?.name);
     // The unprotect was undone, so the disk's snapshot is exactly as before (the flatten itself is harmless).
     expect((await storage.listSnapshots(d1.cephName)).map((s) => s.protected)).toEqual([true]);

@@ -15,9 +15,9 @@ describe("projects", () => {
   it("creates, lists and deletes an empty project", async () => {
     const { bmi } = await setup({ golden: false });
     await bmi.createProject({ name: "p3", id: 42 });
-    expect(bmi.listProjects().map((p) => [p.id, p.name])).toContainEqual([42, "p3"]);
+    expect((await bmi.listProjects()).map((p) => [p.id, p.name])).toContainEqual([42, "p3"]);
     await bmi.deleteProject({ name: "p3" });
-    expect(bmi.listProjects().map((p) => p.name)).not.toContain("p3");
+    expect((await bmi.listProjects()).map((p) => p.name)).not.toContain("p3");
   });
 
   it("refuses a duplicate, an unknown and a non-empty project with typed errors", async () => {
@@ -44,7 +44,7 @@ describe("projects", () => {
 describe("images", () => {
   it("imports an RBD image as a flattened golden image with a protected S and leaves the source alone", async () => {
     const { bmi, storage } = await setup();
-    const [golden] = bmi.listImages({ project: "p1" });
+    const [golden] = await bmi.listImages({ project: "p1" });
     expect(golden).toMatchObject({ name: "golden", cephName: "1img1", kind: "golden", parentId: null });
     expect((await storage.info("1img1")).parent).toBeNull();
     expect(await storage.listSnapshots("1img1")).toEqual([{ name: "bmi_created_snapshot", protected: true }]);
@@ -87,19 +87,17 @@ describe("images", () => {
       destName: "golden2",
     });
     expect(moved).toMatchObject({ name: "golden2", cephName: copy.cephName });
-    expect(
-      bmi
-        .listImages({ project: "p1" })
-        .map((i) => i.name)
-        .sort(),
-    ).toEqual(["golden", "golden2"]);
+    expect((await bmi.listImages({ project: "p1" })).map((i) => i.name).sort()).toEqual([
+      "golden",
+      "golden2",
+    ]);
   });
 
   it("exports an image to a free RBD name, flattened and unmanaged", async () => {
     const { bmi, storage } = await setup();
     await bmi.exportImage({ project: "p1", image: "golden", rbdName: "handout" });
     expect((await storage.info("handout")).parent).toBeNull();
-    expect(bmi.listAllImages().map((i) => i.cephName)).not.toContain("handout");
+    expect((await bmi.listAllImages()).map((i) => i.cephName)).not.toContain("handout");
     expect(
       (await thrown(() => bmi.exportImage({ project: "p1", image: "golden", rbdName: "handout" }))).code,
     ).toBe("already_exists");
@@ -113,7 +111,7 @@ describe("images", () => {
     await bmi.deleteDisk({ project: "p1", disk: "d1" });
     await bmi.removeImage({ project: "p1", image: "golden" });
     expect(await storage.list()).toEqual(["centos7"]);
-    expect(bmi.listImages({ project: "p1" })).toEqual([]);
+    expect(await bmi.listImages({ project: "p1" })).toEqual([]);
   });
 });
 
@@ -133,7 +131,7 @@ describe("disks", () => {
       snapshot: "bmi_created_snapshot",
     });
     expect((await exporter.list()).map((t) => t.target)).toEqual(["iqn.2026-11.org.bmi:1img2"]);
-    expect(bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1"]);
+    expect((await bmi.listDisks({ project: "p1" })).map((d) => d.name)).toEqual(["d1"]);
   });
 
   it("keeps the original bare target names in compatibility mode", async () => {
@@ -163,7 +161,7 @@ describe("disks", () => {
     exporter.simulateRestart();
     await bmi.deleteDisk({ project: "p1", disk: "d1" });
     expect(await storage.exists("1img2")).toBe(false);
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
     expect((await thrown(() => bmi.deleteDisk({ project: "p1", disk: "d1" }))).code).toBe("not_found");
   });
 
@@ -197,8 +195,8 @@ describe("provision and deprovision", () => {
       { node: "n2", nic: "eth1", network: "prov", channel: "vlan/native" },
     ]);
     expect((await exporter.list()).map((t) => t.target)).toEqual([p.target.name]);
-    expect(bmi.listDisks({ project: "p1" })[0]?.node).toBe("n2");
-    expect(bmi.listProvisionings({ project: "p1" })).toEqual([p]);
+    expect((await bmi.listDisks({ project: "p1" }))[0]?.node).toBe("n2");
+    expect(await bmi.listProvisionings({ project: "p1" })).toEqual([p]);
   });
 
   it("is idempotent for the same disk and refuses another disk", async () => {
@@ -263,7 +261,7 @@ describe("provision and deprovision", () => {
     const rejected = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     expect(rejected.reason).toBeInstanceOf(BmiError);
     expect(rejected.reason.code).toBe("conflict");
-    expect(bmi.listProvisionings()).toHaveLength(1);
+    expect(await bmi.listProvisionings()).toHaveLength(1);
   });
 
   it("deprovisions: network detached, boot files and record gone, disk kept unless asked", async () => {
@@ -272,11 +270,11 @@ describe("provision and deprovision", () => {
     await bmi.deprovision({ project: "p1", node: "n1" });
     expect(await boot.read("n1")).toBeNull();
     expect(await isolation.attachments("n1")).toEqual([]);
-    expect(bmi.listProvisionings()).toEqual([]);
-    expect(bmi.listDisks({ project: "p1" }).map((d) => d.node)).toEqual([null]);
+    expect(await bmi.listProvisionings()).toEqual([]);
+    expect((await bmi.listDisks({ project: "p1" })).map((d) => d.node)).toEqual([null]);
     await bmi.provision({ project: "p1", node: "n1", disk: "d1" });
     await bmi.deprovision({ project: "p1", node: "n1", deleteDisk: true });
-    expect(bmi.listDisks({ project: "p1" })).toEqual([]);
+    expect(await bmi.listDisks({ project: "p1" })).toEqual([]);
     expect(await storage.exists(p.target.name.split(":")[1] ?? "")).toBe(false);
   });
 
@@ -294,9 +292,9 @@ describe("provision and deprovision", () => {
     expect(wrong.code).toBe("invalid_input");
     expect(wrong.message).toBe("node n1 is provisioned through NIC eth0, not eth1");
     expect(await boot.read("n1")).not.toBeNull();
-    expect(bmi.listProvisionings()).toHaveLength(1);
+    expect(await bmi.listProvisionings()).toHaveLength(1);
     await bmi.deprovision({ project: "p1", node: "n1", nic: "eth0" });
-    expect(bmi.listProvisionings()).toEqual([]);
+    expect(await bmi.listProvisionings()).toEqual([]);
   });
 
   it("provisions a batch with a concurrency limit and reports each node", async () => {
@@ -316,7 +314,7 @@ describe("provision and deprovision", () => {
     ]);
     const failed = results[2];
     expect(failed?.ok === false && failed.error.code).toBe("forbidden");
-    expect(bmi.listDisks({ project: "p1" }).map((d) => d.name)).toEqual(["d1", "d2"]);
+    expect((await bmi.listDisks({ project: "p1" })).map((d) => d.name)).toEqual(["d1", "d2"]);
   });
 });
 
@@ -328,7 +326,7 @@ describe("snapshots", () => {
     expect(snap).toMatchObject({ name: "s1", kind: "snapshot", isSnapshot: true, parentId: 1 });
     expect((await storage.info(snap.cephName)).parent).toBeNull();
     expect(await storage.listSnapshots("1img2")).toEqual([]);
-    expect(bmi.listSnapshots({ project: "p1" }).map((s) => [s.image.name, s.parent])).toEqual([
+    expect((await bmi.listSnapshots({ project: "p1" })).map((s) => [s.image.name, s.parent])).toEqual([
       ["s1", "golden"],
     ]);
     const d2 = await bmi.createDisk({ project: "p1", image: "s1", disk: "d2" });
@@ -377,12 +375,7 @@ describe("mounts and targets", () => {
     const target = await bmi.mountImage({ project: "p1", image: "golden" });
     expect(await bmi.mountImage({ project: "p1", image: "golden" })).toEqual(target);
     await bmi.createDisk({ project: "p1", image: "golden", disk: "d1" });
-    expect(
-      bmi
-        .listMounts({ project: "p1" })
-        .map((m) => m.image)
-        .sort(),
-    ).toEqual(["d1", "golden"]);
+    expect((await bmi.listMounts({ project: "p1" })).map((m) => m.image).sort()).toEqual(["d1", "golden"]);
     exporter.simulateRestart();
     expect((await bmi.restoreTargets()).sort()).toEqual([
       "iqn.2026-11.org.bmi:1img1",
@@ -454,7 +447,7 @@ describe("events and journal", () => {
     expect(steps).toEqual(["insert image row", "clone", "export target", "record export"]);
     const first = events[0];
     const operationId = first && "operationId" in first ? first.operationId : "";
-    const journal = store.listJournal({ operationId });
+    const journal = await store.journal.list({ operationId });
     expect(journal.map((j) => [j.step, j.status])).toEqual([
       [null, "started"],
       // Steps that touch objects journal them before they run (reconcile's proof of what is ours).

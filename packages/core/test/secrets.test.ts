@@ -130,16 +130,16 @@ describe("no secret in logs, errors, events or the redacted config", () => {
     await bmi.copyImage({ project: "p1", image: "golden", destProject: "p2", destName: "c1" });
     await bmi.moveImage({ project: "p2", image: "c1", destProject: "p2", destName: "c2" });
     await bmi.mountImage({ project: "p1", image: "golden" });
-    bmi.listMounts({ project: "p1" });
+    await bmi.listMounts({ project: "p1" });
     await bmi.unmountImage({ project: "p1", image: "golden" });
     await bmi.exportImage({ project: "p1", image: "s1", rbdName: "exported" });
     await bmi.restoreTargets();
     await bmi.createProject({ name: "bmi_infra" });
     await bmi.reconcile({ repair: true });
-    bmi.listImages({ project: "p1" });
-    bmi.listSnapshots({ project: "p1" });
-    bmi.listDisks({ project: "p1" });
-    bmi.listProvisionings();
+    await bmi.listImages({ project: "p1" });
+    await bmi.listSnapshots({ project: "p1" });
+    await bmi.listDisks({ project: "p1" });
+    await bmi.listProvisionings();
 
     // Error paths: bad input, not found, conflicts, busy, forbidden nodes, in-use disks.
     await attempt(() => bmi.createDisk({ project: "p1", image: "nope", disk: "d2" }));

@@ -111,7 +111,7 @@ const open = (path: string, uid = "1", snapshotName = "bmi_created_snapshot"): S
   openSqliteStore({ create: true, path, uid, snapshotName });
 
 describe("opening an original bmi.db", () => {
-  it("migrates it forward keeping every row, and keeps the original tables' DDL", () => {
+  it("migrates it forward keeping every row, and keeps the original tables' DDL", async () => {
     const path = originalDb("original.db");
     const before = new Database(path, { readonly: true });
     const originalSql = before
@@ -121,11 +121,11 @@ describe("opening an original bmi.db", () => {
 
     const store = open(path);
     try {
-      expect(store.listProjects()).toEqual([
+      expect(await store.projects.list()).toEqual([
         { id: 1, name: "bmi_infra" },
         { id: 5, name: "p2" },
       ]);
-      const images = store.listImages();
+      const images = await store.images.list();
       expect(
         images.map((i) => [i.id, i.name, i.isPublic ? 1 : 0, i.isSnapshot ? 1 : 0, i.projectId]),
       ).toEqual(IMAGES.map((row) => row.slice(0, 5)));
@@ -137,14 +137,14 @@ describe("opening an original bmi.db", () => {
         ["lost-disk", "golden", "1img12"],
         ["lost-snap", "snapshot", "1img15"],
       ]);
-      expect(store.getImage(1, "disk-a")?.parentId).toBe(3);
-      expect(store.imageOrigin?.(7)).toEqual({
+      expect((await store.images.get(1, "disk-a"))?.parentId).toBe(3);
+      expect(await store.images.origin(7)).toEqual({
         uid: "1",
         snapshotName: "bmi_created_snapshot",
         cephName: "1img7",
       });
     } finally {
-      store.close();
+      await store.close();
     }
 
     const after = dump(path);
@@ -157,17 +157,17 @@ describe("opening an original bmi.db", () => {
     expect(after.version).toBe(1);
   });
 
-  it("nulls dangling parent ids with a warning and records the old values in the journal", () => {
+  it("nulls dangling parent ids with a warning and records the old values in the journal", async () => {
     const path = originalDb("dangling.db");
     const store = open(path);
     try {
-      expect(store.getImageById(12)?.parentId).toBeNull();
-      expect(store.getImageById(15)?.parentId).toBeNull();
-      expect(store.getImageById(7)?.parentId).toBe(3); // healthy rows keep theirs
+      expect((await store.images.getById(12))?.parentId).toBeNull();
+      expect((await store.images.getById(15))?.parentId).toBeNull();
+      expect((await store.images.getById(7))?.parentId).toBe(3); // healthy rows keep theirs
       expect(
         store.warnings.some((w) => w.startsWith("2 image row(s) pointed at a parent that no longer exists")),
       ).toBe(true);
-      const fix = store.listJournal({ operationId: "migrate-v1" });
+      const fix = await store.journal.list({ operationId: "migrate-v1" });
       expect(fix).toHaveLength(1);
       expect(fix[0]).toMatchObject({
         operation: "migrate",
@@ -179,15 +179,15 @@ describe("opening an original bmi.db", () => {
         { id: 15, name: "lost-snap", parentId: 98 },
       ]);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
-  it("is usable afterwards, with foreign keys enforced and ids continuing after the highest", () => {
+  it("is usable afterwards, with foreign keys enforced and ids continuing after the highest", async () => {
     const path = originalDb("usable.db");
     const store = open(path);
     try {
-      const disk = store.insertImage({
+      const disk = await store.images.insert({
         name: "disk-b",
         projectId: 1,
         parentId: 3,
@@ -197,8 +197,8 @@ describe("opening an original bmi.db", () => {
       });
       expect(disk).toMatchObject({ id: 16, cephName: "1img16", kind: "disk" });
       // the unique constraint of the original still holds
-      expect(() =>
-        store.insertImage({
+      await expect(
+        store.images.insert({
           name: "disk-a",
           projectId: 1,
           parentId: 3,
@@ -206,8 +206,8 @@ describe("opening an original bmi.db", () => {
           isSnapshot: false,
           cephName: "x",
         }),
-      ).toThrow(expect.objectContaining({ code: "already_exists" }));
-      expect(() => store.deleteProject(1)).toThrow(expect.objectContaining({ code: "busy" }));
+      ).rejects.toThrow(expect.objectContaining({ code: "already_exists" }));
+      await expect(store.projects.delete(1)).rejects.toThrow(expect.objectContaining({ code: "busy" }));
       // COR-12: FK enforcement is on for the connection the store uses.
       const db = new Database(path);
       db.pragma("foreign_keys = ON");
@@ -220,43 +220,43 @@ describe("opening an original bmi.db", () => {
       ).toThrow(/FOREIGN KEY/);
       db.close();
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
-  it("does nothing when migrated twice", () => {
+  it("does nothing when migrated twice", async () => {
     const path = originalDb("twice.db");
-    open(path).close();
+    await open(path).close();
     const first = dump(path);
     const second = open(path);
     expect(second.warnings).toEqual([]);
-    second.close();
+    await second.close();
     expect(dump(path)).toEqual(first);
   });
 
-  it("drops the pre-2018 provision_network column, keeping the rows and the values in the journal", () => {
+  it("drops the pre-2018 provision_network column, keeping the rows and the values in the journal", async () => {
     const path = originalDb("pre2018.db", { provisionNetwork: true });
     const store = open(path);
     try {
-      expect(store.listProjects()).toEqual([
+      expect(await store.projects.list()).toEqual([
         { id: 1, name: "bmi_infra" },
         { id: 5, name: "p2" },
       ]);
-      expect(store.listImages()).toHaveLength(IMAGES.length);
+      expect(await store.images.list()).toHaveLength(IMAGES.length);
       // the documented bootstrap fails on the old table; a plain two-column insert works now
-      expect(store.createProject("p3")).toEqual({ id: 6, name: "p3" });
-      const entry = store.listJournal().find((e) => e.step === "drop project.provision_network");
+      expect(await store.projects.create("p3")).toEqual({ id: 6, name: "p3" });
+      const entry = (await store.journal.list()).find((e) => e.step === "drop project.provision_network");
       expect(entry?.data.projects).toEqual([
         { id: 1, name: "bmi_infra", provision_network: "bmi_prov" },
         { id: 5, name: "p2", provision_network: "net5" },
       ]);
     } finally {
-      store.close();
+      await store.close();
     }
     expect(JSON.stringify(dump(path).schema)).not.toContain("provision_network");
   });
 
-  it("keeps images of a project deleted by hand under a placeholder project", () => {
+  it("keeps images of a project deleted by hand under a placeholder project", async () => {
     const path = originalDb("orphans.db");
     const db = new Database(path);
     db.pragma("foreign_keys = OFF");
@@ -264,27 +264,27 @@ describe("opening an original bmi.db", () => {
     db.close();
     const store = open(path);
     try {
-      expect(store.getProjectById(5)).toEqual({ id: 5, name: "_orphaned_project_5" });
-      expect(store.listImages(5).map((i) => i.name)).toEqual(["ubuntu", "lost-disk"]);
+      expect(await store.projects.getById(5)).toEqual({ id: 5, name: "_orphaned_project_5" });
+      expect((await store.images.list(5)).map((i) => i.name)).toEqual(["ubuntu", "lost-disk"]);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
-  it("keeps each image's uid and snapshot when the config changes them (COR-10)", () => {
+  it("keeps each image's uid and snapshot when the config changes them (COR-10)", async () => {
     const path = originalDb("uid-change.db");
-    open(path, "1", "bmi_created_snapshot").close();
+    await open(path, "1", "bmi_created_snapshot").close();
     const store = open(path, "7", "bmi-created-snapshot");
     try {
       expect(store.warnings).toHaveLength(2);
       expect(store.warnings[0]).toContain("[bmi] uid is 7, but this database was created with 1");
-      expect(store.getImageById(3)?.cephName).toBe("1img3");
-      expect(store.imageOrigin(3)).toEqual({
+      expect((await store.images.getById(3))?.cephName).toBe("1img3");
+      expect(await store.images.origin(3)).toEqual({
         uid: "1",
         snapshotName: "bmi_created_snapshot",
         cephName: "1img3",
       });
-      const fresh = store.insertImage({
+      const fresh = await store.images.insert({
         name: "new",
         projectId: 1,
         parentId: null,
@@ -292,13 +292,13 @@ describe("opening an original bmi.db", () => {
         isSnapshot: false,
         cephName: (id) => `7img${id}`,
       });
-      expect(store.imageOrigin(fresh.id)).toEqual({
+      expect(await store.images.origin(fresh.id)).toEqual({
         uid: "7",
         snapshotName: "bmi-created-snapshot",
         cephName: "7img16",
       });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -316,9 +316,9 @@ describe("opening an original bmi.db", () => {
     expect(() => open(foreign)).toThrow(/image table has no name column/);
   });
 
-  it("creates a new database with the original DDL for project and image", () => {
+  it("creates a new database with the original DDL for project and image", async () => {
     const path = join(temp, "new", "bmi.db");
-    open(path).close();
+    await open(path).close();
     const { schema } = dump(path);
     const sqlOf = (name: string) =>
       (schema.find((t) => (t as { name: string }).name === name) as { sql: string } | undefined)?.sql;

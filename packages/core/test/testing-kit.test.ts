@@ -45,7 +45,7 @@ it("loads createMemoryBmi in plain Node, without vitest", async () => {
     `const { createMemoryBmi } = await import(${url("testing/index.js")});
 const { bmi } = createMemoryBmi({ isolation: { nodes: [] } });
 await bmi.createProject({ name: "p1" });
-console.log(JSON.stringify(bmi.listProjects().map((p) => p.name)));`,
+console.log(JSON.stringify((await bmi.listProjects()).map((p) => p.name)));`,
   );
   expect(result.stderr).toBe("");
   expect(result.stdout.trim()).toBe('["p1"]');

@@ -66,7 +66,7 @@ describe("uploadImage", () => {
     expect(relative).toMatchObject({ code: "invalid_input" });
     expect(relative.message).toMatch(/file.*absolute path/);
     expect(await storage.list()).toEqual(before);
-    expect(bmi.listImages({ project: "p1" }).map((i) => i.name)).not.toContain("x");
+    expect((await bmi.listImages({ project: "p1" })).map((i) => i.name)).not.toContain("x");
   });
 
   it("a failed import is undone: no row, no RBD image", async () => {
@@ -76,7 +76,7 @@ describe("uploadImage", () => {
     await expect(bmi.uploadImage({ project: "p1", file, name: "y" })).rejects.toMatchObject({
       code: "unavailable",
     });
-    expect(bmi.listImages({ project: "p1" }).map((i) => i.name)).not.toContain("y");
+    expect((await bmi.listImages({ project: "p1" })).map((i) => i.name)).not.toContain("y");
     expect(await storage.list()).toEqual([]);
   });
 });

@@ -13,9 +13,10 @@ import {
 } from "@bmi/core";
 import { z } from "zod";
 import { CommonOptionsSchema, FilePath, imageName, rbdBacking, snapRef, TRASH_NAME } from "./options.js";
+import { inDriverPool, nameInPool } from "./pool-names.js";
 import { createRbdCli, parseJson, type RbdCli } from "./rbd-cli.js";
 import { rbdError } from "./rbd-errors.js";
-import { RbdChildren, RbdInfo, RbdList, RbdSnapList } from "./rbd-json.js";
+import { pooledJson, RbdChildren, RbdInfo, RbdList, RbdSnapList } from "./rbd-json.js";
 
 /** Options of {@link createCephStorage}. Plain values; a config loader maps `[ceph]` onto them. */
 export interface CephStorageOptions {
@@ -156,10 +157,10 @@ async function info(cli: RbdCli, name: string, call: CallOptions | undefined): P
   const result = await cli.ok(["info", "--format", "json", cli.spec(name)], what, call, { image: name });
   const { size, parent } = parseJson(RbdInfo, result, what);
   if (!parent) return { name, sizeBytes: size, parent: null };
-  // A parent in another pool is named pool/image so it is never mistaken for one of ours.
-  const parentImage = parent.pool === cli.pool ? parent.image : `${parent.pool}/${parent.image}`;
+  const at = pooledJson(parent);
+  const parentImage = nameInPool(cli.pool, at);
   let snapshot = parent.snapshot;
-  if ((parent.trash || TRASH_NAME.test(parent.snapshot)) && parent.pool === cli.pool) {
+  if ((parent.trash || TRASH_NAME.test(parent.snapshot)) && inDriverPool(cli.pool, at)) {
     // Clone v2: a removed parent snapshot lives on in the trash under a uuid (and Pacific still
     // prints "trash": false); report the name it had.
     snapshot = (await trashedSnapshotName(cli, parent.image, parent.snapshot, call)) ?? snapshot;
@@ -193,7 +194,7 @@ async function children(cli: RbdCli, r: SnapshotRef, call: CallOptions | undefin
   const what = `rbd children ${cli.snapSpec(r)}`;
   const result = await cli.ok(["children", "--format", "json", cli.snapSpec(r)], what, call, { ...r });
   return parseJson(RbdChildren, result, what)
-    .map((c) => (c.pool === cli.pool && !c.pool_namespace ? c.image : `${c.pool}/${c.image}`))
+    .map((c) => nameInPool(cli.pool, pooledJson(c)))
     .sort();
 }
 

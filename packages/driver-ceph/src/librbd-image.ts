@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { type Connection, check } from "./librbd-connection.js";
 import { type Librbd, RBD_SNAP_NAMESPACE_TYPE_TRASH } from "./librbd-native.js";
 import type { CommonOptionsSchema } from "./options.js";
+import { inDriverPool, nameInPool, type PooledImage } from "./pool-names.js";
 
 /** One librbd call's work on the pool: the library and the pool's I/O context. */
 export type Work<T> = (lib: Librbd, io: unknown) => Promise<T>;
@@ -64,11 +65,16 @@ export async function grow(
   }
 }
 
-/** An image in the driver's pool by its name, one elsewhere as `pool/name`. */
-export const nameInPool = (
-  pool: string,
-  c: { pool_name: string; pool_namespace: string; image_name: string },
-) => (c.pool_name === pool && !c.pool_namespace ? c.image_name : `${c.pool_name}/${c.image_name}`);
+/** A librbd linked-image spec as the pool rule (pool-names.ts) reads it. */
+export const pooledSpec = (c: {
+  pool_name: string;
+  pool_namespace: string;
+  image_name: string;
+}): PooledImage => ({
+  pool: c.pool_name,
+  namespace: c.pool_namespace,
+  image: c.image_name,
+});
 
 /** The open image's parent snapshot, or null; a clone-v2 parent snapshot in the trash by its old name. */
 export async function parentOf(
@@ -88,7 +94,8 @@ export async function parentOf(
     await lib.rbd_linked_image_spec_cleanup(image);
     await lib.rbd_snap_spec_cleanup(snap);
     if (!p) return null;
-    const inPool = p.pool_name === pool && !p.pool_namespace;
+    const parent = pooledSpec(p);
+    const inPool = inDriverPool(pool, parent);
     let snapshot = s.name;
     if (s.namespace_type === RBD_SNAP_NAMESPACE_TYPE_TRASH && inPool) {
       // Clone v2: a removed parent snapshot lives on in the trash; report the name it had.
@@ -98,7 +105,7 @@ export async function parentOf(
         return buf.subarray(0, buf.indexOf(0)).toString("utf8");
       });
     }
-    return { image: nameInPool(pool, p), snapshot };
+    return { image: nameInPool(pool, parent), snapshot };
   } finally {
     lib.free(image);
     lib.free(snap);

@@ -1,8 +1,9 @@
 import { BmiError, type CallOptions, type SnapshotRef } from "@bmi/core";
 import { check } from "./librbd-connection.js";
-import { grow, nameInPool, type Rbd, withImage } from "./librbd-image.js";
+import { grow, pooledSpec, type Rbd, withImage } from "./librbd-image.js";
 import type { Librbd } from "./librbd-native.js";
 import { snapRef } from "./options.js";
+import { nameInPool } from "./pool-names.js";
 
 type SnapFn = "rbd_snap_create" | "rbd_snap_remove" | "rbd_snap_protect" | "rbd_snap_unprotect";
 
@@ -77,7 +78,7 @@ export async function children(rbd: Rbd, r: SnapshotRef, call: CallOptions | und
         await lib.rbd_linked_image_spec_list_cleanup(specs, count);
         return kids
           .filter((c) => !c.trash)
-          .map((c) => nameInPool(rbd.pool, c))
+          .map((c) => nameInPool(rbd.pool, pooledSpec(c)))
           .sort();
       } finally {
         lib.free(specs);

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { PooledImage } from "./pool-names.js";
 
 // Schemas for `rbd … --format json` (Ceph 16, spec §9). Unknown keys are dropped.
 
@@ -43,3 +44,14 @@ export const RbdChildren = z.array(
     }),
   ]),
 );
+
+/** An image as `rbd info` (its parent) and `rbd children` print it, as the pool rule (pool-names.ts) reads it. */
+export const pooledJson = (c: {
+  pool: string;
+  pool_namespace?: string | undefined;
+  image: string;
+}): PooledImage => ({
+  pool: c.pool,
+  namespace: c.pool_namespace,
+  image: c.image,
+});

@@ -415,6 +415,11 @@ describe("ceph storage: --format json quirks", () => {
       image: "golden-pool/golden",
       snapshot: "s1",
     });
+    // The same rule as librbd's and `rbd children`: another namespace of our pool is not ours.
+    const otherNamespace = { ...info, parent: { ...withParent.parent, pool_namespace: "tenant" } };
+    expect(
+      (await setup(() => ({ stdout: JSON.stringify(otherNamespace) })).storage.info("c0")).parent,
+    ).toEqual({ image: "bmi/golden", snapshot: "s1" });
   });
 
   it("names a trashed clone-v2 parent snapshot by its original name (Pacific prints trash: false)", async () => {
@@ -442,13 +447,14 @@ describe("ceph storage: --format json quirks", () => {
     const objects = [
       { pool: "bmi", pool_namespace: "", image: "c1" },
       { pool: "other", pool_namespace: "", image: "c0" },
+      { pool: "bmi", pool_namespace: "tenant", image: "c3" },
     ];
     expect(
       await setup(() => ({ stdout: JSON.stringify(objects) })).storage.children({
         image: "g",
         snapshot: "s",
       }),
-    ).toEqual(["c1", "other/c0"]);
+    ).toEqual(["bmi/c3", "c1", "other/c0"]);
     expect(
       await setup(() => ({ stdout: '["bmi/c2"]' })).storage.children({ image: "g", snapshot: "s" }),
     ).toEqual(["c2"]);

@@ -165,7 +165,7 @@ export function createHilClient(options: HilClientOptions) {
     showNetworkingAction: async (statusId: string, o: RequestOptions = {}) =>
       get(`/v0/networking_action/${segment(statusId, "status_id")}`, NetworkingAction, o),
 
-    /** See {@link waitForNetworkingAction}: polls until DONE/ERROR, a timeout or the signal. */
+    /** Polls the networking action until DONE (SUCCESS) or ERROR (FAILURE), a timeout or the signal. */
     waitForNetworkingAction: (statusId: string, o: WaitOptions = {}): Promise<WaiterResult> =>
       waitForNetworkingAction(client, statusId, o),
   };

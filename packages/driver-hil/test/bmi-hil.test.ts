@@ -70,15 +70,16 @@ describe("a provision whose attach is still queued in HIL (issue 19 point 2)", (
     // The daemon comes back while the undo waits for the queued attach (after the attach's own wait).
     const provisioning = bmi.provision(provision);
     while (
-      !store.listJournal().some((j) => j.step === "attach provisioning network" && j.status === "failed")
+      !(await store.journal.list()).some(
+        (j) => j.step === "attach provisioning network" && j.status === "failed",
+      )
     )
       await new Promise((r) => setTimeout(r, 5));
     server.resumeDaemon();
     expect((await failure(provisioning)).code).toBe("timeout");
     expect(nic()?.networks.size).toBe(0);
     expect(server.faults.requests.get("POST /v0/node/node1/nic/eth0/detach_network")).toBe(1);
-    const attachUndo = store
-      .listJournal()
+    const attachUndo = (await store.journal.list())
       .filter((j) => j.step === "attach provisioning network")
       .map((j) => j.status);
     expect(attachUndo).toEqual(["started", "failed", "undone"]);
@@ -89,8 +90,7 @@ describe("a provision whose attach is still queued in HIL (issue 19 point 2)", (
     const { server, bmi, store, isolation, nic } = await setup({ actionTimeoutMs: 100 });
     server.pauseDaemon();
     expect((await failure(bmi.provision(provision))).code).toBe("timeout");
-    const attachUndo = store
-      .listJournal()
+    const attachUndo = (await store.journal.list())
       .filter((j) => j.step === "attach provisioning network")
       .map((j) => j.status);
     // Not "compensation_skipped" ("did nothing"): the attach is still queued.

@@ -8,7 +8,7 @@ export async function snapshotAndReprovision(
   bmi: Bmi,
   args: { project: string; node: string; snapshot: string; targetNode?: string },
 ): Promise<{ image: Image; provisioned: Provisioning }> {
-  const current = bmi.listProvisionings({ project: args.project }).find((p) => p.node === args.node);
+  const current = (await bmi.listProvisionings({ project: args.project })).find((p) => p.node === args.node);
   if (!current) throw new Error(`${args.node} is not provisioned in ${args.project}`);
   // Power the node off first in real life: a snapshot of a disk in use may be inconsistent, which
   // is why snapshotDisk refuses an in-use disk unless forced. Here the node is deprovisioned first.

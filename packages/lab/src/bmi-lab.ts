@@ -158,6 +158,22 @@ const labMac = (i: number) => {
 const labUuid = (i: number) =>
   `b1000000-0000-4000-8000-${(process.pid * 256 + i + 1).toString(16).padStart(12, "0").slice(-12)}`;
 
+type LabPart = Parameters<NonNullable<BmiLabOptions["onProgress"]>>[0];
+
+/** What every stage of a lab's start shares: where it lives, how to time a part, what to tear down. */
+interface LabStart {
+  readonly options: BmiLabOptions;
+  readonly dir: string;
+  readonly project: string;
+  readonly logger: Logger;
+  /** Runs `fn` and reports how long `part` took to come up (onProgress). */
+  timed<T>(part: LabPart, fn: () => Promise<T>): Promise<T>;
+  /** Registers an undo; they run in reverse order at `stop()`. */
+  onStop(cleanup: () => Promise<unknown>): void;
+  /** Tears everything down that the lab started, in reverse order; safe to call twice. */
+  stop(): Promise<void>;
+}
+
 /**
  * A whole BMI on one machine: a throwaway Ceph cluster, tgtd (on loopback, or inside the lab's
  * own network with `network: "netns"`), a HIL-compatible server with nodes owned by one project,
@@ -165,219 +181,272 @@ const labUuid = (i: number) =>
  * wired from, exactly as a deployment would be.
  */
 export async function startBmiLab(options: BmiLabOptions = {}): Promise<BmiLab> {
-  const project = options.project ?? "demo";
-  const logger = options.logger ?? silentLogger;
-  const temp = options.dir ? undefined : await makeTempDir("lab");
-  const dir = options.dir ?? (temp?.path as string);
-  await mkdir(dir, { recursive: true });
-  const cleanups: (() => Promise<unknown>)[] = [];
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-    if (temp) await temp.remove();
-  };
-  const timed = async <T>(
-    part: Parameters<NonNullable<BmiLabOptions["onProgress"]>>[0],
-    fn: () => Promise<T>,
-  ) => {
-    const started = performance.now();
-    const result = await fn();
-    options.onProgress?.(part, Math.round(performance.now() - started));
-    return result;
-  };
-
+  const start = await beginLab(options);
   try {
-    let ceph: CephLabInfo;
-    if (options.ceph) {
-      ceph = options.ceph;
-    } else {
-      const started: CephLab = await timed("ceph", () => startCephLab({ dir: join(dir, "ceph") }));
-      cleanups.push(() => started.stop());
-      ceph = started;
-    }
-
-    const nodes: LabNode[] = Array.from({ length: options.nodes ?? 2 }, (_, i) => ({
-      name: `node-${String(i + 1).padStart(2, "0")}`,
-      mac: labMac(i),
-      nic: "eth0",
-    }));
-    const tftpRoot = join(dir, "tftpboot");
-    const installed = await timed("tftp", () => installTftpRoot({ root: tftpRoot }));
-
-    const log = options.log ?? ((line: string) => logger.info(line));
-    const choice = await chooseLabNetwork(options.network ?? "user");
-    if (choice.kind === "user" && options.network === "auto")
-      log(`lab network: qemu user-mode networking, not the lab's own (${choice.reason})`);
-    const network =
-      choice.kind === "user"
-        ? null
-        : await timed("network", () =>
-            startBmiLabNetwork({
-              ceph,
-              tftpRoot,
-              dhcpHostsDir: join(tftpRoot, DHCP_HOSTS_DIR),
-              ipxeBootFile: installed.dispatcher,
-              nodes,
-              log,
-            }),
-          );
-    // Stopped after tgtd and the VMs inside it (cleanups run in reverse).
-    if (network) cleanups.push(() => network.stop());
-
-    await mkdir(join(dir, "tgtd"), { recursive: true });
-    const tgtd = await timed("tgtd", () =>
-      startTgtd(
-        network
-          ? {
-              dir: join(dir, "tgtd"),
-              netns: network.netns,
-              portal: network.hostAddress,
-              port: LAB_ISCSI_PORT,
-            }
-          : { dir: join(dir, "tgtd"), portal: "127.0.0.1" },
-      ),
-    );
-    cleanups.push(() => tgtd.stop());
-
-    const vms = new Map<string, LabNodeVm>();
-    for (const [i, node] of nodes.entries()) {
-      const vm = createLabNodeVm({
-        name: node.name,
-        mac: node.mac,
-        uuid: labUuid(i),
-        dir: join(dir, "nodes"),
-        tftpRoot,
-        ipxeBootfile: installed.dispatcher,
-        ...(network ? { network: { tap: network.tapOf(node.name, node.nic), netns: network.netns } } : {}),
-      });
-      vms.set(node.name, vm);
-    }
-    await mkdir(join(dir, "nodes"), { recursive: true });
-    const vmOf = (name: string) => {
-      const vm = vms.get(name);
-      if (!vm) throw new Error(`the lab has no node ${name}`);
-      return vm;
-    };
-
-    const hil = await timed("hil", () =>
-      startHilServer({
-        auth: "basic",
-        machine: (name) => vmOf(name).machine,
-        actionDelayMs: options.hilActionDelayMs ?? 20,
-        ...(network ? { switch: network.switch } : {}),
-        fixture: hilFixture(project, nodes, network),
-      }),
-    );
-    cleanups.push(() => hil.close());
-    // Every VM the nodes' BMCs started goes before the HIL server (and the rest) does.
-    cleanups.push(() => Promise.all([...vms.values()].map((vm) => vm.stop())));
-    // As an admin does for each node with a BMC (HIL fetches a token from the node's obmd).
-    const obm = createHilPower({ url: hil.url, username: HIL_USER.name, password: HIL_USER.password });
-    for (const node of nodes) await obm.client.setObm(node.name, true);
-
-    const configPath = join(dir, "bmi_config.cfg");
-    await writeFile(
-      configPath,
-      renderConfig({
-        dir,
-        ceph,
-        tgtd,
-        hil,
-        tftpRoot,
-        network,
-        uid: options.uid ?? (options.ceph ? String(100 + Math.floor(Math.random() * 900_000)) : "1"),
-        overrides: options.configOverrides ?? {},
-      }),
-      { mode: 0o600 },
-    );
-    const { config } = await timed("config", async () => loadConfig({ path: configPath }));
-    // Wired from the config exactly as a deployment (and the bmi CLI) is.
-    const {
-      bmi: wired,
-      store,
-      drivers,
-      settings,
-      close,
-    } = createBmiFromConfig(config, {
-      logger,
-      env: {},
-      createStore: true,
-    });
-    cleanups.push(async () => close());
-    const bmi = await timed("bmi", async () => {
-      const created = wired;
-      // As `bmi db init` does: the admin project marks the database as a deployment's own.
-      for (const name of new Set([settings.adminProject, project])) {
-        if (!created.listProjects().some((p) => p.name === name)) await created.createProject({ name });
-      }
-      return created;
-    });
-
-    const lab: BmiLab = {
-      dir,
-      configPath,
-      config,
-      settings,
-      bmi,
-      store,
-      drivers,
+    const ceph = await labCeph(start);
+    const nodes = labNodes(options.nodes ?? 2);
+    const tftpRoot = join(start.dir, "tftpboot");
+    const installed = await start.timed("tftp", () => installTftpRoot({ root: tftpRoot }));
+    const { choice, network } = await labOwnNetwork(start, { ceph, tftpRoot, installed, nodes });
+    const tgtd = await labTgtd(start, network);
+    const vms = labVms(start, { nodes, tftpRoot, installed, network });
+    await mkdir(join(start.dir, "nodes"), { recursive: true });
+    const hil = await labHil(start, { nodes, network, vms });
+    const wired = await wireLab(start, { ceph, tgtd, hil, tftpRoot, network });
+    return {
+      ...wired,
       ceph,
       tgtd,
       hil,
       tftpRoot,
       ipxeBootfile: installed.dispatcher,
-      project,
+      project: start.project,
       nodes,
       hilUser: HIL_USER,
       network: choice.kind,
       networkReason: choice.kind === "user" ? choice.reason : null,
       labNetwork: network,
       describe: () => describeNetwork(network, tgtd, choice),
-      async createGoldenImage(name, imageOptions = {}) {
-        const file = imageOptions.file ?? join(dir, `${name}.raw`);
-        if (!imageOptions.file) await buildBootImage(file, { marker: imageOptions.marker });
-        const source = `lab${settings.uid}-${name}-src`; // unique in a shared pool
-        await drivers.storage.importFile?.(file, source);
-        cleanups.push(async () => {
-          if (await drivers.storage.exists(source)) await drivers.storage.remove(source);
-        });
-        return bmi.importImage({ project, source, name, isPublic: imageOptions.public ?? true });
-      },
       configureNode(name, nodeSettings) {
-        vmOf(name).configure(nodeSettings);
+        vms.of(name).configure(nodeSettings);
       },
-      console: (name) => vmOf(name).console,
-      powerHistory: (name) => vmOf(name).history,
-      async writeBootMarker(disk, marker) {
-        if (!disk.target) throw new Error("the disk is not exported");
-        const file = join(dir, `marker-${process.pid}-${Date.now()}.raw`);
-        await writeFile(file, bootSector(marker));
-        try {
-          // Where tgtd's portal is: inside the lab's namespace, or the host's loopback (the
-          // user-mode guest's 10.0.2.2).
-          const url = `iscsi://${tgtd.portal}:${tgtd.port}/${disk.target.name}/${disk.target.lun}`;
-          const args = ["dd", "-f", "raw", "-O", "raw", `if=${file}`, `of=${url}`, "bs=512", "count=1"];
-          const [command, argv] = network ? inNetns(network.netns, "qemu-img", args) : ["qemu-img", args];
-          await execa(command, argv, { timeout: 60_000 });
-        } finally {
-          await rm(file, { force: true });
-        }
-      },
-      async leftovers() {
-        const images = (await drivers.storage.list()).filter((n) => n.startsWith(`${settings.uid}img`));
-        const targets = (await drivers.export.list()).map((t) => t.target);
-        const bootFiles = (await drivers.boot.list()).flatMap((e) => e.files);
-        return { images, targets, bootFiles };
-      },
-      stop,
+      console: (name) => vms.of(name).console,
+      powerHistory: (name) => vms.of(name).history,
+      ...labDiskHelpers(start, wired, { tgtd, network }),
+      stop: start.stop,
     };
-    return lab;
   } catch (error) {
-    await stop();
+    await start.stop();
     throw error;
   }
+}
+
+/** The lab's directory (a fresh temp dir unless `dir` is given) and its teardown stack. */
+async function beginLab(options: BmiLabOptions): Promise<LabStart> {
+  const temp = options.dir ? undefined : await makeTempDir("lab");
+  const dir = options.dir ?? (temp?.path as string);
+  await mkdir(dir, { recursive: true });
+  const cleanups: (() => Promise<unknown>)[] = [];
+  let stopped = false;
+  return {
+    options,
+    dir,
+    project: options.project ?? "demo",
+    logger: options.logger ?? silentLogger,
+    async timed(part, fn) {
+      const started = performance.now();
+      const result = await fn();
+      options.onProgress?.(part, Math.round(performance.now() - started));
+      return result;
+    },
+    onStop: (cleanup) => cleanups.push(cleanup),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+      if (temp) await temp.remove();
+    },
+  };
+}
+
+/** The shared cluster when given, else a throwaway one under the lab's directory. */
+async function labCeph(start: LabStart): Promise<CephLabInfo> {
+  if (start.options.ceph) return start.options.ceph;
+  const started: CephLab = await start.timed("ceph", () => startCephLab({ dir: join(start.dir, "ceph") }));
+  start.onStop(() => started.stop());
+  return started;
+}
+
+function labNodes(count: number): LabNode[] {
+  return Array.from({ length: count }, (_, i) => ({
+    name: `node-${String(i + 1).padStart(2, "0")}`,
+    mac: labMac(i),
+    nic: "eth0",
+  }));
+}
+
+/** The lab's own network when chosen (`network` option), else null: qemu's user mode. */
+async function labOwnNetwork(
+  start: LabStart,
+  parts: { ceph: CephLabInfo; tftpRoot: string; installed: { dispatcher: string }; nodes: LabNode[] },
+) {
+  const { options, logger } = start;
+  const log = options.log ?? ((line: string) => logger.info(line));
+  const choice = await chooseLabNetwork(options.network ?? "user");
+  if (choice.kind === "user" && options.network === "auto")
+    log(`lab network: qemu user-mode networking, not the lab's own (${choice.reason})`);
+  if (choice.kind === "user") return { choice, network: null };
+  const network = await start.timed("network", () =>
+    startBmiLabNetwork({
+      ceph: parts.ceph,
+      tftpRoot: parts.tftpRoot,
+      dhcpHostsDir: join(parts.tftpRoot, DHCP_HOSTS_DIR),
+      ipxeBootFile: parts.installed.dispatcher,
+      nodes: parts.nodes,
+      log,
+    }),
+  );
+  // Stopped after tgtd and the VMs inside it (cleanups run in reverse).
+  start.onStop(() => network.stop());
+  return { choice, network };
+}
+
+/** tgtd with its portal on the lab's network, or on the host's loopback in user mode. */
+async function labTgtd(start: LabStart, network: LabNetwork | null): Promise<TgtdHandle> {
+  const dir = join(start.dir, "tgtd");
+  await mkdir(dir, { recursive: true });
+  const tgtd = await start.timed("tgtd", () =>
+    startTgtd(
+      network
+        ? { dir, netns: network.netns, portal: network.hostAddress, port: LAB_ISCSI_PORT }
+        : { dir, portal: "127.0.0.1" },
+    ),
+  );
+  start.onStop(() => tgtd.stop());
+  return tgtd;
+}
+
+/** The nodes' VMs: each started only by its BMC (HIL's OBM). */
+interface LabVms {
+  of(name: string): LabNodeVm;
+  stopAll(): Promise<unknown>;
+}
+
+function labVms(
+  start: LabStart,
+  parts: {
+    nodes: LabNode[];
+    tftpRoot: string;
+    installed: { dispatcher: string };
+    network: LabNetwork | null;
+  },
+): LabVms {
+  const { network } = parts;
+  const vms = new Map<string, LabNodeVm>();
+  for (const [i, node] of parts.nodes.entries()) {
+    const vm = createLabNodeVm({
+      name: node.name,
+      mac: node.mac,
+      uuid: labUuid(i),
+      dir: join(start.dir, "nodes"),
+      tftpRoot: parts.tftpRoot,
+      ipxeBootfile: parts.installed.dispatcher,
+      ...(network ? { network: { tap: network.tapOf(node.name, node.nic), netns: network.netns } } : {}),
+    });
+    vms.set(node.name, vm);
+  }
+  return {
+    of(name) {
+      const vm = vms.get(name);
+      if (!vm) throw new Error(`the lab has no node ${name}`);
+      return vm;
+    },
+    stopAll: () => Promise.all([...vms.values()].map((vm) => vm.stop())),
+  };
+}
+
+/** The HIL-compatible server: the lab's nodes owned by `project`, each with a BMC driving its VM. */
+async function labHil(
+  start: LabStart,
+  parts: { nodes: LabNode[]; network: LabNetwork | null; vms: LabVms },
+): Promise<HilServer> {
+  const { nodes, network, vms } = parts;
+  const hil = await start.timed("hil", () =>
+    startHilServer({
+      auth: "basic",
+      machine: (name) => vms.of(name).machine,
+      actionDelayMs: start.options.hilActionDelayMs ?? 20,
+      ...(network ? { switch: network.switch } : {}),
+      fixture: hilFixture(start.project, nodes, network),
+    }),
+  );
+  start.onStop(() => hil.close());
+  // Every VM the nodes' BMCs started goes before the HIL server (and the rest) does.
+  start.onStop(() => vms.stopAll());
+  // As an admin does for each node with a BMC (HIL fetches a token from the node's obmd).
+  const obm = createHilPower({ url: hil.url, username: HIL_USER.name, password: HIL_USER.password });
+  for (const node of nodes) await obm.client.setObm(node.name, true);
+  return hil;
+}
+
+/** The lab's BMI: a bmi_config.cfg written for its parts, wired from it as a deployment is. */
+async function wireLab(
+  start: LabStart,
+  parts: {
+    ceph: CephLabInfo;
+    tgtd: TgtdHandle;
+    hil: HilServer;
+    tftpRoot: string;
+    network: LabNetwork | null;
+  },
+) {
+  const { dir, options, project } = start;
+  const configPath = join(dir, "bmi_config.cfg");
+  const uid = options.uid ?? (options.ceph ? String(100 + Math.floor(Math.random() * 900_000)) : "1");
+  await writeFile(
+    configPath,
+    renderConfig({ dir, ...parts, uid, overrides: options.configOverrides ?? {} }),
+    { mode: 0o600 },
+  );
+  const { config } = await start.timed("config", async () => loadConfig({ path: configPath }));
+  // Wired from the config exactly as a deployment (and the bmi CLI) is.
+  const { bmi, store, drivers, settings, close } = createBmiFromConfig(config, {
+    logger: start.logger,
+    env: {},
+    createStore: true,
+  });
+  start.onStop(async () => close());
+  await start.timed("bmi", async () => {
+    // As `bmi db init` does: the admin project marks the database as a deployment's own.
+    for (const name of new Set([settings.adminProject, project])) {
+      if (!(await bmi.listProjects()).some((p) => p.name === name)) await bmi.createProject({ name });
+    }
+  });
+  return { dir, configPath, config, settings, bmi, store, drivers };
+}
+
+type WiredLab = Awaited<ReturnType<typeof wireLab>>;
+
+/** The lab's disk helpers: golden images from files, boot markers written over iSCSI, leftovers. */
+function labDiskHelpers(
+  start: LabStart,
+  { bmi, drivers, settings }: WiredLab,
+  { tgtd, network }: { tgtd: TgtdHandle; network: LabNetwork | null },
+): Pick<BmiLab, "createGoldenImage" | "writeBootMarker" | "leftovers"> {
+  const { dir, project } = start;
+  return {
+    async createGoldenImage(name, imageOptions = {}) {
+      const file = imageOptions.file ?? join(dir, `${name}.raw`);
+      if (!imageOptions.file) await buildBootImage(file, { marker: imageOptions.marker });
+      const source = `lab${settings.uid}-${name}-src`; // unique in a shared pool
+      await drivers.storage.importFile?.(file, source);
+      start.onStop(async () => {
+        if (await drivers.storage.exists(source)) await drivers.storage.remove(source);
+      });
+      return bmi.importImage({ project, source, name, isPublic: imageOptions.public ?? true });
+    },
+    async writeBootMarker(disk, marker) {
+      if (!disk.target) throw new Error("the disk is not exported");
+      const file = join(dir, `marker-${process.pid}-${Date.now()}.raw`);
+      await writeFile(file, bootSector(marker));
+      try {
+        // Where tgtd's portal is: inside the lab's namespace, or the host's loopback (the
+        // user-mode guest's 10.0.2.2).
+        const url = `iscsi://${tgtd.portal}:${tgtd.port}/${disk.target.name}/${disk.target.lun}`;
+        const args = ["dd", "-f", "raw", "-O", "raw", `if=${file}`, `of=${url}`, "bs=512", "count=1"];
+        const [command, argv] = network ? inNetns(network.netns, "qemu-img", args) : ["qemu-img", args];
+        await execa(command, argv, { timeout: 60_000 });
+      } finally {
+        await rm(file, { force: true });
+      }
+    },
+    async leftovers() {
+      const images = (await drivers.storage.list()).filter((n) => n.startsWith(`${settings.uid}img`));
+      const targets = (await drivers.export.list()).map((t) => t.target);
+      const bootFiles = (await drivers.boot.list()).flatMap((e) => e.files);
+      return { images, targets, bootFiles };
+    },
+  };
 }
 
 /** HIL's view of the lab: its nodes, owned by `project`, cabled to the lab's switch when there is one. */

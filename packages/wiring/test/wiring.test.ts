@@ -36,10 +36,10 @@ describe("createBmiFromConfig", () => {
     await wired.close();
     // The librbd back end's connection is closed (it refuses work) and so is the database.
     await expect(wired.drivers.storage.exists("anything")).rejects.toThrow(/storage driver is closed/);
-    expect(() => wired.store.listProjects()).toThrow();
+    await expect(wired.store.projects.list()).rejects.toThrow();
     // What it wrote is in the file at [db] path.
     const again = createBmiFromConfig(await config());
-    expect(again.bmi.listProjects().map((p) => p.name)).toEqual(["p1"]);
+    expect((await again.bmi.listProjects()).map((p) => p.name)).toEqual(["p1"]);
     await again.close();
   });
 
@@ -70,8 +70,8 @@ describe("registerFromConfig", () => {
     expect(child.resolve(TOKENS.power)).toBe(drivers.power);
     const bmi = resolveBmi(child);
     await bmi.createProject({ name: "p1" });
-    expect(store.listProjects().map((p) => p.name)).toContain("p1");
+    expect((await store.projects.list()).map((p) => p.name)).toContain("p1");
     await bmi.close();
-    expect(() => store.listProjects()).toThrow();
+    await expect(store.projects.list()).rejects.toThrow();
   });
 });

@@ -36,7 +36,7 @@ export function registerDb(program: Command, ctx: CliContext): void {
       ctx.action(async (g) => {
         const { bmi, config, warnings } = ctx.connect(g, { createStore: true });
         const admin = bmi.settings.adminProject;
-        const existing = bmi.listProjects().find((p) => p.name === admin);
+        const existing = (await bmi.listProjects()).find((p) => p.name === admin);
         const created = existing ?? (await bmi.createProject({ name: admin }, ctx.call));
         const value = { path: config.db.path, adminProject: created, created: !existing, warnings };
         return done(value, [
@@ -60,13 +60,17 @@ export function registerDb(program: Command, ctx: CliContext): void {
       .option("--name <name>")
       .option("--ceph <rbd-name>"),
     false,
-  ).action(ctx.action((g, o: DbFilters) => list(dbRows(ctx, g, o), DB_COLUMNS)));
+  ).action(ctx.action(async (g, o: DbFilters) => list(await dbRows(ctx, g, o), DB_COLUMNS)));
 }
 
-function dbRows(ctx: CliContext, g: Parameters<CliContext["connect"]>[0], o: DbFilters): DbRow[] {
+async function dbRows(
+  ctx: CliContext,
+  g: Parameters<CliContext["connect"]>[0],
+  o: DbFilters,
+): Promise<DbRow[]> {
   const { bmi } = ctx.connect(g);
-  const projects = new Map(bmi.listProjects().map((p) => [p.id, p.name]));
-  const all = bmi.listAllImages();
+  const projects = new Map((await bmi.listProjects()).map((p) => [p.id, p.name]));
+  const all = await bmi.listAllImages();
   const byId = new Map(all.map((i) => [i.id, i]));
   // The original's precedence: -s, else -c, else -p; then every given filter must match.
   const kind = (i: Image) =>

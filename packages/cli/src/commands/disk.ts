@@ -39,9 +39,9 @@ export function registerDisks(program: Command, ctx: CliContext): void {
         return done({ project, disk: name, removed: true }, [`disk ${name} deleted`]);
       }),
     );
-  const listDisks = ctx.action((g, project: string) => {
+  const listDisks = ctx.action(async (g, project: string) => {
     const { bmi } = ctx.connect(g);
-    return list(withParents(bmi.listDisks({ project }), bmi.listAllImages()), DISK_COLUMNS);
+    return list(withParents(await bmi.listDisks({ project }), await bmi.listAllImages()), DISK_COLUMNS);
   });
   withColumns(disk.command("ls").description("list a project's disks: name, source image, target, node"))
     .argument("<project>")
@@ -53,10 +53,10 @@ export function registerDisks(program: Command, ctx: CliContext): void {
     .argument("<project>")
     .argument("<disk>")
     .action(
-      ctx.action((g, project: string, name: string) => {
+      ctx.action(async (g, project: string, name: string) => {
         const { bmi } = ctx.connect(g);
-        const row = bmi.listDisks({ project }).find((d) => d.name === name);
-        const named = withParent(found(row, `disk ${name} in project ${project}`), bmi.listAllImages());
+        const row = (await bmi.listDisks({ project })).find((d) => d.name === name);
+        const named = withParent(found(row, `disk ${name} in project ${project}`), await bmi.listAllImages());
         return show(named, DISK_COLUMNS);
       }),
     );

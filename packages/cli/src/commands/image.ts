@@ -25,19 +25,19 @@ export function registerImages(program: Command, ctx: CliContext): void {
     );
   for (const verb of ["cp", "mv"] as const) registerCopy(program, ctx, verb);
 
-  const listImages = ctx.action((g, project: string) => {
+  const listImages = ctx.action(async (g, project: string) => {
     const { bmi } = ctx.connect(g);
-    return list(withParents(bmi.listImages({ project }), bmi.listAllImages()), IMAGE_COLUMNS);
+    return list(withParents(await bmi.listImages({ project }), await bmi.listAllImages()), IMAGE_COLUMNS);
   });
   const removeImage = ctx.action(async (g, project: string, image: string) => {
     const { bmi } = ctx.connect(g);
     await withProgress(ctx, g, bmi, `remove ${image}`, () => bmi.removeImage({ project, image }, ctx.call));
     return done({ project, image, removed: true }, [`removed ${image}`]);
   });
-  const showImage = ctx.action((g, project: string, image: string) => {
+  const showImage = ctx.action(async (g, project: string, image: string) => {
     const { bmi } = ctx.connect(g);
-    const projectId = bmi.listProjects().find((p) => p.name === project)?.id;
-    const all = bmi.listAllImages();
+    const projectId = (await bmi.listProjects()).find((p) => p.name === project)?.id;
+    const all = await bmi.listAllImages();
     const row = all.find((i) => i.projectId === projectId && i.name === image && i.kind !== "disk");
     return show(withParent(found(row, `image ${image} in project ${project}`), all), IMAGE_COLUMNS);
   });

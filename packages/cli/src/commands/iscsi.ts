@@ -41,6 +41,8 @@ export function registerIscsi(program: Command, ctx: CliContext): void {
   )
     .argument("<project>")
     .action(
-      ctx.action((g, project: string) => list(ctx.connect(g).bmi.listMounts({ project }), MOUNT_COLUMNS)),
+      ctx.action(async (g, project: string) =>
+        list(await ctx.connect(g).bmi.listMounts({ project }), MOUNT_COLUMNS),
+      ),
     );
 }

@@ -80,8 +80,8 @@ export function registerNodes(program: Command, ctx: CliContext): void {
     ),
   );
   registerDeprovision(program, ctx);
-  const listNodes = ctx.action((g, project?: string) =>
-    list(ctx.connect(g).bmi.listProvisionings(project ? { project } : {}), NODE_COLUMNS),
+  const listNodes = ctx.action(async (g, project?: string) =>
+    list(await ctx.connect(g).bmi.listProvisionings(project ? { project } : {}), NODE_COLUMNS),
   );
   withColumns(program.command("nodes").description("list provisioned nodes: node, disk, NIC, MAC, target"))
     .argument("[project]")
@@ -94,11 +94,8 @@ export function registerNodes(program: Command, ctx: CliContext): void {
     .argument("<project>")
     .argument("<node>")
     .action(
-      ctx.action((g, project: string, node: string) => {
-        const row = ctx
-          .connect(g)
-          .bmi.listProvisionings({ project })
-          .find((p) => p.node === node);
+      ctx.action(async (g, project: string, node: string) => {
+        const row = (await ctx.connect(g).bmi.listProvisionings({ project })).find((p) => p.node === node);
         return show(found(row, `provisioned node ${node} in project ${project}`), NODE_COLUMNS);
       }),
     );
@@ -121,7 +118,7 @@ function registerDeprovision(program: Command, ctx: CliContext): void {
     .action(
       ctx.action(async (g, project: string, node: string, nic: string | undefined, o: DeprovisionFlags) => {
         const { bmi } = ctx.connect(g);
-        const disk = bmi.listProvisionings({ project }).find((p) => p.node === node)?.disk;
+        const disk = (await bmi.listProvisionings({ project })).find((p) => p.node === node)?.disk;
         const input = {
           project,
           node,

@@ -30,14 +30,11 @@ export function registerProjects(program: Command, ctx: CliContext): void {
       }),
     );
   withColumns(project.command("ls").description("list projects (list_projects)")).action(
-    ctx.action((g) => list(ctx.connect(g).bmi.listProjects(), PROJECT_COLUMNS)),
+    ctx.action(async (g) => list(await ctx.connect(g).bmi.listProjects(), PROJECT_COLUMNS)),
   );
   withColumns(project.command("show").description("show one project").argument("<name>")).action(
-    ctx.action((g, name: string) => {
-      const row = ctx
-        .connect(g)
-        .bmi.listProjects()
-        .find((p) => p.name === name);
+    ctx.action(async (g, name: string) => {
+      const row = (await ctx.connect(g).bmi.listProjects()).find((p) => p.name === name);
       return show(found(row, `project ${name}`), PROJECT_COLUMNS);
     }),
   );

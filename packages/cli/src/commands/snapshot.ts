@@ -32,8 +32,8 @@ export function registerSnapshots(program: Command, ctx: CliContext): void {
   )
     .argument("<project>")
     .action(
-      ctx.action((g, project: string) => {
-        const rows = ctx.connect(g).bmi.listSnapshots({ project });
+      ctx.action(async (g, project: string) => {
+        const rows = await ctx.connect(g).bmi.listSnapshots({ project });
         return list(
           rows.map((s) => ({ ...s.image, parent: s.parent })),
           SNAPSHOT_COLUMNS,

@@ -31,7 +31,7 @@ export const ROUTES: readonly Route[] = [
     path: "/list_images/",
     method: "POST",
     fields: [],
-    handle: async (bmi, project) => bmi.listImages({ project }).map((i) => i.name),
+    handle: async (bmi, project) => (await bmi.listImages({ project })).map((i) => i.name),
   },
   {
     path: "/provision/",
@@ -50,7 +50,7 @@ export const ROUTES: readonly Route[] = [
     fields: ["node", "nic"],
     nodeField: "node",
     handle: async (bmi, project, f, call) => {
-      const record = bmi.listProvisionings({ project }).find((p) => p.node === f.node);
+      const record = (await bmi.listProvisionings({ project })).find((p) => p.node === f.node);
       // The original needed the NIC to find the boot files; we keep a record, so it must only agree.
       if (record && record.nic !== f.nic) {
         throw new BmiError(
@@ -76,7 +76,8 @@ export const ROUTES: readonly Route[] = [
     path: "/list_snapshots/",
     method: "POST",
     fields: [],
-    handle: async (bmi, project) => bmi.listSnapshots({ project }).map((s) => [s.image.name, s.parent ?? ""]),
+    handle: async (bmi, project) =>
+      (await bmi.listSnapshots({ project })).map((s) => [s.image.name, s.parent ?? ""]),
   },
   {
     path: "/remove_image/",

@@ -17,6 +17,7 @@ import { type HealthDrivers, healthRoute } from "./health.js";
 import { createMetrics } from "./metrics.js";
 import { v1Routes } from "./v1/index.js";
 
+export type { RouteCall } from "./compat-routes.js";
 export { ROUTES, type Route } from "./compat-routes.js";
 export type { Credentials } from "./credentials.js";
 export { basicCredentials } from "./credentials.js";

@@ -68,7 +68,7 @@ export async function prepareBootWait(
 ): Promise<{ wait: () => Promise<BootWaitResult> }> {
   const args = parseInput(WaitInput, input, "input");
   const opts = parseInput(WaitOptions, options, "options");
-  const record = requireProvisioned(ctx, args.project, args.node);
+  const record = await requireProvisioned(ctx, args.project, args.node);
   const sessionsOf = requireSessions(ctx.drivers.export);
   await ctx.drivers.isolation.authorize(args.project, args.node, { signal: opts.signal });
   const baseline = maxId(await sessionsOf(record.target.name));
@@ -108,8 +108,8 @@ async function watchBoot(
   }
 }
 
-function requireProvisioned(ctx: BmiContext, project: string, node: string): Provisioning {
-  const record = ctx.store.getProvisioning(node);
+async function requireProvisioned(ctx: BmiContext, project: string, node: string): Promise<Provisioning> {
+  const record = await ctx.store.provisionings.get(node);
   if (!record) throw new BmiError("not_found", `node ${node} is not provisioned`, { subsystem: "store" });
   if (record.project !== project) {
     throw new BmiError("forbidden", `node ${node} is not provisioned by project ${project}`);

@@ -51,8 +51,8 @@ export function operation<T>(
   );
 }
 
-export function requireProject(ctx: BmiContext, name: string): Project {
-  const project = ctx.store.getProject(name);
+export async function requireProject(ctx: BmiContext, name: string): Promise<Project> {
+  const project = await ctx.store.projects.get(name);
   if (!project)
     throw new BmiError("not_found", `project ${name} not found`, {
       subsystem: "store",
@@ -61,8 +61,13 @@ export function requireProject(ctx: BmiContext, name: string): Project {
   return project;
 }
 
-export function requireImage(ctx: BmiContext, project: Project, name: string, what = "image"): Image {
-  const image = ctx.store.getImage(project.id, name);
+export async function requireImage(
+  ctx: BmiContext,
+  project: Project,
+  name: string,
+  what = "image",
+): Promise<Image> {
+  const image = await ctx.store.images.get(project.id, name);
   if (!image) {
     throw new BmiError("not_found", `${what} ${name} not found in project ${project.name}`, {
       subsystem: "store",

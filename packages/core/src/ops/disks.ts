@@ -21,9 +21,9 @@ import {
 const CreateDiskInput = z.strictObject({ project: ProjectName, image: ImageName, disk: DiskName });
 export type CreateDiskInput = z.input<typeof CreateDiskInput>;
 
-export function toDisk(ctx: BmiContext, image: Image): Disk {
-  const record = ctx.store.getExport(image.id);
-  const node = ctx.store.getProvisioningByDisk(image.id)?.node ?? null;
+export async function toDisk(ctx: BmiContext, image: Image): Promise<Disk> {
+  const record = await ctx.store.exports.get(image.id);
+  const node = (await ctx.store.provisionings.getByDisk(image.id))?.node ?? null;
   return { ...image, kind: "disk", target: record?.target ?? null, node };
 }
 
@@ -33,7 +33,7 @@ export function createDisk(ctx: BmiContext, input: CreateDiskInput): Promise<Dis
   // The source image is not locked: many disks may be cloned from one image at once, and Ceph
   // refuses to unprotect a snapshot that has clones, so removeImage cannot pull it away.
   return operation(ctx, "create disk", { ...args }, [imageLock(args.project, args.disk)], async (saga) => {
-    const project = requireProject(ctx, args.project);
+    const project = await requireProject(ctx, args.project);
     return createDiskSteps(ctx, saga, project, args.image, args.disk);
   });
 }
@@ -46,10 +46,10 @@ export async function createDiskSteps(
   imageName: string,
   diskName: string,
 ): Promise<Disk> {
-  const source = requireImage(ctx, project, imageName);
+  const source = await requireImage(ctx, project, imageName);
   // Disks carry no S snapshot, so a disk can never be a clone source (spec §2.3).
   requireKind(source, ["golden", "snapshot"], project, "create disk");
-  if (ctx.store.getImage(project.id, diskName)) {
+  if (await ctx.store.images.get(project.id, diskName)) {
     throw new BmiError("already_exists", `disk ${diskName} already exists in project ${project.name}`, {
       subsystem: "store",
     });
@@ -62,7 +62,7 @@ export async function createDiskSteps(
     isSnapshot: false,
     cephName: (id) => cephNameOf(ctx.settings.uid, id),
   });
-  await cloneStep(ctx, saga, cloneSource(ctx, source), row.cephName);
+  await cloneStep(ctx, saga, await cloneSource(ctx, source), row.cephName);
   const target = await exportSteps(ctx, saga, row);
   return { ...row, kind: "disk", target, node: null };
 }
@@ -81,15 +81,15 @@ const DeleteDiskInput = z.strictObject({
 });
 export type DeleteDiskInput = z.input<typeof DeleteDiskInput>;
 
-export function deleteDisk(ctx: BmiContext, input: DeleteDiskInput): Promise<void> {
+export async function deleteDisk(ctx: BmiContext, input: DeleteDiskInput): Promise<void> {
   const args = parseInput(DeleteDiskInput, input, "input");
   const locks = [imageLock(args.project, args.disk)];
-  const booting = args.deprovision ? bootingNode(ctx, args.project, args.disk) : null;
+  const booting = args.deprovision ? await bootingNode(ctx, args.project, args.disk) : null;
   if (booting) locks.push(nodeLock(booting));
   return operation(ctx, "delete disk", { project: args.project, disk: args.disk }, locks, async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const row = ctx.store.getImage(project.id, args.disk);
-    const record = row && args.deprovision ? ctx.store.getProvisioningByDisk(row.id) : null;
+    const project = await requireProject(ctx, args.project);
+    const row = await ctx.store.images.get(project.id, args.disk);
+    const record = row && args.deprovision ? await ctx.store.provisionings.getByDisk(row.id) : null;
     if (record) {
       // Another node than the one locked (it changed since): refuse rather than act unlocked.
       if (record.node !== booting) {
@@ -105,10 +105,10 @@ export function deleteDisk(ctx: BmiContext, input: DeleteDiskInput): Promise<voi
 }
 
 /** The node a disk boots, if any (read before the locks are taken, to know which to take). */
-function bootingNode(ctx: BmiContext, projectName: string, diskName: string): string | null {
-  const project = ctx.store.getProject(projectName);
-  const row = project ? ctx.store.getImage(project.id, diskName) : undefined;
-  return row ? (ctx.store.getProvisioningByDisk(row.id)?.node ?? null) : null;
+async function bootingNode(ctx: BmiContext, projectName: string, diskName: string): Promise<string | null> {
+  const project = await ctx.store.projects.get(projectName);
+  const row = project ? await ctx.store.images.get(project.id, diskName) : undefined;
+  return row ? ((await ctx.store.provisionings.getByDisk(row.id))?.node ?? null) : null;
 }
 
 /** The steps of deleteDisk, shared with deprovision. The caller holds the locks. */
@@ -120,9 +120,9 @@ export async function deleteDiskSteps(
   force: boolean,
   servingNode?: string,
 ): Promise<void> {
-  const disk = requireImage(ctx, project, diskName, "disk");
+  const disk = await requireImage(ctx, project, diskName, "disk");
   requireKind(disk, ["disk"], project, "delete disk");
-  const user = ctx.store.getProvisioningByDisk(disk.id);
+  const user = await ctx.store.provisionings.getByDisk(disk.id);
   if (user && user.node !== servingNode) {
     throw new BmiError("busy", `disk ${diskName} boots node ${user.node}; deprovision the node first`, {
       subsystem: "store",
@@ -131,9 +131,9 @@ export async function deleteDiskSteps(
   }
   // Snapshot images still sharing data with this disk are flattened first (snapshotDisk's "later").
   // They have the disk's parent as theirs, so without such a row no `rbd snap ls` is needed.
-  const mayHaveSnapshots = ctx.store
-    .listImages(project.id)
-    .some((i) => i.kind === "snapshot" && i.parentId === disk.parentId);
+  const mayHaveSnapshots = (await ctx.store.images.list(project.id)).some(
+    (i) => i.kind === "snapshot" && i.parentId === disk.parentId,
+  );
   if (mayHaveSnapshots) await settleDiskSnapshotsSteps(ctx, saga, disk);
   await unexportSteps(ctx, saga, disk, force);
   await deleteImageRowStep(ctx, saga, disk);
@@ -143,10 +143,8 @@ export async function deleteDiskSteps(
   await removeImageLastStep(ctx, saga, "remove clone", disk.cephName);
 }
 
-export function listDisks(ctx: BmiContext, input: { project: string }): Disk[] {
+export async function listDisks(ctx: BmiContext, input: { project: string }): Promise<Disk[]> {
   const { project } = parseInput(z.strictObject({ project: ProjectName }), input, "input");
-  return ctx.store
-    .listImages(requireProject(ctx, project).id)
-    .filter((i) => i.kind === "disk")
-    .map((i) => toDisk(ctx, i));
+  const rows = await ctx.store.images.list((await requireProject(ctx, project)).id);
+  return Promise.all(rows.filter((i) => i.kind === "disk").map((i) => toDisk(ctx, i)));
 }

@@ -44,8 +44,8 @@ export function importImage(ctx: BmiContext, input: ImportImageInput): Promise<I
     { project: args.project, image: name },
     [imageLock(args.project, name)],
     async (saga) => {
-      const project = requireProject(ctx, args.project);
-      if (ctx.store.getImage(project.id, name)) {
+      const project = await requireProject(ctx, args.project);
+      if (await ctx.store.images.get(project.id, name)) {
         throw new BmiError("already_exists", `image ${name} already exists in project ${project.name}`, {
           subsystem: "store",
         });
@@ -102,14 +102,16 @@ export function importImage(ctx: BmiContext, input: ImportImageInput): Promise<I
 const ProjectOnly = z.strictObject({ project: ProjectName });
 
 /** The project's golden images (no disks, no snapshots), as the original's list_images. */
-export function listImages(ctx: BmiContext, input: { project: string }): Image[] {
+export async function listImages(ctx: BmiContext, input: { project: string }): Promise<Image[]> {
   const { project } = parseInput(ProjectOnly, input, "input");
-  return ctx.store.listImages(requireProject(ctx, project).id).filter((i) => i.kind === "golden");
+  return (await ctx.store.images.list((await requireProject(ctx, project)).id)).filter(
+    (i) => i.kind === "golden",
+  );
 }
 
 /** Every image row of every project (the original's admin `db ls`). */
-export function listAllImages(ctx: BmiContext): Image[] {
-  return ctx.store.listImages();
+export function listAllImages(ctx: BmiContext): Promise<Image[]> {
+  return ctx.store.images.list();
 }
 
 const ImageRef = z.strictObject({ project: ProjectName, image: ImageName });
@@ -119,10 +121,10 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
   const args = parseInput(ImageRef, input, "input");
   const { storage } = ctx.drivers;
   return operation(ctx, "remove image", { ...args }, [imageLock(args.project, args.image)], async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const image = requireImage(ctx, project, args.image);
+    const project = await requireProject(ctx, args.project);
+    const image = await requireImage(ctx, project, args.image);
     requireKind(image, ["golden", "snapshot"], project, "remove image");
-    const disks = ctx.store.listChildren(image.id).filter((i) => i.kind === "disk");
+    const disks = (await ctx.store.images.listChildren(image.id)).filter((i) => i.kind === "disk");
     if (disks.length > 0) {
       throw new BmiError(
         "busy",
@@ -132,12 +134,12 @@ export function removeImage(ctx: BmiContext, input: { project: string; image: st
         },
       );
     }
-    if (ctx.store.getExport(image.id)) {
+    if (await ctx.store.exports.get(image.id)) {
       throw new BmiError("busy", `image ${image.name} is mounted as an iSCSI target; unmount it first`, {
         subsystem: "export",
       });
     }
-    const source = cloneSource(ctx, image);
+    const source = await cloneSource(ctx, image);
     const snapshots = await storage.listSnapshots(image.cephName).catch((error) => {
       if (error instanceof BmiError && error.code === "not_found") return null;
       throw error;
@@ -196,11 +198,11 @@ export function copyImage(ctx: BmiContext, input: CopyImageInput): Promise<Image
   // snapshot with clones from being removed under them).
   const locks = [imageLock(args.destProject, destName)];
   return operation(ctx, "copy image", { ...args, destName }, locks, async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const dest = requireProject(ctx, args.destProject);
-    const source = requireImage(ctx, project, args.image);
+    const project = await requireProject(ctx, args.project);
+    const dest = await requireProject(ctx, args.destProject);
+    const source = await requireImage(ctx, project, args.image);
     requireKind(source, ["golden", "snapshot"], project, "copy image");
-    if (ctx.store.getImage(dest.id, destName)) {
+    if (await ctx.store.images.get(dest.id, destName)) {
       throw new BmiError("already_exists", `image ${destName} already exists in project ${dest.name}`, {
         subsystem: "store",
       });
@@ -214,7 +216,7 @@ export function copyImage(ctx: BmiContext, input: CopyImageInput): Promise<Image
       isSnapshot: sameProject ? source.isSnapshot : false,
       cephName: (id) => cephNameOf(ctx.settings.uid, id),
     });
-    await cloneStep(ctx, saga, cloneSource(ctx, source), copy.cephName);
+    await cloneStep(ctx, saga, await cloneSource(ctx, source), copy.cephName);
     await makeGoldenSteps(ctx, saga, copy);
     return copy;
   });
@@ -226,11 +228,11 @@ export function moveImage(ctx: BmiContext, input: CopyImageInput): Promise<Image
   const destName = args.destName ?? args.image;
   const locks = [imageLock(args.project, args.image), imageLock(args.destProject, destName)];
   return operation(ctx, "move image", { ...args, destName }, locks, async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const dest = requireProject(ctx, args.destProject);
-    const image = requireImage(ctx, project, args.image);
+    const project = await requireProject(ctx, args.project);
+    const dest = await requireProject(ctx, args.destProject);
+    const image = await requireImage(ctx, project, args.image);
     if (dest.id === project.id && destName === image.name) return image;
-    if (ctx.store.getImage(dest.id, destName)) {
+    if (await ctx.store.images.get(dest.id, destName)) {
       throw new BmiError("already_exists", `image ${destName} already exists in project ${dest.name}`, {
         subsystem: "store",
       });
@@ -251,12 +253,12 @@ export function moveImage(ctx: BmiContext, input: CopyImageInput): Promise<Image
     return saga.step(
       "update image row",
       () =>
-        ctx.store.updateImage(image.id, {
+        ctx.store.images.update(image.id, {
           name: destName,
           projectId: dest.id,
           ...(across ? { parentId: null, isSnapshot: false } : {}),
         }),
-      () => ctx.store.updateImage(image.id, before),
+      () => ctx.store.images.update(image.id, before),
     );
   });
 }
@@ -271,15 +273,15 @@ export function exportImage(
   const args = parseInput(ExportInput, input, "input");
   const { storage } = ctx.drivers;
   return operation(ctx, "export image", { ...args }, [imageLock(args.project, args.image)], async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const image = requireImage(ctx, project, args.image);
+    const project = await requireProject(ctx, args.project);
+    const image = await requireImage(ctx, project, args.image);
     requireKind(image, ["golden", "snapshot"], project, "export image");
     if (await storage.exists(args.rbdName)) {
       throw new BmiError("already_exists", `RBD image ${args.rbdName} already exists`, {
         subsystem: "storage",
       });
     }
-    await cloneStep(ctx, saga, cloneSource(ctx, image), args.rbdName);
+    await cloneStep(ctx, saga, await cloneSource(ctx, image), args.rbdName);
     await saga.step("flatten", () => storage.flatten(args.rbdName));
   });
 }

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { BmiError } from "../errors/index.js";
-import type { LockOwner, Store } from "../store/index.js";
+import type { LockOwner, Store, StoreRepositories, StoreTransaction } from "../store/index.js";
 import { retryWhileStoreLocked } from "./store-retry.js";
 
 export const nodeLock = (node: string) => `node:${node}`;
@@ -36,7 +36,7 @@ export async function withLocks<T>(
   renewal.unref();
   try {
     for (const key of [...new Set(keys)].sort()) {
-      if (!(await retryWhileStoreLocked(() => store.tryLock(key, owner, leaseMs)))) {
+      if (!(await retryWhileStoreLocked(() => store.locks.tryLock(key, owner, leaseMs)))) {
         throw new BmiError("conflict", `${describeLock(key)}; try again later`, { details: { lock: key } });
       }
       held.push(key);
@@ -45,7 +45,7 @@ export async function withLocks<T>(
   } finally {
     clearInterval(renewal);
     for (const key of held.reverse()) {
-      await retryWhileStoreLocked(() => store.unlock(key, owner)).catch(() => {
+      await retryWhileStoreLocked(() => store.locks.unlock(key, owner)).catch(() => {
         // The lease ends by itself; a later tryLock takes it over.
       });
     }
@@ -54,11 +54,9 @@ export async function withLocks<T>(
 
 function renewAll(store: Store, keys: string[], owner: LockOwner, leaseMs: number): void {
   for (const key of keys) {
-    try {
-      store.renewLock(key, owner, leaseMs);
-    } catch {
+    store.locks.renew(key, owner, leaseMs).catch(() => {
       // A locked database: the next tick tries again, well before the lease ends.
-    }
+    });
   }
 }
 
@@ -69,39 +67,58 @@ function describeLock(key: string): string {
   return `${key.slice(0, at)} ${key.slice(at + 1)} is being changed by another operation`;
 }
 
-/** The Store methods that change operational data; the journal and the locks stay writable. */
-const FENCED_WRITES = [
-  "createProject",
-  "deleteProject",
-  "insertImage",
-  "updateImage",
-  "deleteImage",
-  "putExport",
-  "deleteExport",
-  "putProvisioning",
-  "deleteProvisioning",
-] as const satisfies readonly (keyof Store)[];
+/** The repository methods that change operational data; the journal and the locks stay writable. */
+const FENCED_WRITES = {
+  projects: ["create", "delete"],
+  images: ["insert", "update", "delete"],
+  exports: ["put", "delete"],
+  provisionings: ["put", "delete"],
+} as const satisfies { [R in keyof StoreRepositories]?: readonly (keyof StoreRepositories[R])[] };
+
+type FencedRepository = keyof typeof FENCED_WRITES;
 
 /**
  * A view of `store` whose data writes, inside {@link withLocks}, first check (in the same
  * transaction) that the operation still holds every lock it took. A holder whose lease ended and
  * whose lock another operation took over gets a `conflict` instead of overwriting that one's rows.
+ * The repositories of its transactions are fenced the same way.
  */
-export function fenceStore(store: Store): Store {
-  const fenced: Partial<Store> = {};
-  for (const method of FENCED_WRITES) {
-    const write = store[method] as (...args: unknown[]) => unknown;
-    (fenced as Record<string, unknown>)[method] = (...args: unknown[]) => {
+export function fenceStore<S extends Store>(store: S): S {
+  return Object.assign(Object.create(store) as S, fenceHandle(store));
+}
+
+function fenceHandle(handle: StoreTransaction): StoreTransaction {
+  // Named one by one (no spread): a store may be a prototype-chained wrapper of another.
+  return {
+    projects: fenceRepository(handle, "projects"),
+    images: fenceRepository(handle, "images"),
+    exports: fenceRepository(handle, "exports"),
+    provisionings: fenceRepository(handle, "provisionings"),
+    journal: handle.journal,
+    locks: handle.locks,
+    transaction: (fn) => handle.transaction((tx) => fn(fenceHandle(tx))),
+  };
+}
+
+type Methods = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+function fenceRepository<R extends FencedRepository>(
+  handle: StoreTransaction,
+  name: R,
+): StoreRepositories[R] {
+  const repository = handle[name] as unknown as Methods;
+  const fenced: Methods = { ...repository };
+  for (const method of FENCED_WRITES[name]) {
+    fenced[method] = async (...args: unknown[]) => {
       const held = heldLocks.getStore();
-      if (!held) return write.apply(store, args);
-      return store.transaction(() => {
-        const lost = held.keys.find((key) => !store.holdsLock(key, held.owner));
-        if (lost) throw lockLost(lost);
-        return write.apply(store, args);
+      if (!held) return repository[method]?.(...args);
+      return handle.transaction(async (tx) => {
+        for (const key of held.keys) if (!(await tx.locks.holds(key, held.owner))) throw lockLost(key);
+        return (tx[name] as unknown as Methods)[method]?.(...args);
       });
     };
   }
-  return Object.assign(Object.create(store) as Store, fenced);
+  return fenced as unknown as StoreRepositories[R];
 }
 
 function lockLost(key: string): BmiError {

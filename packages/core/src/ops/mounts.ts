@@ -13,9 +13,9 @@ const MountInput = z.strictObject({ project: ProjectName, image: ImageName });
 export function mountImage(ctx: BmiContext, input: { project: string; image: string }): Promise<TargetInfo> {
   const args = parseInput(MountInput, input, "input");
   return operation(ctx, "mount image", { ...args }, [imageLock(args.project, args.image)], async (saga) => {
-    const project = requireProject(ctx, args.project);
-    const image = requireImage(ctx, project, args.image);
-    const existing = ctx.store.getExport(image.id);
+    const project = await requireProject(ctx, args.project);
+    const image = await requireImage(ctx, project, args.image);
+    const existing = await ctx.store.exports.get(image.id);
     if (existing) return existing.target;
     return exportSteps(ctx, saga, image);
   });
@@ -32,12 +32,12 @@ export function unmountImage(
     { project: args.project, image: args.image },
     [imageLock(args.project, args.image)],
     async (saga) => {
-      const project = requireProject(ctx, args.project);
-      const image = requireImage(ctx, project, args.image);
+      const project = await requireProject(ctx, args.project);
+      const image = await requireImage(ctx, project, args.image);
       if (image.kind === "disk") {
         throw new BmiError("invalid_input", `${image.name} is a disk; its target goes with deleteDisk`);
       }
-      if (!ctx.store.getExport(image.id))
+      if (!(await ctx.store.exports.get(image.id)))
         throw new BmiError("not_found", `image ${image.name} is not mounted`, { subsystem: "export" });
       await unexportSteps(ctx, saga, image, args.force ?? false);
     },
@@ -45,25 +45,28 @@ export function unmountImage(
 }
 
 /** The project's mounted images and disks with their targets (the original's show_mounted). */
-export function listMounts(
+export async function listMounts(
   ctx: BmiContext,
   input: { project: string },
-): { image: string; target: TargetInfo }[] {
+): Promise<{ image: string; target: TargetInfo }[]> {
   const { project } = parseInput(z.strictObject({ project: ProjectName }), input, "input");
-  const p = requireProject(ctx, project);
-  return ctx.store
-    .listExports()
-    .map((record) => ({ record, image: ctx.store.getImageById(record.imageId) }))
+  const p = await requireProject(ctx, project);
+  const records = await ctx.store.exports.list();
+  const withImages = await Promise.all(
+    records.map(async (record) => ({ record, image: await ctx.store.images.getById(record.imageId) })),
+  );
+  return withImages
     .filter(({ image }) => image?.projectId === p.id)
     .map(({ record, image }) => ({ image: image?.name ?? "", target: record.target }));
 }
 
 /** Re-creates every target the store knows after the target daemon restarted. Returns the re-created names. */
 export async function restoreTargets(ctx: BmiContext): Promise<string[]> {
-  const requests = ctx.store.listExports().flatMap((record) => {
-    const image = ctx.store.getImageById(record.imageId);
-    return image ? [exportRequestFor(ctx, image)] : [];
-  });
+  const requests = [];
+  for (const record of await ctx.store.exports.list()) {
+    const image = await ctx.store.images.getById(record.imageId);
+    if (image) requests.push(exportRequestFor(ctx, image));
+  }
   const restored = await ctx.drivers.export.restore(requests);
   ctx.logger.info({ restored: restored.length, known: requests.length }, "targets restored");
   return restored;

@@ -34,10 +34,10 @@ export type ProvisionInput = z.input<typeof ProvisionInput>;
  * files, attaches the NIC to the provisioning network and records it all (OPS-1).
  * Provisioning a node again with its current disk succeeds without change (COR-4).
  */
-export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provisioning> {
+export async function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provisioning> {
   const args = parseInput(ProvisionInput, input, "input");
   const locks = [nodeLock(args.node), imageLock(args.project, args.disk)];
-  const before = args.switchDisk ? ctx.store.getProvisioning(args.node) : null;
+  const before = args.switchDisk ? await ctx.store.provisionings.get(args.node) : null;
   if (before && before.project === args.project && before.disk !== args.disk) {
     locks.push(imageLock(before.project, before.disk));
   }
@@ -47,8 +47,8 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
     { project: args.project, node: args.node, disk: args.disk },
     locks,
     async (saga) => {
-      const project = requireProject(ctx, args.project);
-      const existing = ctx.store.getProvisioning(args.node);
+      const project = await requireProject(ctx, args.project);
+      const existing = await ctx.store.provisionings.get(args.node);
       if (existing) {
         if (existing.project === args.project && existing.disk === args.disk) {
           // Idempotent, but not blind: the node is still the project's and the NIC is the one it boots from.
@@ -121,8 +121,8 @@ export function provision(ctx: BmiContext, input: ProvisionInput): Promise<Provi
       };
       await saga.step(
         "record provisioning",
-        () => ctx.store.putProvisioning(record),
-        () => ctx.store.deleteProvisioning(args.node),
+        () => ctx.store.provisionings.put(record),
+        () => ctx.store.provisionings.delete(args.node),
       );
       return record;
     },
@@ -133,10 +133,10 @@ type ProvisionArgs = z.output<typeof ProvisionInput>;
 
 /** The disk a node is to boot: an idle disk of the project (exported if it is not), or a new one from `image`. */
 async function diskToBoot(ctx: BmiContext, saga: Saga, project: Project, args: ProvisionArgs): Promise<Disk> {
-  const row = ctx.store.getImage(project.id, args.disk);
+  const row = await ctx.store.images.get(project.id, args.disk);
   if (row) {
     requireKind(row, ["disk"], project, "provision");
-    const disk = toDisk(ctx, row);
+    const disk = await toDisk(ctx, row);
     if (disk.node) {
       throw new BmiError(
         "busy",
@@ -169,7 +169,7 @@ async function switchDiskSteps(
   args: ProvisionArgs,
   existing: Provisioning,
 ): Promise<Provisioning> {
-  const project = requireProject(ctx, args.project);
+  const project = await requireProject(ctx, args.project);
   const nic = await authorizeSameNic(ctx, saga, args, existing);
   const disk = await diskToBoot(ctx, saga, project, args);
   const target = disk.target ?? targetInfoFor(ctx, disk);
@@ -192,8 +192,8 @@ async function switchDiskSteps(
   };
   await saga.step(
     "record provisioning",
-    () => ctx.store.putProvisioning(record),
-    () => ctx.store.putProvisioning(existing),
+    () => ctx.store.provisionings.put(record),
+    () => ctx.store.provisionings.put(existing),
   );
   return record;
 }
@@ -265,11 +265,11 @@ export type DeprovisionInput = z.input<typeof DeprovisionInput>;
 /** Undoes provision: detaches the network, removes the boot files and the record (and the disk if asked). */
 export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Promise<void> {
   const args = parseInput(DeprovisionInput, input, "input");
-  const current = ctx.store.getProvisioning(args.node);
+  const current = await ctx.store.provisionings.get(args.node);
   const locks = [nodeLock(args.node)];
   if (current) locks.push(imageLock(current.project, current.disk));
   await operation(ctx, "deprovision", { project: args.project, node: args.node }, locks, async (saga) => {
-    const record = ctx.store.getProvisioning(args.node);
+    const record = await ctx.store.provisionings.get(args.node);
     if (!record) {
       if (args.missingOk) return;
       throw new BmiError("not_found", `node ${args.node} is not provisioned`, { subsystem: "store" });
@@ -288,7 +288,7 @@ export async function deprovision(ctx: BmiContext, input: DeprovisionInput): Pro
         },
       );
     }
-    const project = requireProject(ctx, args.project);
+    const project = await requireProject(ctx, args.project);
     await deprovisionSteps(ctx, saga, record, args.force ?? false);
     if (args.deleteDisk) await deleteDiskSteps(ctx, saga, project, record.disk, true, record.node);
   });
@@ -331,14 +331,17 @@ export async function deprovisionSteps(
   );
   await saga.step(
     "forget provisioning",
-    () => ctx.store.deleteProvisioning(record.node),
-    () => ctx.store.putProvisioning(record),
+    () => ctx.store.provisionings.delete(record.node),
+    () => ctx.store.provisionings.put(record),
   );
 }
 
-export function listProvisionings(ctx: BmiContext, input: { project?: string } = {}): Provisioning[] {
+export async function listProvisionings(
+  ctx: BmiContext,
+  input: { project?: string } = {},
+): Promise<Provisioning[]> {
   const { project } = parseInput(z.strictObject({ project: ProjectName.optional() }), input, "input");
-  return ctx.store.listProvisionings().filter((p) => project === undefined || p.project === project);
+  return (await ctx.store.provisionings.list()).filter((p) => project === undefined || p.project === project);
 }
 
 export type BatchResult<T> =

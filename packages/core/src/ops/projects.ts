@@ -16,22 +16,22 @@ export type CreateProjectInput = z.input<typeof CreateProjectInput>;
 export function createProject(ctx: BmiContext, input: CreateProjectInput): Promise<Project> {
   const { name, id } = parseInput(CreateProjectInput, input, "input");
   return operation(ctx, "create project", { project: name }, [projectLock(name)], async (saga) => {
-    if (ctx.store.getProject(name)) {
+    if (await ctx.store.projects.get(name)) {
       throw new BmiError("already_exists", `project ${name} already exists`, { subsystem: "store" });
     }
-    if (id !== undefined && ctx.store.getProjectById(id)) {
+    if (id !== undefined && (await ctx.store.projects.getById(id))) {
       throw new BmiError("already_exists", `project id ${id} is already taken`, { subsystem: "store" });
     }
     return saga.step(
       "insert project row",
-      () => ctx.store.createProject(name, id),
-      (project) => ctx.store.deleteProject(project.id),
+      () => ctx.store.projects.create(name, id),
+      (project) => ctx.store.projects.delete(project.id),
     );
   });
 }
 
-export function listProjects(ctx: BmiContext): Project[] {
-  return ctx.store.listProjects();
+export function listProjects(ctx: BmiContext): Promise<Project[]> {
+  return ctx.store.projects.list();
 }
 
 /**
@@ -41,9 +41,9 @@ export function listProjects(ctx: BmiContext): Project[] {
 export function deleteProject(ctx: BmiContext, input: { name: string }): Promise<void> {
   const { name } = parseInput(z.strictObject({ name: ProjectName }), input, "input");
   return operation(ctx, "delete project", { project: name }, [projectLock(name)], async (saga) => {
-    const project = requireProject(ctx, name);
-    const images = ctx.store.listImages(project.id);
-    const nodes = ctx.store.listProvisionings().filter((p) => p.project === name);
+    const project = await requireProject(ctx, name);
+    const images = await ctx.store.images.list(project.id);
+    const nodes = (await ctx.store.provisionings.list()).filter((p) => p.project === name);
     if (images.length > 0 || nodes.length > 0) {
       throw new BmiError(
         "busy",
@@ -57,6 +57,6 @@ export function deleteProject(ctx: BmiContext, input: { name: string }): Promise
         },
       );
     }
-    await saga.step("delete project row", () => ctx.store.deleteProject(project.id));
+    await saga.step("delete project row", () => ctx.store.projects.delete(project.id));
   });
 }

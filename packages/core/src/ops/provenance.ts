@@ -37,16 +37,16 @@ export function readProvenance(journal: JournalEntry[]): Provenance {
  * and boot file in use would look like an orphan: no admin project (only `bmi db init` makes
  * it), or RBD images `<uid>img<N>` above the highest id this database ever allocated.
  */
-export function assertRepairable(ctx: BmiContext, pool: Iterable<string>): void {
+export async function assertRepairable(ctx: BmiContext, pool: Iterable<string>): Promise<void> {
   const admin = ctx.settings.adminProject;
-  if (!ctx.store.getProject(admin)) {
+  if (!(await ctx.store.projects.get(admin))) {
     throw refuse(
       `the database has no admin project ${admin}, so it looks new (a mistyped [db] path?)`,
       "check [db] path; on a new deployment run `bmi db init` first",
       { adminProject: admin },
     );
   }
-  const highWater = ctx.store.imageIdHighWater();
+  const highWater = await ctx.store.images.idHighWater();
   const ids = [...pool].map((name) => imageIdFromCephName(ctx.settings.uid, name) ?? 0);
   const newest = Math.max(0, ...ids);
   if (newest > highWater) {

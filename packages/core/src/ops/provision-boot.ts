@@ -128,7 +128,7 @@ export async function deprovisionAndPowerOff(ctx: BmiContext, input: Deprovision
   const fields = parseInput(PowerOffField, { powerOff }, "input");
   if (fields.powerOff) {
     requirePower(ctx);
-    const record = ctx.store.getProvisioning(rest.node);
+    const record = await ctx.store.provisionings.get(rest.node);
     if (record && record.project === rest.project)
       await powerNode(ctx, { project: rest.project, node: rest.node, action: "off" });
   }

@@ -86,20 +86,20 @@ export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {})
     const pool = new Set(await ctx.drivers.storage.list());
     /** Subjects whose repair failed in this run: their failed operation stays open. */
     const failedSubjects = new Set<string>();
-    if (args.repair) assertRepairable(ctx, pool);
-    const journal = ctx.store.listJournal();
+    if (args.repair) await assertRepairable(ctx, pool);
+    const journal = await ctx.store.journal.list();
     const proof = readProvenance(journal);
     const interrupted = openOperations(journal);
     const incomplete = incompleteUndos(journal);
     const changed = await ownershipChanges(ctx);
     const fixes = [
-      ...ownershipDrift(ctx, changed),
-      ...imageDrift(ctx, pool, proof, interrupted),
+      ...(await ownershipDrift(ctx, changed)),
+      ...(await imageDrift(ctx, pool, proof, interrupted)),
       ...(await snapshotDrift(ctx, pool, proof)),
       ...(await targetDrift(ctx, proof)),
       ...(await bootDrift(ctx, proof, changed)),
       ...(await attachmentDrift(ctx, [...interrupted, ...incomplete], changed, proof)),
-      ...lockDrift(ctx),
+      ...(await lockDrift(ctx)),
       ...journalDrift(interrupted, ctx),
       ...incompleteUndoDrift(ctx, incomplete, failedSubjects),
     ];
@@ -161,20 +161,20 @@ async function removeImageAndSnapshots(ctx: BmiContext, name: string): Promise<v
   await storage.remove(name);
 }
 
-function imageDrift(
+async function imageDrift(
   ctx: BmiContext,
   pool: Set<string>,
   proof: Provenance,
   interrupted: OpenOperation[],
-): Fix[] {
-  const rows = ctx.store.listImages();
+): Promise<Fix[]> {
+  const rows = await ctx.store.images.list();
   const known = new Set(rows.map((r) => r.cephName));
   const fixes: Fix[] = [];
   for (const row of rows) {
     const halfMade =
       row.kind === "disk" &&
-      !ctx.store.getProvisioningByDisk(row.id) &&
-      madeByUnfinished(ctx, row, proof, interrupted);
+      !(await ctx.store.provisionings.getByDisk(row.id)) &&
+      (await madeByUnfinished(ctx, row, proof, interrupted));
     if (halfMade && pool.has(row.cephName)) fixes.push(halfMadeDiskFix(ctx, row));
     else if (halfMade) fixes.push(halfMadeRowFix(ctx, row));
     else if (!pool.has(row.cephName)) {
@@ -182,7 +182,7 @@ function imageDrift(
       fixes.push({ drift: { kind: "missing_image", subject: row.cephName, detail, repair: null } });
     }
   }
-  const highWater = ctx.store.imageIdHighWater();
+  const highWater = await ctx.store.images.idHighWater();
   for (const name of pool) {
     const id = imageIdFromCephName(ctx.settings.uid, name);
     if (known.has(name) || id === undefined) continue;
@@ -207,15 +207,15 @@ function imageDrift(
 }
 
 /** Whether the disk row was inserted by an operation of this database that never finished. */
-function madeByUnfinished(
+async function madeByUnfinished(
   ctx: BmiContext,
   row: { name: string; projectId: number },
   proof: Provenance,
   interrupted: OpenOperation[],
-): boolean {
+): Promise<boolean> {
   if (proof.leftBehind(`row:${row.projectId}/${row.name}`)) return true;
   // Journals written before rows were journalled as resources: the interrupted operation's subject.
-  const project = ctx.store.getProjectById(row.projectId)?.name;
+  const project = (await ctx.store.projects.getById(row.projectId))?.name;
   return interrupted.some(
     (op) => op.data.disk === row.name && op.data.project === project && !op.data.resourcesJournalled,
   );
@@ -233,10 +233,10 @@ function halfMadeRowFix(ctx: BmiContext, row: { id: number; name: string; cephNa
   };
 }
 
-function forgetRow(ctx: BmiContext, id: number): void {
-  ctx.store.transaction(() => {
-    if (ctx.store.getExport(id)) ctx.store.deleteExport(id);
-    ctx.store.deleteImage(id);
+function forgetRow(ctx: BmiContext, id: number): Promise<void> {
+  return ctx.store.transaction(async (tx) => {
+    if (await tx.exports.get(id)) await tx.exports.delete(id);
+    await tx.images.delete(id);
   });
 }
 
@@ -253,7 +253,7 @@ function halfMadeDiskFix(ctx: BmiContext, row: { id: number; name: string; cephN
       await ctx.drivers.export.unexport(target, { force: false }).catch((error) => {
         if (!isBmiError(error, "not_found")) throw error;
       });
-      forgetRow(ctx, row.id);
+      await forgetRow(ctx, row.id);
       await removeImageAndSnapshots(ctx, row.cephName);
     },
   };
@@ -267,7 +267,7 @@ function halfMadeDiskFix(ctx: BmiContext, row: { id: number; name: string; cephN
 async function snapshotDrift(ctx: BmiContext, pool: Set<string>, proof: Provenance): Promise<Fix[]> {
   const { storage } = ctx.drivers;
   const tempPrefix = `${ctx.settings.snapshotName}-tmp-`;
-  const known = new Set(ctx.store.listImages().map((r) => r.cephName));
+  const known = new Set((await ctx.store.images.list()).map((r) => r.cephName));
   const fixes: Fix[] = [];
   for (const name of pool) {
     if (!(known.has(name) || imageIdFromCephName(ctx.settings.uid, name) === undefined)) continue;
@@ -309,8 +309,8 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   const liveNames = new Set(live.map((t) => t.target));
   const fixes: Fix[] = [];
   const recorded = new Set<string>();
-  for (const record of ctx.store.listExports()) {
-    const image = ctx.store.getImageById(record.imageId);
+  for (const record of await ctx.store.exports.list()) {
+    const image = await ctx.store.images.getById(record.imageId);
     if (!image) continue;
     const request = exportRequestFor(ctx, image);
     recorded.add(request.target);
@@ -358,7 +358,7 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
 /** Provisioned nodes whose owner in HIL is no longer the provisioning project (null: no owner). */
 async function ownershipChanges(ctx: BmiContext): Promise<Map<string, string | null>> {
   const changed = new Map<string, string | null>();
-  for (const p of ctx.store.listProvisionings()) {
+  for (const p of await ctx.store.provisionings.list()) {
     try {
       const owner = (await ctx.drivers.isolation.node(p.node)).project;
       if (owner !== p.project) changed.set(p.node, owner);
@@ -374,38 +374,40 @@ async function ownershipChanges(ctx: BmiContext): Promise<Map<string, string | n
  * A node moved to another project must stop booting the old tenant's disk: repair deprovisions
  * it (detach, boot files removed, record deleted) and keeps the disk for its own project.
  */
-function ownershipDrift(ctx: BmiContext, changed: Map<string, string | null>): Fix[] {
-  return [...changed].map(([node, owner]) => {
-    const record = ctx.store.getProvisioning(node);
-    const now = owner === null ? "no project (or is gone from HIL)" : `project ${owner}`;
-    return {
-      drift: {
-        kind: "ownership_changed" as const,
-        subject: node,
-        detail: `node ${node} was provisioned by ${record?.project} with disk ${record?.disk}, but HIL gives it to ${now}`,
-        repair:
-          "deprovision it (detach, remove boot files, forget the record); the disk stays in its project",
-      },
-      apply: () =>
-        withLocks(ctx.store, [nodeLock(node)], ctx.settings.lockLeaseMs, async () => {
-          const current = ctx.store.getProvisioning(node);
-          if (!current) return;
-          const { isolation } = ctx.drivers;
-          if (current.network && isolation.capabilities.networks) {
-            const channel = ctx.settings.provisioningChannel;
-            await isolation.detach({ node, nic: current.nic, network: current.network, channel });
-          }
-          await ctx.drivers.boot.remove(node);
-          ctx.store.deleteProvisioning(node);
-        }),
-    };
-  });
+function ownershipDrift(ctx: BmiContext, changed: Map<string, string | null>): Promise<Fix[]> {
+  return Promise.all(
+    [...changed].map(async ([node, owner]) => {
+      const record = await ctx.store.provisionings.get(node);
+      const now = owner === null ? "no project (or is gone from HIL)" : `project ${owner}`;
+      return {
+        drift: {
+          kind: "ownership_changed" as const,
+          subject: node,
+          detail: `node ${node} was provisioned by ${record?.project} with disk ${record?.disk}, but HIL gives it to ${now}`,
+          repair:
+            "deprovision it (detach, remove boot files, forget the record); the disk stays in its project",
+        },
+        apply: () =>
+          withLocks(ctx.store, [nodeLock(node)], ctx.settings.lockLeaseMs, async () => {
+            const current = await ctx.store.provisionings.get(node);
+            if (!current) return;
+            const { isolation } = ctx.drivers;
+            if (current.network && isolation.capabilities.networks) {
+              const channel = ctx.settings.provisioningChannel;
+              await isolation.detach({ node, nic: current.nic, network: current.network, channel });
+            }
+            await ctx.drivers.boot.remove(node);
+            await ctx.store.provisionings.delete(node);
+          }),
+      };
+    }),
+  );
 }
 
 async function bootDrift(ctx: BmiContext, proof: Provenance, changed: Map<string, unknown>): Promise<Fix[]> {
   const entries = await ctx.drivers.boot.list();
   const withFiles = new Set(entries.map((e) => e.node));
-  const provisioned = ctx.store.listProvisionings();
+  const provisioned = await ctx.store.provisionings.list();
   const fixes: Fix[] = [];
   for (const p of provisioned) {
     // A node HIL gave to someone else must never be given boot files for the old tenant's disk.
@@ -504,7 +506,7 @@ async function attachmentDrift(
   const network = ctx.settings.provisioningNetwork;
   const { isolation } = ctx.drivers;
   if (!network || !isolation.capabilities.networks) return [];
-  const provisioned = new Map(ctx.store.listProvisionings().map((p) => [p.node, p]));
+  const provisioned = new Map((await ctx.store.provisionings.list()).map((p) => [p.node, p]));
   const ours = new Set(
     unfinished.map((op) => op.data.node).filter((n): n is string => typeof n === "string"),
   );
@@ -565,7 +567,7 @@ async function attachedTo(
   const byNode = new Map<string, NetworkAttachment[]>();
   const add = (a: NetworkAttachment) => byNode.set(a.node, [...(byNode.get(a.node) ?? []), a]);
   if (isolation.networkAttachments) {
-    const projects = ctx.store.listProjects().map((p) => p.name);
+    const projects = (await ctx.store.projects.list()).map((p) => p.name);
     for (const a of await isolation.networkAttachments(network, { projects })) add(a);
     return byNode;
   }
@@ -576,9 +578,8 @@ async function attachedTo(
 }
 
 /** Lock rows of dead processes or ended leases (the reconcile lock we hold is live, so never listed). */
-function lockDrift(ctx: BmiContext): Fix[] {
-  return ctx.store
-    .listLocks()
+async function lockDrift(ctx: BmiContext): Promise<Fix[]> {
+  return (await ctx.store.locks.list())
     .filter((lock) => lock.stale)
     .map((lock) => ({
       drift: {
@@ -587,7 +588,7 @@ function lockDrift(ctx: BmiContext): Fix[] {
         detail: `lock ${lock.key} of process ${lock.owner.pid} on ${lock.owner.host}, which is gone or whose lease ended`,
         repair: "remove the lock row",
       },
-      apply: async () => ctx.store.breakLock(lock.key, lock.owner.id),
+      apply: async () => ctx.store.locks.break(lock.key, lock.owner.id),
     }));
 }
 
@@ -642,10 +643,15 @@ function incompleteUndoDrift(ctx: BmiContext, ops: IncompleteUndo[], failedSubje
             details: { node, operationId: id },
           });
         }
-        ctx.store.appendJournal({ operationId: id, operation, step: null, status: "reconciled", data: {} });
+        await markReconciled(ctx, id, operation);
       },
     };
   });
+}
+
+/** Closes an open operation in the journal once its leftovers were dealt with. */
+function markReconciled(ctx: BmiContext, operationId: string, operation: string) {
+  return ctx.store.journal.append({ operationId, operation, step: null, status: "reconciled", data: {} });
 }
 
 function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
@@ -658,7 +664,7 @@ function journalDrift(interrupted: OpenOperation[], ctx: BmiContext): Fix[] {
     },
     // Its leftovers are the other kinds of drift; once those are repaired the entry is closed.
     apply: async () => {
-      ctx.store.appendJournal({ operationId: id, operation, step: null, status: "reconciled", data: {} });
+      await markReconciled(ctx, id, operation);
     },
   }));
 }

@@ -126,7 +126,7 @@ function createSink(
   const lostJournal: NewJournalEntry[] = [];
   const journal = async (step: string | null, status: Status, data: Record<string, unknown>) => {
     const entry: NewJournalEntry = { operationId, operation, step, status, data: { ...subject, ...data } };
-    const write = () => retryWhileStoreLocked(() => context.store.appendJournal(entry), context.storeBusyMs);
+    const write = () => retryWhileStoreLocked(() => context.store.journal.append(entry), context.storeBusyMs);
     try {
       await write().catch(write);
     } catch (error) {

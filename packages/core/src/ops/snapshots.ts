@@ -46,12 +46,12 @@ export function snapshotDisk(ctx: BmiContext, input: SnapshotDiskInput): Promise
     { project: args.project, disk: args.disk, snapshot: args.snapshot },
     locks,
     async (saga) => {
-      const project = requireProject(ctx, args.project);
-      const disk = requireImage(ctx, project, args.disk, "disk");
+      const project = await requireProject(ctx, args.project);
+      const disk = await requireImage(ctx, project, args.disk, "disk");
       requireKind(disk, ["disk"], project, "snapshot disk");
-      const user = ctx.store.getProvisioningByDisk(disk.id);
+      const user = await ctx.store.provisionings.getByDisk(disk.id);
       if (user && !args.force) await requirePoweredOff(ctx, disk.name, user.node);
-      if (ctx.store.getImage(project.id, args.snapshot)) {
+      if (await ctx.store.images.get(project.id, args.snapshot)) {
         throw new BmiError(
           "already_exists",
           `image ${args.snapshot} already exists in project ${project.name}`,
@@ -146,7 +146,7 @@ async function requirePoweredOff(ctx: BmiContext, disk: string, node: string): P
 
 export async function settleDiskSnapshotsSteps(ctx: BmiContext, saga: Saga, disk: Image): Promise<number> {
   const { storage } = ctx.drivers;
-  const known = new Set(ctx.store.listImages().map((i) => i.cephName));
+  const known = new Set((await ctx.store.images.list()).map((i) => i.cephName));
   let flattened = 0;
   for (const pending of await pendingOf(ctx, disk)) {
     const ours = pending.children.filter((c) => known.has(c));
@@ -175,8 +175,8 @@ export async function settleDiskSnapshotsSteps(ctx: BmiContext, saga: Saga, disk
  */
 export async function flattenPending(ctx: BmiContext): Promise<number> {
   let total = 0;
-  const projects = new Map(ctx.store.listProjects().map((p) => [p.id, p.name]));
-  for (const disk of ctx.store.listImages().filter((i) => i.kind === "disk")) {
+  const projects = new Map((await ctx.store.projects.list()).map((p) => [p.id, p.name]));
+  for (const disk of (await ctx.store.images.list()).filter((i) => i.kind === "disk")) {
     const project = projects.get(disk.projectId);
     if (project === undefined || (await pendingOf(ctx, disk)).length === 0) continue;
     total += await operation(
@@ -185,7 +185,7 @@ export async function flattenPending(ctx: BmiContext): Promise<number> {
       { project, disk: disk.name },
       [imageLock(project, disk.name)],
       async (saga) => {
-        const current = ctx.store.getImageById(disk.id);
+        const current = await ctx.store.images.getById(disk.id);
         return current ? settleDiskSnapshotsSteps(ctx, saga, current) : 0;
       },
     );
@@ -194,14 +194,19 @@ export async function flattenPending(ctx: BmiContext): Promise<number> {
 }
 
 /** The project's snapshot images with their parents' names (the original's list_snapshots). */
-export function listSnapshots(
+export async function listSnapshots(
   ctx: BmiContext,
   input: { project: string },
-): { image: Image; parent: string | null }[] {
+): Promise<{ image: Image; parent: string | null }[]> {
   const { project } = parseInput(z.strictObject({ project: ProjectName }), input, "input");
-  const rows = ctx.store.listImages(requireProject(ctx, project).id).filter((i) => i.kind === "snapshot");
-  return rows.map((image) => ({
-    image,
-    parent: image.parentId === null ? null : (ctx.store.getImageById(image.parentId)?.name ?? null),
-  }));
+  const rows = (await ctx.store.images.list((await requireProject(ctx, project)).id)).filter(
+    (i) => i.kind === "snapshot",
+  );
+  return Promise.all(
+    rows.map(async (image) => ({
+      image,
+      parent:
+        image.parentId === null ? null : ((await ctx.store.images.getById(image.parentId))?.name ?? null),
+    })),
+  );
 }

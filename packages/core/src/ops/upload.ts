@@ -87,8 +87,8 @@ export function uploadImage(ctx: BmiContext, input: UploadImageInput): Promise<U
     { project: args.project, image: args.name },
     [imageLock(args.project, args.name)],
     async (saga) => {
-      const project = requireProject(ctx, args.project);
-      if (ctx.store.getImage(project.id, args.name))
+      const project = await requireProject(ctx, args.project);
+      if (await ctx.store.images.get(project.id, args.name))
         throw new BmiError("already_exists", `image ${args.name} already exists in project ${project.name}`, {
           subsystem: "store",
         });

@@ -1,3 +1,3 @@
-export { SCHEMA_VERSION } from "./schema.js";
-export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from "./sqlite-store.js";
+export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from "./sqlite/index.js";
+export { SCHEMA_VERSION } from "./sqlite/schema.js";
 export * from "./types.js";

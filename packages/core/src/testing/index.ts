@@ -11,3 +11,4 @@ export * from "./memory-bmi.js";
 export * from "./recording-runner.js";
 export * from "./scenarios.js";
 export * from "./state.js";
+export * from "./text-sink.js";

@@ -37,10 +37,10 @@ export async function captureState(sources: StateSources) {
     : [];
   const db = store
     ? {
-        projects: store.listProjects(),
-        images: store.listImages(),
-        exports: store.listExports(),
-        provisionings: store.listProvisionings(),
+        projects: await store.projects.list(),
+        images: await store.images.list(),
+        exports: await store.exports.list(),
+        provisionings: await store.provisionings.list(),
       }
     : null;
   return { images, targets, boot, attachments, db };

@@ -219,16 +219,16 @@ export function cleanupTask(run: DemoRun): DemoTask {
     task: timed(run, "deprovision + check", async () => {
       const l = run.lab();
       const project = PROJECT;
-      for (const p of l.bmi.listProvisionings({ project })) {
+      for (const p of await l.bmi.listProvisionings({ project })) {
         await l.bmi.deprovision({ project, node: p.node, deleteDisk: true, powerOff: true });
       }
-      for (const image of l.bmi.listSnapshots({ project }))
+      for (const image of await l.bmi.listSnapshots({ project }))
         await l.bmi.removeImage({ project, image: image.image.name });
       // Forced: a node powered off leaves its iSCSI session behind (no FIN from a dead machine on
       // the lab's real network; qemu's user-mode network closed it for the node).
-      for (const d of l.bmi.listDisks({ project }))
+      for (const d of await l.bmi.listDisks({ project }))
         await l.bmi.deleteDisk({ project, disk: d.name, force: true });
-      for (const image of l.bmi.listImages({ project }))
+      for (const image of await l.bmi.listImages({ project }))
         await l.bmi.removeImage({ project, image: image.name });
       const left = await l.leftovers();
       const count = left.images.length + left.targets.length + left.bootFiles.length;

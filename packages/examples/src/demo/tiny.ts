@@ -63,7 +63,7 @@ export function tinyTasks(run: DemoRun): DemoTask[] {
       task: timed(run, "snapshot + re-provision", async () => {
         const l = run.lab();
         const first = run.ctx.first as Provisioning;
-        const disk = l.bmi.listDisks({ project: PROJECT }).find((d) => d.name === first.disk);
+        const disk = (await l.bmi.listDisks({ project: PROJECT })).find((d) => d.name === first.disk);
         if (!disk) throw new Error(`disk ${first.disk} vanished`);
         // What the running node would do: write to its root disk (here its boot sector).
         await l.writeBootMarker(disk, SNAPSHOT_MARKER);

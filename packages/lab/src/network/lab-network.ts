@@ -197,31 +197,33 @@ export async function startLabNetwork(
 
 type Input = z.infer<typeof OptionsSchema>;
 
-async function build(
-  input: Input,
-  netns: string,
-  state: NetworkStateRecord,
-  log: (line: string) => void,
-): Promise<LabNetwork> {
+/** The namespace with the provisioning VLAN's bridge, which carries the host side's address. */
+async function addHostSide(netns: string, provisioningVlan: number): Promise<string> {
   await mustRun("ip", ["netns", "add", netns]);
   await ipIn(netns, ["link", "set", "lo", "up"]);
-  // The provisioning VLAN's bridge carries the host side; tenant VLANs' bridges come with attaches.
-  const bridge = vlanBridge(input.provisioningVlan);
+  // Tenant VLANs' bridges come with attaches.
+  const bridge = vlanBridge(provisioningVlan);
   await ipIn(netns, ["link", "add", bridge, "type", "bridge"]);
   await ipIn(netns, ["addr", "add", `${LAB_SUBNET.host}/${LAB_SUBNET.bits}`, "dev", bridge]);
   await ipIn(netns, ["link", "set", bridge, "up"]);
+  return bridge;
+}
 
+/** One tap per NIC, keyed `node/nic`. */
+async function addTaps(netns: string, nics: Input["nics"]): Promise<Map<string, string>> {
   const taps = new Map<string, string>();
-  const ports = new Set<string>();
-  for (const [index, nic] of input.nics.entries()) {
+  for (const [index, nic] of nics.entries()) {
     const tap = `tap${index}`;
     // In no bridge (no VLAN) until HIL attaches it: an unattached NIC reaches nothing.
     await ipIn(netns, ["tuntap", "add", "dev", tap, "mode", "tap"]);
     await ipIn(netns, ["link", "set", tap, "up"]);
     taps.set(`${nic.node}/${nic.nic}`, tap);
-    ports.add(tap);
   }
+  return taps;
+}
 
+/** dnsmasq on the bridge and, when asked, the host's loopback ports; each in the state file as it starts. */
+async function startNetworkDaemons(input: Input, netns: string, bridge: string, state: NetworkStateRecord) {
   // dnsmasq watches the hosts dir only if it exists when it starts.
   if (input.dhcpHostsDir !== undefined) await mkdir(input.dhcpHostsDir, { recursive: true });
   const dnsmasq = await startDnsmasq({
@@ -244,7 +246,11 @@ async function build(
     state.processes.push({ pid: loopback.pid, match: input.dir });
     await writeNetworkState(input.dir, state);
   }
+  return { dnsmasq, loopback };
+}
 
+/** Probes: hosts in namespaces of their own, each a bridge port; named in the state file before they are made. */
+function probeMaker(netns: string, dir: string, state: NetworkStateRecord, ports: Set<string>) {
   const probes: LabProbe[] = [];
   const addProbe = async (name: string): Promise<LabProbe> => {
     const probeName = parseInput(Name, name, "probe", "config");
@@ -252,7 +258,7 @@ async function build(
     const port = `p-${probeName}`.slice(0, 15);
     const address = `${LAB_SUBNET.prefix}.${FIRST_PROBE_HOST + probes.length}`;
     state.namespaces.push(probeNetns);
-    await writeNetworkState(input.dir, state);
+    await writeNetworkState(dir, state);
     await mustRun("ip", ["netns", "add", probeNetns]);
     await ipIn(probeNetns, ["link", "set", "lo", "up"]);
     await ipIn(netns, ["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", probeNetns]);
@@ -269,7 +275,20 @@ async function build(
     probes.push(probe);
     return probe;
   };
+  return { probes, addProbe };
+}
 
+async function build(
+  input: Input,
+  netns: string,
+  state: NetworkStateRecord,
+  log: (line: string) => void,
+): Promise<LabNetwork> {
+  const bridge = await addHostSide(netns, input.provisioningVlan);
+  const taps = await addTaps(netns, input.nics);
+  const ports = new Set<string>(taps.values());
+  const { dnsmasq, loopback } = await startNetworkDaemons(input, netns, bridge, state);
+  const { probes, addProbe } = probeMaker(netns, input.dir, state, ports);
   log(
     `lab network: namespace ${netns}, one bridge per VLAN, provisioning VLAN ${input.provisioningVlan} at ${LAB_SUBNET.host}/${LAB_SUBNET.bits}, ${taps.size} tap(s), dnsmasq pid ${dnsmasq.pid}`,
   );

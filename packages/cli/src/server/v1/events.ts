@@ -33,7 +33,7 @@ export function eventRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const { project } = request.params as { project: string };
       request.seen.project = project;
       await checkAccess(ctx.caller(request).client, project);
-      ctx.bmi.listImages({ project }); // a project unknown to BMI is a 404 before the stream opens
+      await ctx.bmi.listImages({ project }); // a project unknown to BMI is a 404 before the stream opens
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -44,8 +44,16 @@ export function eventRoutes(app: FastifyInstance, ctx: ServerContext): void {
       });
       res.write(": stream of project events\n\n");
       const belongs = projectFilter(ctx, project);
+      // The filter may read the store (async): a chain keeps the events in the order they came.
+      let written = Promise.resolve();
       const stop = ctx.bmi.on((event) => {
-        if (belongs(event)) res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+        written = written
+          .then(async () => {
+            if (await belongs(event)) res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+          })
+          .catch(() => {
+            // The store could not say whose node it is: that event is not sent.
+          });
       });
       const keepalive = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
       request.raw.socket.once("close", () => {
@@ -57,11 +65,11 @@ export function eventRoutes(app: FastifyInstance, ctx: ServerContext): void {
 }
 
 /** Whether an event is about one of the project's operations (or one of its nodes booting). */
-function projectFilter(ctx: ServerContext, project: string): (event: BmiEvent) => boolean {
+function projectFilter(ctx: ServerContext, project: string): (event: BmiEvent) => Promise<boolean> {
   const ours = new Set<string>();
-  return (event) => {
+  return async (event) => {
     if (event.type === "boot:stage") {
-      return ctx.bmi.listProvisionings({ project }).some((p) => p.node === event.node);
+      return (await ctx.bmi.listProvisionings({ project })).some((p) => p.node === event.node);
     }
     if (event.type === "operation:started") {
       const subject = event.subject;

@@ -4,10 +4,17 @@ import type { ServerContext } from "../context.js";
 import { v1Route } from "./route.js";
 import { BootWait, flag, NodeParams, PowerState, ProjectParams, Provisioning } from "./schemas.js";
 
+const tag = "nodes";
+
 /** Nodes: provisioning (boot files, network, record), power through the BMC, and waiting for a boot. */
 export function nodeRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  provisioningRoutes(app, ctx);
+  powerRoutes(app, ctx);
+}
+
+/** Listing, provisioning and deprovisioning a project's nodes. */
+function provisioningRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
-  const tag = "nodes";
   v1Route(app, ctx, {
     method: "GET",
     url: "/projects/:project/nodes",
@@ -54,6 +61,11 @@ export function nodeRoutes(app: FastifyInstance, ctx: ServerContext): void {
       return bmi.deprovision({ ...params, ...options }, { signal });
     },
   });
+}
+
+/** A node's power through its BMC, and waiting until it has booted. */
+function powerRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { bmi } = ctx;
   v1Route(app, ctx, {
     method: "GET",
     url: "/projects/:project/nodes/:node/power",

@@ -54,8 +54,8 @@ export async function exportSteps(ctx: BmiContext, saga: Saga, image: Image): Pr
   };
   await saga.step(
     "record export",
-    () => ctx.store.putExport(record),
-    () => ctx.store.deleteExport(image.id),
+    () => ctx.store.exports.put(record),
+    () => ctx.store.exports.delete(image.id),
   );
   return target;
 }
@@ -70,7 +70,7 @@ export async function unexportSteps(
   image: Image,
   force: boolean,
 ): Promise<void> {
-  const record = ctx.store.getExport(image.id);
+  const record = await ctx.store.exports.get(image.id);
   const request = exportRequestFor(ctx, image);
   // Unexport straight away rather than listing every target first (O(targets) per delete).
   // The undo re-exports unless the target was already gone: also when the unexport's reply was
@@ -94,8 +94,8 @@ export async function unexportSteps(
   if (record) {
     await saga.step(
       "forget export",
-      () => ctx.store.deleteExport(image.id),
-      () => ctx.store.putExport(record),
+      () => ctx.store.exports.delete(image.id),
+      () => ctx.store.exports.put(record),
     );
   }
 }

@@ -1,19 +1,15 @@
 import type { Image } from "../../domain/model.js";
 import { toBmiError } from "../../errors/index.js";
-import type { Store } from "../../store/index.js";
+import type { NewImage } from "../../store/index.js";
 import type { BmiContext } from "../context.js";
 import { outcomeUnknown, type Saga } from "../saga.js";
 
 /** Inserts an image row in a step whose undo deletes it. */
-export function insertImageStep(
-  ctx: BmiContext,
-  saga: Saga,
-  row: Parameters<Store["insertImage"]>[0],
-): Promise<Image> {
+export function insertImageStep(ctx: BmiContext, saga: Saga, row: NewImage): Promise<Image> {
   return saga.step(
     "insert image row",
-    () => ctx.store.insertImage(row),
-    (image) => ctx.store.deleteImage(image.id),
+    () => ctx.store.images.insert(row),
+    (image) => ctx.store.images.delete(image.id),
     { resources: [`row:${row.projectId}/${row.name}`] },
   );
 }
@@ -22,16 +18,16 @@ export function insertImageStep(
  * Deletes an image row in a step whose undo puts it back with the same id (and re-attaches the
  * snapshot rows that the deletion detached), so the irreversible storage removal can come last.
  */
-export function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
-  const detached = ctx.store.listChildren(image.id).filter((i) => i.isSnapshot);
+export async function deleteImageRowStep(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
+  const detached = (await ctx.store.images.listChildren(image.id)).filter((i) => i.isSnapshot);
   return saga.step(
     "delete image row",
-    () => ctx.store.deleteImage(image.id),
+    () => ctx.store.images.delete(image.id),
     () =>
-      ctx.store.transaction(() => {
-        ctx.store.insertImage({ ...image, cephName: image.cephName });
+      ctx.store.transaction(async (tx) => {
+        await tx.images.insert({ ...image, cephName: image.cephName });
         for (const child of detached)
-          ctx.store.updateImage(child.id, { parentId: image.id, isSnapshot: true });
+          await tx.images.update(child.id, { parentId: image.id, isSnapshot: true });
       }),
     { resources: [`image:${image.cephName}`] },
   );

@@ -6,9 +6,9 @@ import type { Saga } from "../saga.js";
  * `<image>@<S>` of an image, with the S it was created with (COR-10): changing `[bmi] snapshot`
  * later must not orphan older images.
  */
-export const cloneSource = (ctx: BmiContext, image: Image) => ({
+export const cloneSource = async (ctx: BmiContext, image: Image) => ({
   image: image.cephName,
-  snapshot: ctx.store.imageOrigin?.(image.id)?.snapshotName ?? ctx.settings.snapshotName,
+  snapshot: (await ctx.store.images.origin(image.id))?.snapshotName ?? ctx.settings.snapshotName,
 });
 
 /**
@@ -22,7 +22,7 @@ export async function makeGoldenSteps(ctx: BmiContext, saga: Saga, image: Image)
 
 /** Creates and protects S on an image (clones are made from it); both undone on failure. */
 export async function cloneSourceSteps(ctx: BmiContext, saga: Saga, image: Image): Promise<void> {
-  await protectedSnapshotSteps(ctx, saga, cloneSource(ctx, image), {
+  await protectedSnapshotSteps(ctx, saga, await cloneSource(ctx, image), {
     create: "create clone-source snapshot",
     protect: "protect clone-source snapshot",
   });

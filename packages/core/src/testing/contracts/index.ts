@@ -7,3 +7,4 @@ export * from "./isolation.js";
 export * from "./operations.js";
 export * from "./power.js";
 export * from "./storage.js";
+export * from "./store.js";

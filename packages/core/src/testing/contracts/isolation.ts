@@ -211,53 +211,58 @@ function networkCases(ctx: () => IsolationDriverHarness, options: IsolationDrive
       await expectCode(list("net-none-9"), "not_found");
     });
 
-    it("refuses a second network on a channel already in use with conflict", async (t) => {
-      const { driver, fixture } = ctx();
-      if (!driver.capabilities.networks) t.skip();
-      await driver.attach({ node: fixture.node, nic: fixture.nic, network: fixture.network });
-      await expectCode(
-        driver.attach({ node: fixture.node, nic: fixture.nic, network: fixture.otherNetwork }),
-        "conflict",
-      );
-      expect((await driver.attachments(fixture.node)).map((a) => a.network)).toEqual([fixture.network]);
-    });
+    attachRefusalCases(ctx);
+  });
+}
 
-    it("fails with not_found for an unknown NIC, network or node", async (t) => {
-      const { driver, fixture } = ctx();
-      if (!driver.capabilities.networks) t.skip();
-      await expectCode(
-        driver.attach({ node: fixture.node, nic: "eth-none-9", network: fixture.network }),
-        "not_found",
-      );
-      await expectCode(
-        driver.attach({ node: fixture.node, nic: fixture.nic, network: "no-such-net-4711" }),
-        "not_found",
-      );
-      await expectCode(
-        driver.attach({ node: "no-such-node-4711", nic: fixture.nic, network: fixture.network }),
-        "not_found",
-      );
-      await expectCode(driver.attachments("no-such-node-4711"), "not_found");
-      expect(await driver.attachments(fixture.node)).toEqual([]);
-    });
+/** Attaches HIL refuses (a busy channel, unknown parts, a free node) and malformed ones. */
+function attachRefusalCases(ctx: () => IsolationDriverHarness) {
+  it("refuses a second network on a channel already in use with conflict", async (t) => {
+    const { driver, fixture } = ctx();
+    if (!driver.capabilities.networks) t.skip();
+    await driver.attach({ node: fixture.node, nic: fixture.nic, network: fixture.network });
+    await expectCode(
+      driver.attach({ node: fixture.node, nic: fixture.nic, network: fixture.otherNetwork }),
+      "conflict",
+    );
+    expect((await driver.attachments(fixture.node)).map((a) => a.network)).toEqual([fixture.network]);
+  });
 
-    it("refuses to attach a free node (HIL: node not in a project) with conflict", async (t) => {
-      const { driver, fixture } = ctx();
-      if (!driver.capabilities.networks) t.skip();
-      await expectCode(
-        driver.attach({ node: fixture.freeNode, nic: fixture.freeNic, network: fixture.network }),
-        "conflict",
-      );
-      expect(await driver.attachments(fixture.freeNode)).toEqual([]);
-    });
+  it("fails with not_found for an unknown NIC, network or node", async (t) => {
+    const { driver, fixture } = ctx();
+    if (!driver.capabilities.networks) t.skip();
+    await expectCode(
+      driver.attach({ node: fixture.node, nic: "eth-none-9", network: fixture.network }),
+      "not_found",
+    );
+    await expectCode(
+      driver.attach({ node: fixture.node, nic: fixture.nic, network: "no-such-net-4711" }),
+      "not_found",
+    );
+    await expectCode(
+      driver.attach({ node: "no-such-node-4711", nic: fixture.nic, network: fixture.network }),
+      "not_found",
+    );
+    await expectCode(driver.attachments("no-such-node-4711"), "not_found");
+    expect(await driver.attachments(fixture.node)).toEqual([]);
+  });
 
-    it("rejects a malformed attachment with invalid_input", async () => {
-      const { driver, fixture } = ctx();
-      await expectCode(
-        driver.attach({ node: fixture.node, nic: "eth0/../x", network: fixture.network }),
-        "invalid_input",
-      );
-      await expectCode(driver.detach({ node: fixture.node, nic: fixture.nic, network: "" }), "invalid_input");
-    });
+  it("refuses to attach a free node (HIL: node not in a project) with conflict", async (t) => {
+    const { driver, fixture } = ctx();
+    if (!driver.capabilities.networks) t.skip();
+    await expectCode(
+      driver.attach({ node: fixture.freeNode, nic: fixture.freeNic, network: fixture.network }),
+      "conflict",
+    );
+    expect(await driver.attachments(fixture.freeNode)).toEqual([]);
+  });
+
+  it("rejects a malformed attachment with invalid_input", async () => {
+    const { driver, fixture } = ctx();
+    await expectCode(
+      driver.attach({ node: fixture.node, nic: "eth0/../x", network: fixture.network }),
+      "invalid_input",
+    );
+    await expectCode(driver.detach({ node: fixture.node, nic: fixture.nic, network: "" }), "invalid_input");
   });
 }

@@ -2,10 +2,11 @@ import type { z } from "zod";
 import type { Firmware, TargetInfo } from "../../domain/model.js";
 import { NodeName } from "../../domain/names.js";
 import { BootSpecSchema } from "../../domain/schemas.js";
-import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/index.js";
 import type { BootDriver, BootEntry, BootSpec } from "../../ports/boot.js";
 import type { CallOptions } from "../../ports/common.js";
+import { driverKit } from "../../ports/driver-kit.js";
+import { createFaultGate } from "./fault-gate.js";
 
 export type MemoryBootOperation = "write" | "remove" | "read" | "list";
 
@@ -38,6 +39,56 @@ interface Stored {
 
 const macFile = (mac: string) => `01-${mac.replaceAll(":", "-")}`;
 
+const kit = driverKit("boot");
+
+const entryOf = (stored: Stored): BootEntry => ({
+  node: stored.node,
+  macs: [...stored.macs],
+  target: { ...stored.target },
+  firmware: stored.firmware,
+  files: [...stored.files],
+});
+
+/** The same kinds of files the PXE driver writes: the node's iPXE script and one entry per MAC. */
+function render(spec: z.output<typeof Spec>): Map<string, string> {
+  const { node, target } = spec;
+  const out = new Map<string, string>();
+  out.set(
+    `${node}.ipxe`,
+    `#!ipxe\nset keep-san 1\ndhcp\nsanboot --keep iscsi:${target.portal}::${target.port}:${target.lun}:${target.name}\nboot\n`,
+  );
+  for (const mac of spec.macs) {
+    out.set(
+      spec.firmware === "bios" ? `pxelinux.cfg/${macFile(mac)}` : `${mac.replaceAll(":", "-")}.ipxe`,
+      spec.firmware === "bios"
+        ? `DEFAULT ${spec.label}\nLABEL ${spec.label}\n  KERNEL ipxe.lkrn\n  INITRD ${node}.ipxe\n`
+        : `#!ipxe\nchain ${node}.ipxe\n`,
+    );
+  }
+  return out;
+}
+
+/** A MAC boots one node: `conflict` when one of `macs` already boots a node other than `node`. */
+function refuseSharedMac(nodes: ReadonlyMap<string, Stored>, node: string, macs: readonly string[]): void {
+  for (const [other, stored] of nodes) {
+    const shared = stored.macs.find((mac) => other !== node && macs.includes(mac));
+    if (shared) {
+      throw new BmiError("conflict", `MAC ${shared} already boots node ${other}`, {
+        subsystem: "boot",
+        details: { mac: shared, node: other },
+      });
+    }
+  }
+}
+
+function refuseFirmware(supported: readonly Firmware[], wanted: Firmware): void {
+  if (supported.includes(wanted)) return;
+  throw new BmiError("unsupported", `this boot driver writes no ${wanted} entries`, {
+    subsystem: "boot",
+    details: { firmware: wanted },
+  });
+}
+
 /**
  * An in-memory BootDriver: renders the same kinds of files as the PXE driver into a Map, so
  * unit tests of the operations can see what a node would boot, and fail on demand.
@@ -46,104 +97,48 @@ export function createMemoryBoot(options: MemoryBootOptions = {}): MemoryBoot {
   const firmware = options.firmware ?? (["bios", "uefi"] as const);
   const nodes = new Map<string, Stored>();
   const files = new Map<string, string>();
-  const pending = new Map<MemoryBootOperation, Error>();
+  const faults = createFaultGate<MemoryBootOperation>("boot");
 
+  // Queued failures (failNext) first, then the caller's failWith hook; both before any change.
   const gate = (operation: MemoryBootOperation, node: string | undefined, call?: CallOptions) => {
-    if (call?.signal?.aborted) {
-      throw new BmiError("cancelled", `boot ${operation} was cancelled`, { subsystem: "boot" });
-    }
-    const once = pending.get(operation);
-    if (once) {
-      pending.delete(operation);
-      throw once;
-    }
+    faults.enter(operation, call);
     const injected = options.failWith?.(operation, node);
     if (injected) throw injected;
   };
-
-  const entryOf = (stored: Stored): BootEntry => ({
-    node: stored.node,
-    macs: [...stored.macs],
-    target: { ...stored.target },
-    firmware: stored.firmware,
-    files: [...stored.files],
-  });
-
-  const render = (spec: z.output<typeof Spec>): Map<string, string> => {
-    const { node, target } = spec;
-    const out = new Map<string, string>();
-    out.set(
-      `${node}.ipxe`,
-      `#!ipxe\nset keep-san 1\ndhcp\nsanboot --keep iscsi:${target.portal}::${target.port}:${target.lun}:${target.name}\nboot\n`,
-    );
-    for (const mac of spec.macs) {
-      out.set(
-        spec.firmware === "bios" ? `pxelinux.cfg/${macFile(mac)}` : `${mac.replaceAll(":", "-")}.ipxe`,
-        spec.firmware === "bios"
-          ? `DEFAULT ${spec.label}\nLABEL ${spec.label}\n  KERNEL ipxe.lkrn\n  INITRD ${node}.ipxe\n`
-          : `#!ipxe\nchain ${node}.ipxe\n`,
-      );
-    }
-    return out;
+  const forget = (node: string) => {
+    for (const path of nodes.get(node)?.files ?? []) files.delete(path);
+    nodes.delete(node);
   };
 
   return {
     name: "memory",
     capabilities: { firmware },
     files,
-
-    failNext(operation, error) {
-      pending.set(
-        operation,
-        error ?? new BmiError("unavailable", `injected ${operation} failure`, { subsystem: "boot" }),
-      );
-    },
+    failNext: (operation, error) => faults.failNext(operation, error),
 
     async write(spec: BootSpec, call?: CallOptions): Promise<BootEntry> {
-      const parsed = parseInput(Spec, spec, "boot", "boot");
+      const parsed = kit.input(Spec, spec, "boot");
       gate("write", parsed.node, call);
-      if (!firmware.includes(parsed.firmware)) {
-        throw new BmiError("unsupported", `this boot driver writes no ${parsed.firmware} entries`, {
-          subsystem: "boot",
-          details: { firmware: parsed.firmware },
-        });
-      }
+      refuseFirmware(firmware, parsed.firmware);
       const macs = [...new Set(parsed.macs)];
-      for (const [other, stored] of nodes) {
-        const shared = stored.macs.find((mac) => other !== parsed.node && macs.includes(mac));
-        if (shared) {
-          throw new BmiError("conflict", `MAC ${shared} already boots node ${other}`, {
-            subsystem: "boot",
-            details: { mac: shared, node: other },
-          });
-        }
-      }
+      refuseSharedMac(nodes, parsed.node, macs);
       const rendered = render({ ...parsed, macs });
-      const old = nodes.get(parsed.node);
-      for (const path of old?.files ?? []) files.delete(path);
+      forget(parsed.node);
       for (const [path, text] of rendered) files.set(path, text);
-      const stored: Stored = {
-        node: parsed.node,
-        macs,
-        target: parsed.target,
-        firmware: parsed.firmware,
-        files: [...rendered.keys()],
-      };
-      nodes.set(parsed.node, stored);
+      const { node, target } = parsed;
+      const stored: Stored = { node, macs, target, firmware: parsed.firmware, files: [...rendered.keys()] };
+      nodes.set(node, stored);
       return entryOf(stored);
     },
 
     async remove(node: string, call?: CallOptions): Promise<void> {
-      const name = parseInput(NodeName, node, "node", "boot");
+      const name = kit.input(NodeName, node, "node");
       gate("remove", name, call);
-      const stored = nodes.get(name);
-      if (!stored) return;
-      for (const path of stored.files) files.delete(path);
-      nodes.delete(name);
+      forget(name);
     },
 
     async read(node: string, call?: CallOptions): Promise<BootEntry | null> {
-      const name = parseInput(NodeName, node, "node", "boot");
+      const name = kit.input(NodeName, node, "node");
       gate("read", name, call);
       const stored = nodes.get(name);
       return stored ? entryOf(stored) : null;

@@ -1,8 +1,8 @@
 import { TargetName } from "../../domain/names.js";
 import { ExportAccessSchema } from "../../domain/schemas.js";
-import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/index.js";
 import type { CallOptions } from "../../ports/common.js";
+import { driverKit } from "../../ports/driver-kit.js";
 import type {
   ExportAccess,
   ExportCapabilities,
@@ -12,6 +12,7 @@ import type {
   InitiatorSession,
 } from "../../ports/export.js";
 import type { Backing, BackingKind } from "../../ports/storage.js";
+import { createFaultGate, type FaultGate } from "./fault-gate.js";
 
 export type MemoryExportOperation = "export" | "unexport" | "list" | "restore";
 
@@ -43,11 +44,15 @@ export interface MemoryExportDriver extends ExportDriver {
   ): boolean;
   /** Like a target daemon restart: every target is gone; call `restore()` to bring them back. */
   simulateRestart(): void;
-  /** The next `times` calls of `operation` fail with `error` before doing anything. */
-  failNext(operation: MemoryExportOperation, error: Error, times?: number): void;
+  /**
+   * The next `times` calls of `operation` fail with `error` (default: an injected `unavailable`)
+   * before changing anything; failures asked for again queue behind the ones still pending.
+   */
+  failNext(operation: MemoryExportOperation, error?: Error, times?: number): void;
 }
 
-const subsystem = "export" as const;
+const kit = driverKit("export");
+const subsystem = kit.subsystem;
 
 /** True when two requests ask for the same target (backing and access alike). */
 export function sameExportRequest(a: ExportRequest, b: ExportRequest): boolean {
@@ -75,17 +80,17 @@ function sameAccess(a: ExportAccess, b: ExportAccess): boolean {
   return norm(a) === norm(b);
 }
 
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new BmiError("cancelled", "the export operation was cancelled", { subsystem });
-}
+/** `unsupported` naming the field a driver without that capability cannot honour. */
+const unsupported = (message: string, details: Record<string, unknown>) =>
+  new BmiError("unsupported", message, { subsystem, details });
 
 /** Validates a request against the port's rules and a driver's capabilities (names the bad field). */
 export function validateExportRequest(
   request: ExportRequest,
   capabilities: ExportCapabilities,
 ): ExportRequest {
-  const target = parseInput(TargetName, request?.target, "target", subsystem);
-  const access = parseInput(ExportAccessSchema, request?.access, "access", subsystem);
+  const target = kit.input(TargetName, request?.target, "target");
+  const access = kit.input(ExportAccessSchema, request?.access, "access");
   const backing = request?.backing;
   if (typeof backing !== "object" || backing === null || typeof backing.kind !== "string") {
     throw new BmiError("invalid_input", "invalid backing: must be an object with a kind", {
@@ -94,22 +99,18 @@ export function validateExportRequest(
     });
   }
   if (!capabilities.backings.includes(backing.kind as BackingKind)) {
-    throw new BmiError("unsupported", `this export driver cannot serve ${backing.kind} backings`, {
-      subsystem,
-      details: { field: "backing.kind", kind: backing.kind },
+    throw unsupported(`this export driver cannot serve ${backing.kind} backings`, {
+      field: "backing.kind",
+      kind: backing.kind,
     });
   }
   if (access.initiators !== "ALL" && !capabilities.acl) {
-    throw new BmiError("unsupported", "this export driver cannot restrict initiators (no ACL support)", {
-      subsystem,
-      details: { field: "access.initiators" },
+    throw unsupported("this export driver cannot restrict initiators (no ACL support)", {
+      field: "access.initiators",
     });
   }
   if (access.chap && !capabilities.chap) {
-    throw new BmiError("unsupported", "this export driver does not support CHAP", {
-      subsystem,
-      details: { field: "access.chap" },
-    });
+    throw unsupported("this export driver does not support CHAP", { field: "access.chap" });
   }
   return { target, backing, access: access as ExportAccess };
 }
@@ -123,75 +124,88 @@ function matchesAddress(rule: string, address: string): boolean {
   return (toInt(net ?? "") & mask) >>> 0 === (toInt(address) & mask) >>> 0;
 }
 
-/**
- * An in-memory target server: targets by name, LUN 1, a session counter tests set, `busy` on
- * unexport with sessions (unless forced), restarts and failures on demand.
- */
-export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExportDriver {
-  const portal = options.portal ?? "127.0.0.1";
-  const port = options.port ?? 3260;
-  const capabilities: ExportCapabilities = {
-    backings: options.capabilities?.backings ?? ["memory", "file", "rbd"],
-    acl: options.capabilities?.acl ?? true,
-    chap: options.capabilities?.chap ?? true,
-  };
+type LoginAttempt = Parameters<MemoryExportDriver["canLogin"]>[1];
+
+/** Whether `access` lets `initiator` in, by its ACL and CHAP rules. */
+function admits(access: ExportAccess, initiator: LoginAttempt): boolean {
+  if (access.initiators !== "ALL") {
+    // Like tgt: one list of rules; an initiator is admitted when its name OR its address matches one.
+    const byName = initiator.name !== undefined && (access.initiators.names ?? []).includes(initiator.name);
+    const address = initiator.address;
+    const byAddress =
+      address !== undefined &&
+      (access.initiators.addresses ?? []).some((rule) => matchesAddress(rule, address));
+    if (!byName && !byAddress) return false;
+  }
+  if (access.chap) {
+    return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
+  }
+  return true;
+}
+
+/** The targets the in-memory server holds, and how it reports them. */
+function createTargetTable(portal: string, port: number) {
   const targets = new Map<string, MemoryTarget>();
-  let lastSession = 0;
-  const failures = new Map<MemoryExportOperation, { error: Error; times: number }>();
-
-  const maybeFail = (operation: MemoryExportOperation) => {
-    const failure = failures.get(operation);
-    if (!failure) return;
-    failure.times -= 1;
-    if (failure.times <= 0) failures.delete(operation);
-    throw failure.error;
-  };
-
-  const view = (target: MemoryTarget): ExportedTarget => ({
-    target: target.request.target,
-    portal,
-    port,
-    lun: 1,
-    backing: structuredClone(target.request.backing),
-    sessions: target.sessions.length,
-  });
-
-  const mustGet = (target: string): MemoryTarget => {
-    const found = targets.get(target);
-    if (!found)
-      throw new BmiError("not_found", `target ${target} does not exist`, { subsystem, details: { target } });
-    return found;
-  };
-
   return {
-    name: "memory",
-    capabilities,
+    targets,
+    view: (target: MemoryTarget): ExportedTarget => ({
+      target: target.request.target,
+      portal,
+      port,
+      lun: 1,
+      backing: structuredClone(target.request.backing),
+      sessions: target.sessions.length,
+    }),
+    mustGet(target: string): MemoryTarget {
+      const found = targets.get(target);
+      if (!found)
+        throw new BmiError("not_found", `target ${target} does not exist`, {
+          subsystem,
+          details: { target },
+        });
+      return found;
+    },
+    add(request: ExportRequest): MemoryTarget {
+      const created: MemoryTarget = { request: structuredClone(request), sessions: [] };
+      targets.set(request.target, created);
+      return created;
+    },
+  };
+}
+type TargetTable = ReturnType<typeof createTargetTable>;
 
+/**
+ * The port's methods: each validates its input, then passes the gate (cancelled, or an injected
+ * failure) before changing anything.
+ */
+function portMethods(
+  table: TargetTable,
+  capabilities: ExportCapabilities,
+  gate: FaultGate<MemoryExportOperation>,
+) {
+  const { targets, view, mustGet } = table;
+  return {
     async export(request: ExportRequest, call: CallOptions = {}) {
-      throwIfAborted(call.signal);
+      kit.checkSignal(call, "export");
       const valid = validateExportRequest(request, capabilities);
-      maybeFail("export");
+      gate.enter("export", call);
       const existing = targets.get(valid.target);
-      if (existing) {
-        if (sameExportRequest(existing.request, valid)) return view(existing);
-        throw new BmiError(
-          "already_exists",
-          `target ${valid.target} already exists with a different backing or access`,
-          {
-            subsystem,
-            details: { target: valid.target },
-          },
-        );
-      }
-      const created: MemoryTarget = { request: structuredClone(valid), sessions: [] };
-      targets.set(valid.target, created);
-      return view(created);
+      if (!existing) return view(table.add(valid));
+      if (sameExportRequest(existing.request, valid)) return view(existing);
+      throw new BmiError(
+        "already_exists",
+        `target ${valid.target} already exists with a different backing or access`,
+        {
+          subsystem,
+          details: { target: valid.target },
+        },
+      );
     },
 
     async unexport(target: string, call: CallOptions & { force?: boolean } = {}) {
-      throwIfAborted(call.signal);
-      const name = parseInput(TargetName, target, "target", subsystem);
-      maybeFail("unexport");
+      kit.checkSignal(call, "unexport");
+      const name = kit.input(TargetName, target, "target");
+      gate.enter("unexport", call);
       const found = mustGet(name);
       if (found.sessions.length > 0 && !call.force) {
         throw new BmiError(
@@ -207,73 +221,80 @@ export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExp
     },
 
     async list(call: CallOptions = {}) {
-      throwIfAborted(call.signal);
-      maybeFail("list");
+      gate.enter("list", call);
       return [...targets.values()].map(view);
     },
 
     async restore(requests: ExportRequest[], call: CallOptions = {}) {
-      throwIfAborted(call.signal);
+      kit.checkSignal(call, "restore");
       const valid = requests.map((r) => validateExportRequest(r, capabilities));
-      maybeFail("restore");
+      gate.enter("restore", call);
       const created: string[] = [];
       for (const request of valid) {
         if (targets.has(request.target)) continue;
-        targets.set(request.target, { request: structuredClone(request), sessions: [] });
+        table.add(request);
         created.push(request.target);
       }
       return created;
     },
 
-    async sessions(target, call: CallOptions = {}) {
-      throwIfAborted(call.signal);
+    async sessions(target: string, call: CallOptions = {}) {
+      kit.checkSignal(call, "sessions");
       return mustGet(target).sessions.map((session) => ({ ...session, addresses: [...session.addresses] }));
     },
+  };
+}
 
-    setSessions(target, count) {
+/** The knobs unit tests turn: who is logged in, and who would be let in. */
+function sessionKnobs(table: TargetTable) {
+  const { targets, mustGet } = table;
+  let lastSession = 0;
+  return {
+    setSessions(target: string, count: number) {
       const found = mustGet(target);
       found.sessions = [];
       for (let i = 0; i < count; i++)
         found.sessions.push({ id: ++lastSession, initiator: `iqn.test:${i}`, addresses: [] });
     },
 
-    login(target, initiator, address) {
+    login(target: string, initiator: string, address?: string) {
       const id = ++lastSession;
       mustGet(target).sessions.push({ id, initiator, addresses: address ? [address] : [] });
       return id;
     },
 
-    logout(target, id) {
+    logout(target: string, id?: number) {
       const found = mustGet(target);
       found.sessions = id === undefined ? [] : found.sessions.filter((s) => s.id !== id);
     },
 
-    canLogin(target, initiator) {
+    canLogin(target: string, initiator: LoginAttempt) {
       const found = targets.get(target);
-      if (!found) return false;
-      const { access } = found.request;
-      if (access.initiators !== "ALL") {
-        // Like tgt: one list of rules; an initiator is admitted when its name OR its address matches one.
-        const byName =
-          initiator.name !== undefined && (access.initiators.names ?? []).includes(initiator.name);
-        const address = initiator.address;
-        const byAddress =
-          address !== undefined &&
-          (access.initiators.addresses ?? []).some((rule) => matchesAddress(rule, address));
-        if (!byName && !byAddress) return false;
-      }
-      if (access.chap) {
-        return initiator.chap?.user === access.chap.user && initiator.chap.secret === access.chap.secret;
-      }
-      return true;
+      return found !== undefined && admits(found.request.access, initiator);
     },
+  };
+}
 
+/**
+ * An in-memory target server: targets by name, LUN 1, a session counter tests set, `busy` on
+ * unexport with sessions (unless forced), restarts and failures on demand.
+ */
+export function createMemoryExport(options: MemoryExportOptions = {}): MemoryExportDriver {
+  const capabilities: ExportCapabilities = {
+    backings: options.capabilities?.backings ?? ["memory", "file", "rbd"],
+    acl: options.capabilities?.acl ?? true,
+    chap: options.capabilities?.chap ?? true,
+  };
+  const table = createTargetTable(options.portal ?? "127.0.0.1", options.port ?? 3260);
+  const gate = createFaultGate<MemoryExportOperation>(subsystem);
+  return {
+    name: "memory",
+    capabilities,
+    ...portMethods(table, capabilities, gate),
+    ...sessionKnobs(table),
     simulateRestart() {
-      targets.clear();
+      table.targets.clear();
     },
-
-    failNext(operation, error, times = 1) {
-      failures.set(operation, { error, times });
-    },
+    failNext: (operation, error, times) => gate.failNext(operation, error, times),
   };
 }

@@ -1,9 +1,9 @@
 import { z } from "zod";
 import type { NodeInfo } from "../../domain/model.js";
 import { MacAddress, NetworkName, NicLabel, NodeName, ProjectName } from "../../domain/names.js";
-import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
+import { driverKit } from "../../ports/driver-kit.js";
 import type { IsolationDriver, NetworkAttachment } from "../../ports/isolation.js";
 import { createFaultGate } from "./fault-gate.js";
 
@@ -82,6 +82,8 @@ interface NodeState {
   nics: { label: string; mac: string }[];
 }
 
+const kit = driverKit("isolation");
+
 const fail = (code: "not_found" | "forbidden" | "conflict", message: string, details = {}) =>
   new BmiError(code, message, { subsystem: "isolation", details });
 
@@ -130,23 +132,32 @@ function addAttachment(
   attachments.push({ node: a.node, nic: a.nic, network: a.network, channel: a.channel });
 }
 
+const info = (node: NodeState): NodeInfo => ({
+  name: node.name,
+  project: node.project,
+  nics: node.nics.map((nic) => ({ label: nic.label, mac: nic.mac })),
+});
+
+/** Each seeded network's access list (null = public); undefined when no networks were seeded. */
+function networkAccess(seeds: z.output<typeof optionsSchema>["networks"]) {
+  if (seeds === undefined) return undefined;
+  return new Map(seeds.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])));
+}
+
 /**
  * An in-memory IsolationDriver with HIL's rules: free and foreign nodes are refused by
  * `authorize`, a network rides on a NIC once, one network per channel, a free node cannot be
  * attached, and networks with an access list admit only those projects.
  */
 export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIsolation {
-  const parsed = parseInput(optionsSchema, options, "options", "isolation");
-  const nodes = new Map<string, NodeState>();
-  for (const seed of parsed.nodes) {
-    nodes.set(seed.name, { name: seed.name, project: seed.project ?? null, nics: seed.nics });
-  }
-  const networks =
-    parsed.networks === undefined
-      ? undefined
-      : new Map(
-          parsed.networks.map((n) => (typeof n === "string" ? [n, null] : [n.name, n.projects ?? null])),
-        );
+  const parsed = kit.input(optionsSchema, options, "options");
+  const nodes = new Map<string, NodeState>(
+    parsed.nodes.map((seed) => [
+      seed.name,
+      { name: seed.name, project: seed.project ?? null, nics: seed.nics },
+    ]),
+  );
+  const networks = networkAccess(parsed.networks);
   const attachments: NetworkAttachment[] = [];
   const gate = createFaultGate<MemoryIsolationOperation>("isolation");
   const enter = (operation: MemoryIsolationOperation, callOptions?: CallOptions) =>
@@ -157,12 +168,6 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
     if (!node) throw fail("not_found", `node ${name} does not exist`, { node: name });
     return node;
   };
-
-  const info = (node: NodeState): NodeInfo => ({
-    name: node.name,
-    project: node.project,
-    nics: node.nics.map((nic) => ({ label: nic.label, mac: nic.mac })),
-  });
 
   const checkNic = (node: NodeState, nic: string) => {
     if (!node.nics.some((n) => n.label === nic)) {
@@ -181,14 +186,14 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
     capabilities: { networks: parsed.networksCapability ?? true },
 
     async node(name, callOptions) {
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const valid = kit.input(NodeName, name, "node");
       enter("node", callOptions);
       return info(lookup(valid));
     },
 
     async authorize(project, name, callOptions) {
-      const validProject = parseInput(ProjectName, project, "project", "isolation");
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const validProject = kit.input(ProjectName, project, "project");
+      const valid = kit.input(NodeName, name, "node");
       enter("authorize", callOptions);
       const node = lookup(valid);
       requireOwner(node, validProject);
@@ -196,7 +201,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
     },
 
     async attach(attachment, callOptions) {
-      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      const a = kit.input(attachmentSchema, attachment, "attachment");
       enter("attach", callOptions);
       const node = lookup(a.node);
       checkNic(node, a.nic);
@@ -205,7 +210,7 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
     },
 
     async detach(attachment, callOptions) {
-      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      const a = kit.input(attachmentSchema, attachment, "attachment");
       enter("detach", callOptions);
       const node = lookup(a.node);
       checkNic(node, a.nic);
@@ -217,14 +222,14 @@ export function createMemoryIsolation(options: MemoryIsolationOptions): MemoryIs
     },
 
     async attachments(name, callOptions) {
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const valid = kit.input(NodeName, name, "node");
       enter("attachments", callOptions);
       lookup(valid);
       return attachments.filter((x) => x.node === valid).map((x) => ({ ...x }));
     },
 
     async networkAttachments(network, callOptions) {
-      const valid = parseInput(NetworkName, network, "network", "isolation");
+      const valid = kit.input(NetworkName, network, "network");
       enter("networkAttachments", callOptions);
       checkNetwork(valid);
       return attachments.filter((x) => x.network === valid).map((x) => ({ ...x }));

@@ -1,12 +1,13 @@
 import { z } from "zod";
 import { NodeName } from "../../domain/names.js";
-import { parseInput } from "../../domain/validate.js";
 import { BmiError } from "../../errors/bmi-error.js";
 import type { CallOptions } from "../../ports/common.js";
+import { driverKit } from "../../ports/driver-kit.js";
 import type { BootDevice, PowerDriver, PowerState } from "../../ports/power.js";
 import { createFaultGate } from "./fault-gate.js";
 
 const subsystem = "power" as const;
+const kit = driverKit(subsystem);
 
 export type MemoryPowerOperation = "powerOn" | "powerOff" | "powerCycle" | "setBootDevice" | "powerState";
 
@@ -43,7 +44,7 @@ const DeviceSchema = z.enum(["pxe", "disk"]);
 
 /** BMCs for unit tests: power state and boot device per node, with injected failures. */
 export function createMemoryPower(options: MemoryPowerOptions): MemoryPower {
-  const parsed = parseInput(optionsSchema, options, "options", subsystem);
+  const parsed = kit.input(optionsSchema, options, "options");
   const nodes = new Map<string, NodePower>(
     parsed.nodes.map((n) => [n, { state: "off", device: null, boots: 0 }]),
   );
@@ -51,7 +52,7 @@ export function createMemoryPower(options: MemoryPowerOptions): MemoryPower {
   const calls: MemoryPowerCall[] = [];
 
   const enter = (operation: MemoryPowerOperation, name: string, call?: CallOptions): NodePower => {
-    const node = parseInput(NodeName, name, "node", subsystem);
+    const node = kit.input(NodeName, name, "node");
     gate.enter(operation, call);
     const found = nodes.get(node);
     if (!found) throw new BmiError("not_found", `node ${node} has no BMC`, { subsystem, details: { node } });
@@ -77,7 +78,7 @@ export function createMemoryPower(options: MemoryPowerOptions): MemoryPower {
       boot(enter("powerCycle", name, call));
     },
     async setBootDevice(name, device, call) {
-      const valid = parseInput(DeviceSchema, device, "device", subsystem);
+      const valid = kit.input(DeviceSchema, device, "device");
       enter("setBootDevice", name, call).device = valid;
     },
     async powerState(name, call) {

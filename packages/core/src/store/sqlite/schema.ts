@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import { BmiError } from "../errors/index.js";
+import { BmiError } from "../../errors/index.js";
 
 /**
  * The original BMI's tables, exactly as SQLAlchemy created them (spec §5), so an original `bmi.db`
