@@ -210,7 +210,8 @@ async function iscsiBoot(lab: BmiLab, script: string, i: number): Promise<IscsiB
     });
     await watch.until(LINES.checkpoint);
     const cluster = minus(await osdCounters(lab), before);
-    const cephName = lab.bmi.listDisks({ project: lab.project }).find((d) => d.name === disk)?.cephName;
+    const disks = await lab.bmi.listDisks({ project: lab.project });
+    const cephName = disks.find((d) => d.name === disk)?.cephName;
     if (!cephName) throw new Error(`no disk ${disk} after provisioning`);
     const cloneUsedBytes = await usedBytes(lab, cephName);
     const early = /BMI-OUT dd-start/.test(await lab.console(NODE).read(watch.from));
