@@ -1,6 +1,6 @@
 // Benchmark (not a test): Debian booting from its BMI clone over iSCSI, timed by stage, what the
 // boot costs the cluster, and the same image booted from a local disk in the same run.
-//   BMI_DEBIAN_IMAGE_CACHE=/tmp/bmi-image-cache pnpm -s exec tsx bench/boot.ts [--boots 3] [--local-boots 1] [--dd-mib 64]
+//   BMI_DEBIAN_IMAGE_CACHE=/tmp/bmi-image-cache pnpm -s exec tsx bench/boot.ts [--boots 3] [--local-boots 3] [--dd-mib 64]
 // Per iSCSI boot (a fresh clone each time, BIOS, node-01): provision (the call, until the node's
 // BMC starts its VM), firmware + iPXE (→ iPXE's sanboot login), kernel + initramfs (→ the
 // initramfs's own login from the iBFT), userspace (→ the OS line); the OSD's perf counters and
@@ -25,7 +25,7 @@ import { log, median, round, table, writeResult } from "./lib.js";
 const { values } = parseArgs({
   options: {
     boots: { type: "string", default: "3" },
-    "local-boots": { type: "string", default: "1" },
+    "local-boots": { type: "string", default: "3" },
     "dd-mib": { type: "string", default: "64" },
     "pause-s": { type: "string", default: "20" },
   },
