@@ -2,7 +2,9 @@
 # `pnpm bench`: every benchmark after the normal set-up. Each prints a Markdown table and writes
 # JSON (with cores and versions) to bench/results/. Benchmarks, not tests: nothing here passes or
 # fails on time; a goal missed is reported in the table. BENCH_ROUNDS=1 for a quick look.
-# About 30 minutes on 2 shared cores (the realistic-HIL batch alone takes 100 nodes x 1 s of HIL).
+# About 30 minutes on 2 shared cores (the realistic-HIL batch alone takes 100 nodes x 1 s of HIL),
+# plus the Debian boots of bench/boot.ts (about 20 minutes; the image from $BMI_DEBIAN_IMAGE_CACHE,
+# else ~/.cache/bmi/images, built there first if missing).
 source "$(dirname "$0")/lib.sh"
 setup_all
 cd "$ROOT"
@@ -31,8 +33,9 @@ run tgt-export-raw pnpm -s exec tsx bench/tgt-export.ts --samples "${BENCH_TGT_S
 run tgt-export pnpm -s exec tsx bench/tgt-summary.ts
 run snapshot pnpm -s exec tsx bench/snapshot.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
 run lab-start pnpm -s exec tsx bench/lab-start.ts ${BENCH_ROUNDS:+--rounds "$BENCH_ROUNDS"}
+run boot pnpm -s exec tsx bench/boot.ts ${BENCH_ROUNDS:+--boots "$BENCH_ROUNDS" --local-boots "$BENCH_ROUNDS"}
 log "summary (tables above; JSON in bench/results/)"
-for name in core-overhead batch-provision batch-realistic-hil ceph-clone librbd-rss provision-rss tgt-export snapshot lab-start; do
+for name in core-overhead batch-provision batch-realistic-hil ceph-clone librbd-rss provision-rss tgt-export snapshot lab-start boot; do
   echo
   if [ -s "$out/$name.md" ]; then cat "$out/$name.md"; else echo "benchmark $name printed nothing" >&2; status=1; fi
 done

@@ -54,7 +54,7 @@ export interface DebianImage {
 }
 
 const PACKAGES = ["linux-image-amd64", "open-iscsi", "initramfs-tools", "systemd-sysv", "zstd", "util-linux"];
-/** What the initramfs needs for an iSCSI root from the iBFT on qemu's e1000 or virtio NIC. */
+/** What the initramfs needs for an iSCSI root from the iBFT on qemu's e1000 or virtio NIC (or a local IDE root). */
 const INITRAMFS_MODULES = [
   "iscsi_tcp",
   "iscsi_ibft",
@@ -67,6 +67,8 @@ const INITRAMFS_MODULES = [
   "virtio_net",
   "virtio_pci",
   "af_packet",
+  // A local IDE disk in qemu: the same image booted from a local disk (bench/boot.ts's baseline).
+  "ata_piix",
 ];
 const APPEND = `root=LABEL=${ROOT_LABEL} ro console=ttyS0,115200 net.ifnames=0 panic=10`;
 /** What both GRUBs need after their disk access: find the ext4 root by label, boot Linux, serial console. */

@@ -3,6 +3,7 @@ export * from "./boot-image.js";
 export * from "./ceph.js";
 export * from "./debian-image.js";
 export * from "./lab-node.js";
+export * from "./local-disk.js";
 export * from "./network/index.js";
 export * from "./process.js";
 export * from "./qemu.js";

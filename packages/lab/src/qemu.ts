@@ -10,8 +10,15 @@ export interface BootVmOptions {
   tftpRoot?: string;
   /** ...and hands out this file (relative to `tftpRoot`) as the DHCP boot file. */
   bootfile?: string;
-  /** Local boot from this raw disk instead of the network (to check an image on its own). */
+  /** Local boot from this disk instead of the network (to check an image on its own). */
   disk?: string;
+  /** The local disk's format (default raw; qcow2 for an overlay on a raw image). */
+  diskFormat?: "raw" | "qcow2";
+  /**
+   * Give the local-disk VM a NIC on qemu's user-mode network (DHCP, no boot file): an initramfs
+   * that brings up the network (open-iscsi's ISCSI_AUTO) otherwise waits 180 s for a NIC.
+   */
+  diskNic?: boolean;
   /** `uefi` needs OVMF (Debian package `ovmf`). Default `bios` (SeaBIOS + qemu's iPXE ROM). */
   firmware?: "bios" | "uefi";
   /** Where the serial console goes; default a temp file, removed afterwards. */
@@ -20,6 +27,8 @@ export interface BootVmOptions {
   timeoutMs?: number;
   /** What proves the boot worked. Default /BMI-BOOT-OK/. */
   expect?: RegExp;
+  /** Lines to time on the way to `expect`: each one's first sighting goes into `marksMs`. */
+  marks?: Record<string, RegExp>;
   memoryMb?: number;
   /** qemu fw_cfg entries (`opt/<name>` → host file), read in the guest under /sys/firmware/qemu_fw_cfg. */
   fwCfgFiles?: Record<string, string>;
@@ -44,6 +53,8 @@ export interface BootVmResult {
   match: string;
   /** From qemu's start to the marker on the serial console (polled every 100 ms). */
   markerMs: number;
+  /** From qemu's start to each of `marks` seen before the marker (polled like it). */
+  marksMs: Record<string, number>;
   /** The qemu command line, for reports. */
   command: string[];
 }
@@ -117,7 +128,12 @@ export async function qemuArgs(
     args.push("-fw_cfg", `name=${name},file=${file}`);
   }
   if (options.disk !== undefined) {
-    args.push("-drive", `file=${options.disk},format=raw,if=ide`, "-boot", "c", "-net", "none");
+    if (options.disk.includes(","))
+      throw new Error(`qemu option value must not contain ',': ${options.disk}`);
+    const format = options.diskFormat ?? "raw";
+    args.push("-drive", `file=${options.disk},format=${format},if=ide`, "-boot", "c");
+    if (options.diskNic) args.push("-netdev", "user,id=n0", "-device", `${nic},netdev=n0,mac=${options.mac}`);
+    else args.push("-net", "none");
     return args;
   }
   if (typeof options.network === "object") {
@@ -188,10 +204,13 @@ export async function bootVm(options: BootVmOptions): Promise<BootVmResult> {
         return "";
       }
     };
+    const marksMs: Record<string, number> = {};
     for (;;) {
       const serial = await readSerial();
+      for (const [name, pattern] of Object.entries(options.marks ?? {}))
+        if (marksMs[name] === undefined && pattern.test(serial)) marksMs[name] = Date.now() - started;
       const match = expected.exec(serial);
-      if (match) return { serial, match: match[0], markerMs: Date.now() - started, command };
+      if (match) return { serial, match: match[0], markerMs: Date.now() - started, marksMs, command };
       const elapsed = Date.now() - started;
       const why =
         options.signal?.aborted === true
