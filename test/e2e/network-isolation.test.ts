@@ -8,7 +8,7 @@
  * on the taps. Hosts of the lab network that are not VMs ("probes": a namespace each, cabled to
  * the switch like a NIC) run a real iSCSI initiator, libiscsi's iscsi-inq.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Bmi, createBmi, defaultSettings, openSqliteStore, type SqliteStore } from "@bmi/core";
 import { createCephStorage } from "@bmi/driver-ceph";
@@ -42,6 +42,8 @@ const MARKER = "BMI-BOOT-OK over the lab network";
 /** TCG on a shared 2-core host; measured 35-42 s per boot here when busy. */
 const BOOT_BOUND_MS = 300_000;
 const IQN = "iqn.2026-12.org.bmi.lab";
+/** Fixed provisioning addresses for per-node access: below the probes (.50+) and dnsmasq's pool (.100+). */
+const NODE_ADDRESSES = "10.247.0.10-10.247.0.19";
 
 const nodes = {
   ipxe: { name: "node-01", mac: "52:54:00:17:00:01", project: "tenant-a", chain: "ipxe" as const },
@@ -57,6 +59,10 @@ let hil: HilServer;
 let store: SqliteStore;
 let bmi: Bmi;
 let isolation: ReturnType<typeof createHilIsolation>;
+/** The drivers `bmi` runs on, to build a second BMI with per-node access over the same lab. */
+let drivers: Required<Pick<Parameters<typeof createBmi>[0], "storage" | "export" | "settings">> & {
+  tftpRoot: string;
+};
 const probes: Record<string, LabProbe> = {};
 const sourceImage = `${prefix}-netsrc`;
 let imagePath: string;
@@ -131,9 +137,9 @@ beforeAll(async () => {
     uid,
     snapshotName: settings.snapshotName,
   });
-  bmi = createBmi({
+  drivers = {
+    tftpRoot,
     settings,
-    store,
     storage: createCephStorage({
       pool: ceph.pool,
       conf: ceph.conf,
@@ -147,6 +153,12 @@ beforeAll(async () => {
       naming: settings.iscsi.naming,
       rbd: { conf: ceph.conf, clientId: ceph.clientId },
     }),
+  };
+  bmi = createBmi({
+    settings,
+    store,
+    storage: drivers.storage,
+    export: drivers.export,
     boot: createPxeBoot({
       root: tftpRoot,
       dhcpHostsPath: "dhcp-hosts",
@@ -383,4 +395,82 @@ describe("the lab's provisioning network", () => {
       await exporter.unexport(byName.target, { force: true }).catch(() => undefined);
     }
   }, 120_000);
+  it("provision with per-node access: node-01's target admits node-01's fixed address only; node-02's address is refused; node-01 boots", async () => {
+    const node = nodes.ipxe;
+    const { iscsi } = drivers.settings;
+    const boot = createPxeBoot({
+      root: drivers.tftpRoot,
+      dhcpHostsPath: "dhcp-hosts",
+      dnsmasqPidFile: network.dnsmasq.pidFile,
+      nodeAddresses: NODE_ADDRESSES,
+    });
+    const perNode = createBmi({
+      storage: drivers.storage,
+      export: drivers.export,
+      settings: { ...drivers.settings, iscsi: { ...iscsi, perNode: "address" } },
+      store,
+      boot,
+      isolation,
+    });
+    const os02 = probes.os02 as LabProbe;
+    const who = { project: node.project, node: node.name };
+    try {
+      const provisioned = await perNode.provision({
+        ...who,
+        disk: `disk-${node.name}`,
+        image: GOLDEN,
+        nic: "eth0",
+        firmware: "bios",
+      });
+      const address = (await boot.read(node.name))?.address;
+      expect(address).toBe("10.247.0.10");
+      const hostsLine = await readFile(join(drivers.tftpRoot, "dhcp-hosts", `${node.name}.hosts`), "utf8");
+      expect(hostsLine).toContain(`\n${node.mac},${address}\n`);
+      const acl = (await drivers.export.list()).find((t) => t.target === provisioned.target.name)?.initiators;
+      expect(acl).toEqual({ addresses: [address] });
+      notes.push(
+        `per-node access: ${node.name} got ${address}; its target's ACL (tgtadm show): ${JSON.stringify(acl)}`,
+      );
+
+      // From node-02's place on the provisioning network a real initiator is refused by tgt,
+      // under its own name and under node-01's.
+      await isolation.attach({ node: probeNodes.os02, nic: "eth0", network: PROVISIONING.name });
+      const url = `iscsi://${network.hostAddress}:${tgtd.port}/${provisioned.target.name}/1`;
+      for (const name of [`${IQN}:node-02`, `${IQN}:node-01`]) {
+        const refused = await os02.run("timeout", ["30", "iscsi-inq", "-i", name, url]);
+        notes.push(
+          `${os02.netns} (${os02.address}) as ${name} -> BMI's ${provisioned.target.name}: exit ${refused.exitCode} ${refused.stderr.trim()}`,
+        );
+        expect(refused.exitCode).not.toBe(0);
+        expect(refused.stderr).toMatch(/Login Failed|Failed to log in/);
+      }
+      await isolation.detach({ node: probeNodes.os02, nic: "eth0", network: PROVISIONING.name });
+
+      // node-01 itself gets its fixed address from dnsmasq and boots its disk over iSCSI.
+      const booted = await tryBoot(node, "per-node access");
+      expect(booted.booted).toBe(true);
+      expect(booted.serial).toContain("Booting from SAN device 0x80");
+      const leases = await readFile(network.dnsmasq.leasesFile, "utf8");
+      expect(leases.split("\n").some((l) => l.includes(node.mac) && l.includes(` ${address} `))).toBe(true);
+      // dnsmasq skips the address claims (dotfiles) in its hosts dir.
+      expect((await dnsmasqLog()).filter((l) => l.includes(".addr-"))).toEqual([]);
+
+      // Deprovision with node-01's lease held: dnsmasq re-reads (SIGHUP) a `<mac>,<ip>` entry's
+      // removal and lives on; the target admits the configured initiators again; the address is free.
+      await perNode.deprovision(who);
+      expect(() => process.kill(network.dnsmasq.pid, 0), "dnsmasq survived the reload").not.toThrow();
+      expect(await leased(node.mac)).toBe(true);
+      const reopened = (await drivers.export.list()).find((t) => t.target === provisioned.target.name);
+      expect(reopened?.initiators).toEqual(iscsi.access.initiators);
+      expect(
+        (await readdir(join(drivers.tftpRoot, "dhcp-hosts"))).filter((f) => f.startsWith(".addr-")),
+      ).toEqual([]);
+    } finally {
+      await isolation
+        .detach({ node: probeNodes.os02, nic: "eth0", network: PROVISIONING.name })
+        .catch(() => undefined);
+      await perNode.deprovision({ ...who, deleteDisk: true, missingOk: true }).catch(() => undefined);
+      await perNode.deleteDisk({ project: node.project, disk: `disk-${node.name}` }).catch(() => undefined);
+    }
+  }, 900_000);
 });

@@ -1,6 +1,7 @@
-import { access } from "node:fs/promises";
+import { access, readlink, stat } from "node:fs/promises";
 import { connect } from "node:net";
 import { isAlive, startTgtd, type TgtdHandle } from "@bmi/lab";
+import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 
 const listening = (port: number) =>
@@ -79,6 +80,37 @@ describe("the tgtd lab", () => {
     expect([tgtd.port, tgtd.controlPort]).toEqual([port, controlPort]);
     expect(await listening(port)).toBe(true);
     expect(await targetNames(tgtd)).toEqual([]);
+  });
+
+  it("kill() and restart() work on a tgtd inside a network namespace (the lab network's): the new one is in it, on the same port", async () => {
+    // Our own namespace, removed at the end; only its loopback is up.
+    const netns = `bmi-tgt-lab-${process.pid}`;
+    await execa("ip", ["netns", "add", netns]);
+    try {
+      await execa("ip", ["-n", netns, "link", "set", "lo", "up"]);
+      const inNetns = `net:[${(await stat(`/run/netns/${netns}`)).ino}]`;
+      const listeningIn = async (port: number) =>
+        (await execa("ip", ["netns", "exec", netns, "ss", "-Htln", `sport = :${port}`])).stdout.trim() !== "";
+      const tgtd = await startTgtd({ netns });
+      try {
+        const { port, controlPort, pid } = tgtd;
+        expect(await readlink(`/proc/${pid}/ns/net`)).toBe(inNetns);
+        await tgtd.kill();
+        expect(await isAlive(pid)).toBe(false);
+        expect(await listeningIn(port)).toBe(false);
+        await tgtd.restart();
+        expect(tgtd.pid).not.toBe(pid);
+        expect(await readlink(`/proc/${tgtd.pid}/ns/net`)).toBe(inNetns);
+        expect([tgtd.port, tgtd.controlPort]).toEqual([port, controlPort]);
+        expect(await listeningIn(port)).toBe(true);
+        // tgtadm reaches it from the host through its control socket, as the lab's drivers do.
+        expect(await targetNames(tgtd)).toEqual([]);
+      } finally {
+        await tgtd.stop();
+      }
+    } finally {
+      await execa("ip", ["netns", "delete", netns]);
+    }
   });
 
   it("stop() ends tgtd even with targets defined, frees the port and removes its IPC files", async () => {

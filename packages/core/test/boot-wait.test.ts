@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
-import type { BmiEvent } from "../src/index.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type BmiEvent, createBmi, type InitiatorSession } from "../src/index.js";
 import { setup, thrown } from "./ops-helpers.js";
 
 const FAST = { minDelayMs: 5, maxDelayMs: 20 };
@@ -19,10 +19,10 @@ describe("waitForBoot (issue 16.3)", () => {
     const waiting = env.bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 30_000 });
     await env.bmi.power({ project: "p1", node: "n1", action: "cycle", bootDevice: "pxe" });
     await sleep(30);
-    const ipxe = env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
     await sleep(30);
-    env.exporter.logout(env.target, ipxe); // sanboot hands over to the OS...
-    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15"); // ...which logs in again
+    // sanboot hands over to the OS, which logs in again from the iBFT (BIOS iPXE stays logged in).
+    env.exporter.login(env.target, "iqn.2010-04.org.ipxe:n1", "10.0.2.15");
     const result = await waiting;
     expect(result.state).toBe("SUCCESS");
     expect(result.stages.map((s) => s.stage)).toEqual(["powered_on", "firmware_login", "os_login"]);
@@ -71,6 +71,109 @@ describe("waitForBoot (issue 16.3)", () => {
     expect(bad.code).toBe("invalid_input");
     expect(bad.message).toMatch(/timeoutMs/);
   });
+});
+
+/**
+ * tgt's sessions of a node's target as the lab saw them during real boots (issue 15: tgtadm polled
+ * while Debian booted, BMI's waiter polling too): the session ids at each change, and each
+ * session's InitiatorAlias (`null`: iPXE sends none; "(none)": the initramfs's iscsistart, the
+ * kernel's host name before it is set; "bmi-node": iscsid taking the session over later). Same
+ * initiator name and address throughout: the OS logs in with what the iBFT says.
+ */
+const LAB_BOOTS: Record<string, { changes: string; aliases: Record<number, string | null> }> = {
+  // node-01, BIOS: iPXE's sanboot registers the disk through session 1 and closes it at once (in
+  // another boot: session 9 on one TCP connection, replaced by 10 on the next 0.34 s later), reads
+  // the boot through 2 and never logs out of it; the OS's 3 joins it; 2 goes when the OS's NIC resets.
+  bios: { changes: "0:, 9547:1, 9876:2, 54784:2+3, 62817:3", aliases: { 1: null, 2: null, 3: "(none)" } },
+  // node-02, UEFI: iPXE's one session ends at ExitBootServices; the OS logs in 20 s later.
+  uefi: { changes: "0:, 15202:4, 18506:, 39714:5", aliases: { 4: null, 5: "(none)" } },
+  // node-02, UEFI on a loaded host: iPXE's session ends, a minute later iPXE opens another (the
+  // boot loader reading on); then the OS's, and iscsid's takeover of it.
+  uefiStalled: {
+    changes: "0:, 29172:5, 39870:, 105941:6, 115666:, 148992:7, 183007:, 185235:8",
+    aliases: { 5: null, 6: null, 7: "(none)", 8: "bmi-node" },
+  },
+  // UEFI on a fast machine (not seen in the lab): the OS's login comes before a poll sees no session.
+  uefiFast: { changes: "0:, 300:4, 4100:5", aliases: { 4: null, 5: "(none)" } },
+};
+
+/**
+ * The polls of a replay from its changes (`ms:ids` with ids joined by `+`): each change, and a
+ * poll every second in between (as the waiter backs off).
+ */
+function polls(text: string): [number, number[]][] {
+  const changes = text.split(", ").map((change): [number, number[]] => {
+    const [ms = "0", ids = ""] = change.split(":");
+    return [Number(ms), ids ? ids.split("+").map(Number) : []];
+  });
+  return changes.flatMap(([atMs, ids], i) => {
+    const until = changes[i + 1]?.[0] ?? atMs + 5000;
+    const between = Array.from(
+      { length: Math.ceil((until - atMs) / 1000) - 1 },
+      (_, k) => atMs + (k + 1) * 1000,
+    );
+    return [atMs, ...between].map((ms): [number, number[]] => [ms, ids]);
+  });
+}
+
+/**
+ * A BMI whose export driver's sessions() replays a lab boot, one poll per call after the baseline,
+ * and moves the (faked) performance clock to each poll's time; `withAliases: false` is a driver
+ * that cannot tell the aliases.
+ */
+async function replaying(name: string, withAliases: boolean) {
+  const env = await provisioned();
+  const { changes, aliases } = LAB_BOOTS[name] ?? { changes: "0:", aliases: {} };
+  const replay = polls(changes);
+  let call = 0;
+  const sessions = async (): Promise<InitiatorSession[]> => {
+    const [atMs, ids] = replay[Math.min(call, replay.length - 1)] ?? [0, []];
+    const [previousMs] = replay[Math.max(call - 1, 0)] ?? [0];
+    if (call > 0) vi.advanceTimersByTime(atMs - previousMs);
+    call += 1;
+    const initiator = "iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501";
+    return ids.map((id) => ({
+      id,
+      initiator,
+      addresses: ["127.0.0.1"],
+      ...(withAliases ? { alias: aliases[id] ?? null } : {}),
+    }));
+  };
+  const { storage, boot, isolation, power, store, settings } = env;
+  const exporter = { ...env.exporter, sessions };
+  const bmi = createBmi({ storage, export: exporter, boot, isolation, power, store, settings });
+  await env.bmi.power({ project: "p1", node: "n1", action: "on" });
+  return bmi;
+}
+
+describe("waitForBoot tells the firmware's sessions from the OS's (issue 15)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    ["bios", true, 9547, 54784],
+    ["uefi", true, 15202, 39714],
+    ["uefiStalled", true, 29172, 148992],
+    ["uefiFast", true, 300, 4100],
+    // A driver that cannot tell aliases: the order alone (a firmware's reopen after a stall is then taken for the OS).
+    ["bios", false, 9547, 54784],
+    ["uefi", false, 15202, 39714],
+    ["uefiFast", false, 300, 4100],
+  ])(
+    "%s (aliases: %s): firmware_login at the first session, os_login at the OS's, not at a firmware reopen",
+    async (boot, withAliases, firmwareMs, osMs) => {
+      vi.useFakeTimers({ toFake: ["performance"] });
+      const bmi = await replaying(boot, withAliases);
+      const result = await bmi.waitForBoot({ project: "p1", node: "n1" }, { ...FAST, timeoutMs: 600_000 });
+      expect(result.state).toBe("SUCCESS");
+      expect(result.stages).toEqual([
+        { stage: "powered_on", atMs: 0 },
+        { stage: "firmware_login", atMs: firmwareMs },
+        { stage: "os_login", atMs: osMs },
+      ]);
+    },
+  );
 });
 
 describe("provision with power and wait (issue 16.4)", () => {

@@ -598,3 +598,71 @@ describe("loadConfig: repeated sections and keys are warned about (issue 22 poin
     expect(twice.warnings.join("\n")).not.toContain(HIL_PASSWORD);
   });
 });
+
+describe("loadConfig: per-node iSCSI access and node addresses (issue 17.5)", () => {
+  const README_SAMPLE = readFileSync(README_SAMPLE_PATH, "utf8");
+  /** `text` with per-node access on, the node range and the host entries it needs. */
+  const perNode = (text: string, range = "10.247.0.10-10.247.0.99") => {
+    let out = withValue("iscsi", "per_node_access", "address", text);
+    out = withValue("tftp", "node_addresses", range, out);
+    return withValue("tftp", "dhcp_hosts_path", "/var/lib/tftpboot/dhcp-hosts", out);
+  };
+
+  it.each([
+    ["the newer template", SAMPLE],
+    ["the original README's older layout", README_SAMPLE],
+  ])("reads them in %s, into the settings", (_layout, text) => {
+    const { config } = loadConfig({ text: perNode(text), baseDir: temp });
+    expect(config.iscsi.per_node_access).toBe("address");
+    expect(config.tftp.node_addresses).toEqual({ first: "10.247.0.10", last: "10.247.0.99" });
+    expect(settingsFromConfig(config).iscsi.perNode).toBe("address");
+  });
+
+  it("defaults to none (every target gets [iscsi] initiators) and no fixed addresses", () => {
+    const { config } = loadConfig({ text: SAMPLE });
+    expect(config.iscsi.per_node_access).toBe("none");
+    expect(config.tftp.node_addresses).toBeNull();
+    expect(settingsFromConfig(config).iscsi.perNode).toBeUndefined();
+  });
+
+  it.each([
+    ["a range that is not one", "10.247.0.10", /^invalid \[tftp\] node_addresses: must be <first>-<last>/],
+    [
+      "a range with a bad address",
+      "10.247.0.10-10.247.0.300",
+      /^invalid \[tftp\] node_addresses: must be <first>-<last>/,
+    ],
+    [
+      "a range outside one /24",
+      "10.247.0.10-10.247.1.20",
+      /^invalid \[tftp\] node_addresses: must lie inside one \/24/,
+    ],
+    [
+      "a range backwards",
+      "10.247.0.99-10.247.0.10",
+      /^invalid \[tftp\] node_addresses: the first address must not come after the last/,
+    ],
+    [
+      "a range with the broadcast address",
+      "10.247.0.10-10.247.0.255",
+      /^invalid \[tftp\] node_addresses: must not include the subnet's .0 or .255/,
+    ],
+  ])("rejects %s", (_what, range, message) => {
+    expect(configError(perNode(SAMPLE, range)).message).toMatch(message);
+  });
+
+  it("rejects per-node access without addresses, addresses without host entries, and a range holding the portal", () => {
+    expect(configError(withValue("iscsi", "per_node_access", "address")).message).toMatch(
+      /^missing \[tftp\] node_addresses: \[iscsi\] per_node_access = address/,
+    );
+    expect(configError(withValue("iscsi", "per_node_access", "names")).message).toMatch(
+      /^invalid \[iscsi\] per_node_access: must be none or address/,
+    );
+    const noHosts = withValue("tftp", "node_addresses", "10.247.0.10-10.247.0.99");
+    expect(configError(noHosts).message).toMatch(/^missing \[tftp\] dhcp_hosts_path/);
+    const portalInside = withValue("iscsi", "ip", "10.247.0.50", perNode(SAMPLE));
+    expect(configError(portalInside).message).toBe(
+      "invalid [tftp] node_addresses: must not include the portal address [iscsi] ip",
+    );
+  });
+});

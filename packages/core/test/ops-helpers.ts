@@ -1,4 +1,4 @@
-import type { BmiSettings, SqliteStore, StepHook } from "../src/index.js";
+import type { AddressRange, BmiSettings, SqliteStore, StepHook } from "../src/index.js";
 import { createMemoryBmi } from "../src/testing/index.js";
 
 export const MIB = 1024 * 1024;
@@ -10,6 +10,7 @@ export async function setup(
     beforeStep?: StepHook;
     golden?: boolean;
     store?: SqliteStore;
+    nodeAddresses?: AddressRange;
   } = {},
 ) {
   const memory = createMemoryBmi({
@@ -32,6 +33,7 @@ export async function setup(
     settings: { provisioningNetwork: "prov", ...options.settings },
     beforeStep: options.beforeStep,
     ...(options.store ? { store: options.store } : {}),
+    ...(options.nodeAddresses ? { nodeAddresses: options.nodeAddresses } : {}),
   });
   const { bmi, storage } = memory;
   await bmi.createProject({ name: "p1" });

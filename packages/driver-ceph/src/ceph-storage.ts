@@ -4,7 +4,6 @@ import {
   type CallOptions,
   type CommandRunner,
   type ImageDetails,
-  parseInput,
   registrar,
   type SnapshotDetails,
   type SnapshotRef,
@@ -12,7 +11,7 @@ import {
   TOKENS,
 } from "@bmi/core";
 import { z } from "zod";
-import { CommonOptionsSchema, FilePath, imageName, rbdBacking, snapRef, TRASH_NAME } from "./options.js";
+import { CommonOptionsSchema, FilePath, imageName, kit, rbdBacking, snapRef, TRASH_NAME } from "./options.js";
 import { inDriverPool, nameInPool } from "./pool-names.js";
 import { createRbdCli, parseJson, type RbdCli } from "./rbd-cli.js";
 import { rbdError } from "./rbd-errors.js";
@@ -50,11 +49,11 @@ const OptionsSchema = CommonOptionsSchema.extend({
     .optional(),
 });
 
-const filePath = (path: unknown) => resolve(parseInput(FilePath, path, "path", "storage"));
+const filePath = (path: unknown) => resolve(kit.input(FilePath, path, "path"));
 
 /** A StorageDriver over the `rbd` CLI (argument arrays only, every call bounded in time). */
 export function createCephStorage(options: CephStorageOptions): StorageDriver {
-  const o = parseInput(OptionsSchema, options, "ceph storage options", "storage");
+  const o = kit.input(OptionsSchema, options, "ceph storage options");
   const cli = createRbdCli(o);
   const { spec, snapSpec } = cli;
   const dataMs = o.dataTimeoutMs;
@@ -71,7 +70,7 @@ export function createCephStorage(options: CephStorageOptions): StorageDriver {
     info: (image, call) => info(cli, imageName(image), call),
     async create(image, sizeBytes, call) {
       const name = imageName(image);
-      const size = parseInput(z.number().int().nonnegative(), sizeBytes, "sizeBytes", "storage");
+      const size = kit.input(z.number().int().nonnegative(), sizeBytes, "sizeBytes");
       // rbd's --size defaults to MiB; the B suffix makes it bytes.
       await cli.ok(["create", "--size", `${size}B`, spec(name)], `rbd create ${spec(name)}`, call, {
         image: name,

@@ -1,7 +1,7 @@
-import { BmiError, type CallOptions, driverKit } from "@bmi/core";
+import { BmiError, type CallOptions } from "@bmi/core";
 import { type LibrbdStep, librbdError } from "./librbd-errors.js";
 import { type Librbd, loadLibrbd } from "./librbd-native.js";
-import { cephTimeoutSeconds } from "./options.js";
+import { cephTimeoutSeconds, kit } from "./options.js";
 
 export interface ConnectionOptions {
   pool: string;
@@ -40,8 +40,6 @@ export function check(
   if (rc < 0) throw librbdError(step, -rc, what, details);
   return rc;
 }
-
-const kit = driverKit("storage");
 
 function load(): Librbd {
   try {

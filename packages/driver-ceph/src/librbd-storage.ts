@@ -1,12 +1,12 @@
 import { resolve } from "node:path";
-import { type Backing, type CallOptions, type ImageDetails, parseInput, type StorageDriver } from "@bmi/core";
+import type { Backing, CallOptions, ImageDetails, StorageDriver } from "@bmi/core";
 import { z } from "zod";
 import { check, createConnection } from "./librbd-connection.js";
 import { exportFile, importFile } from "./librbd-files.js";
 import { createRbd, grow, parentOf, type Rbd, withImage } from "./librbd-image.js";
 import type { Librbd } from "./librbd-native.js";
 import { children, listSnapshots, snapOp } from "./librbd-snapshots.js";
-import { CommonOptionsSchema, FilePath, imageName, rbdBacking, snapRef } from "./options.js";
+import { CommonOptionsSchema, FilePath, imageName, kit, rbdBacking, snapRef } from "./options.js";
 
 /** Options of {@link createLibrbdStorage}: the CLI back end's, without the binary and runner. */
 export type LibrbdStorageOptions = z.input<typeof CommonOptionsSchema>;
@@ -14,11 +14,11 @@ export type LibrbdStorageOptions = z.input<typeof CommonOptionsSchema>;
 /** A StorageDriver that owns a cluster connection: close it (or `await using`) when done. */
 export type LibrbdStorage = StorageDriver & AsyncDisposable & { close(): Promise<void> };
 
-const filePath = (path: unknown) => resolve(parseInput(FilePath, path, "path", "storage"));
+const filePath = (path: unknown) => resolve(kit.input(FilePath, path, "path"));
 
 /** A StorageDriver calling librbd in-process (koffi, on libuv's worker threads), one connection per driver. */
 export function createLibrbdStorage(options: LibrbdStorageOptions): LibrbdStorage {
-  const o = parseInput(CommonOptionsSchema, options, "librbd storage options", "storage");
+  const o = kit.input(CommonOptionsSchema, options, "librbd storage options");
   const connection = createConnection(o);
   const rbd = createRbd(o, connection);
   return {
@@ -29,7 +29,7 @@ export function createLibrbdStorage(options: LibrbdStorageOptions): LibrbdStorag
     info: (image, call) => info(rbd, imageName(image), call),
     create: async (image, sizeBytes, call) => {
       const name = imageName(image);
-      const size = parseInput(z.number().int().nonnegative(), sizeBytes, "sizeBytes", "storage");
+      const size = kit.input(z.number().int().nonnegative(), sizeBytes, "sizeBytes");
       const what = `rbd_create ${rbd.spec(name)}`;
       await rbd.run(what, call, async (lib, io) =>
         check(await lib.rbd_create(io, name, size, [0]), "other", what, { image: name }),

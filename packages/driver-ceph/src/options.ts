@@ -1,12 +1,15 @@
 import {
   type Backing,
+  driverKit,
   PoolName,
-  parseInput,
   RbdImageName,
   RbdSnapshotName,
   type SnapshotRef,
 } from "@bmi/core";
 import { z } from "zod";
+
+/** Validation, cancellation and error labels of the storage drivers (both back ends). */
+export const kit = driverKit("storage");
 
 const ClientId = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
   error: "client id may only contain letters, digits, '_', '.', '-' (without the 'client.' prefix)",
@@ -34,13 +37,12 @@ export const CommonOptionsSchema = z.object({
   cloneFormat: z.union([z.literal(1), z.literal(2)]).default(1),
 });
 
-export const imageName = (value: unknown, field = "image") =>
-  parseInput(RbdImageName, value, field, "storage");
+export const imageName = (value: unknown, field = "image") => kit.input(RbdImageName, value, field);
 export const snapRef = (ref: unknown, field = "snapshot"): SnapshotRef => {
   const r = (ref ?? {}) as Partial<SnapshotRef>;
   return {
     image: imageName(r.image, `${field}.image`),
-    snapshot: parseInput(RbdSnapshotName, r.snapshot, `${field}.snapshot`, "storage"),
+    snapshot: kit.input(RbdSnapshotName, r.snapshot, `${field}.snapshot`),
   };
 };
 

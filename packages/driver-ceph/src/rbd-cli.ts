@@ -4,11 +4,10 @@ import {
   type CommandResult,
   type CommandRunner,
   createExecaRunner,
-  driverKit,
   type SnapshotRef,
 } from "@bmi/core";
 import type { z } from "zod";
-import { type CommonOptionsSchema, cephTimeoutSeconds } from "./options.js";
+import { type CommonOptionsSchema, cephTimeoutSeconds, kit } from "./options.js";
 import { rbdError } from "./rbd-errors.js";
 
 type Options = z.output<typeof CommonOptionsSchema> & { rbdPath: string; runner?: CommandRunner | undefined };
@@ -58,8 +57,6 @@ function globalArgs(o: Options): string[] {
     seconds,
   ];
 }
-
-const kit = driverKit("storage");
 
 /** A runner failure as a storage error (a BmiError of another subsystem is re-labelled). */
 function asStorageError(error: unknown, o: Options, command: string | undefined): BmiError {

@@ -10,7 +10,6 @@ import {
   type NodeInfo,
   NodeName,
   ProjectName,
-  parseInput,
   registrar,
   TOKENS,
 } from "@bmi/core";
@@ -70,11 +69,10 @@ function toNodeInfo(details: NodeDetails): NodeInfo {
  */
 export function createHilIsolation(options: HilIsolationOptions): IsolationDriver & { client: HilClient } {
   const { channel, actionTimeoutMs, networks, pollMs, ...clientOptions } = options;
-  const driverOptions = parseInput(
+  const driverOptions = kit.input(
     driverOptionsSchema,
     { channel, actionTimeoutMs, networks, pollMs },
     "options",
-    "isolation",
   );
   const minDelayMs = driverOptions.pollMs ?? DEFAULT_FIRST_POLL_MS;
   const client = createHilClient(clientOptions);
@@ -95,14 +93,14 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
     client,
 
     async node(name, o) {
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const valid = kit.input(NodeName, name, "node");
       check(o, "node");
       return toNodeInfo(await client.showNode(valid, { signal: o?.signal }));
     },
 
     async authorize(project, name, o) {
-      const validProject = parseInput(ProjectName, project, "project", "isolation");
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const validProject = kit.input(ProjectName, project, "project");
+      const valid = kit.input(NodeName, name, "node");
       check(o, "authorize");
       const info = toNodeInfo(await client.showNode(valid, { signal: o?.signal }));
       requireOwner(info, validProject);
@@ -110,28 +108,28 @@ export function createHilIsolation(options: HilIsolationOptions): IsolationDrive
     },
 
     async attach(attachment, o) {
-      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      const a = kit.input(attachmentSchema, attachment, "attachment");
       check(o, "attach");
       requireNetworks();
       await actions.attach(a, o);
     },
 
     async detach(attachment, o) {
-      const a = parseInput(attachmentSchema, attachment, "attachment", "isolation");
+      const a = kit.input(attachmentSchema, attachment, "attachment");
       check(o, "detach");
       requireNetworks();
       await actions.detach(a, o);
     },
 
     async networkAttachments(network, o) {
-      const valid = parseInput(NetworkName, network, "network", "isolation");
+      const valid = kit.input(NetworkName, network, "network");
       check(o, "networkAttachments");
       requireNetworks();
       return networkAttachments(client, valid, o);
     },
 
     async attachments(name, o) {
-      const valid = parseInput(NodeName, name, "node", "isolation");
+      const valid = kit.input(NodeName, name, "node");
       check(o, "attachments");
       const details = await client.showNode(valid, { signal: o?.signal });
       const out: NetworkAttachment[] = [];

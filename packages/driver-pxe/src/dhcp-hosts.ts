@@ -8,21 +8,38 @@ export const HOSTS_SUFFIX = ".hosts";
 const HEADER = "# BMI: DHCP host entries of node ";
 
 /**
- * A node's dnsmasq host file: one `dhcp-host` line per MAC (`<mac>`, no `set:` tag: dnsmasq 2.90
- * aborts on SIGHUP while it holds a lease of a MAC whose entry has one), which marks the
- * MAC `known` to a dnsmasq run with `--dhcp-ignore=tag:!known`, so only provisioned MACs get a lease.
+ * A node's dnsmasq host file: one `dhcp-host` line per MAC (`<mac>`), or with a fixed address one
+ * line `<mac>[,<mac>...],<ip>`. No `set:` tag: dnsmasq 2.90 aborts on SIGHUP while it holds a
+ * lease of a MAC whose entry has one. A line marks its MACs `known` to a dnsmasq run with
+ * `--dhcp-ignore=tag:!known`, so only provisioned MACs get a lease.
  */
-export const renderHostsFile = (node: string, macs: readonly string[]): string =>
-  `${HEADER}${node}\n${[...macs]
-    .sort()
-    .map((mac) => `${mac}\n`)
-    .join("")}`;
+export const renderHostsFile = (
+  node: string,
+  macs: readonly string[],
+  address: string | null = null,
+): string => {
+  const sorted = [...macs].sort();
+  const lines = address === null ? sorted : [[...sorted, address].join(",")];
+  return `${HEADER}${node}\n${lines.map((line) => `${line}\n`).join("")}`;
+};
 
-/** The MACs in a host file BMI wrote, or null for any other file. */
-export function parseHostsFile(text: string, node: string): string[] | null {
+export interface HostsEntry {
+  macs: string[];
+  /** The fixed address of the node's MACs, or null when dnsmasq picks one from its pool. */
+  address: string | null;
+}
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** The MACs (and fixed address) in a host file BMI wrote, or null for any other file. */
+export function parseHostsFile(text: string, node: string): HostsEntry | null {
   const [first, ...lines] = text.split("\n");
   if (first !== `${HEADER}${node}`) return null;
-  return lines.filter((line) => line !== "").map((line) => line.split(",")[0] ?? "");
+  const fields = lines.filter((line) => line !== "").flatMap((line) => line.split(","));
+  return {
+    macs: fields.filter((field) => !IPV4.test(field)),
+    address: fields.find((field) => IPV4.test(field)) ?? null,
+  };
 }
 
 /**

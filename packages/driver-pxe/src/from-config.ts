@@ -16,5 +16,8 @@ export function pxeOptionsFromConfig(config: BmiConfig): PxeBootOptions {
     bootNic: tftp.boot_nic === "any" ? null : tftp.boot_nic,
     ...(tftp.dhcp_hosts_path === null ? {} : { dhcpHostsPath: tftp.dhcp_hosts_path }),
     ...(tftp.dnsmasq_pid_file === null ? {} : { dnsmasqPidFile: tftp.dnsmasq_pid_file }),
+    ...(tftp.node_addresses === null
+      ? {}
+      : { nodeAddresses: `${tftp.node_addresses.first}-${tftp.node_addresses.last}` }),
   };
 }

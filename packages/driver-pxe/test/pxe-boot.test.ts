@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   createPxeBoot,
   installTftpRoot,
+  type PxeBootOptions,
   parseNodeScript,
   registerPxeBoot,
   renderNodeScript,
@@ -17,6 +18,23 @@ import {
 async function makeTempDir(prefix: string) {
   const path = await mkdtemp(join(tmpdir(), `bmi-${prefix}-`));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A fresh temp dir for each test of the enclosing describe, removed after it. */
+function tempDirEach(prefix: string): { readonly path: string } {
+  let dir: { path: string; remove: () => Promise<void> } | undefined;
+  beforeEach(async () => {
+    dir = await makeTempDir(prefix);
+  });
+  afterEach(async () => {
+    await dir?.remove();
+  });
+  return {
+    get path() {
+      if (!dir) throw new Error("tempDirEach: used outside a test");
+      return dir.path;
+    },
+  };
 }
 
 const exists = async (path: string) => {
@@ -54,23 +72,21 @@ testBootDriver({
   },
 });
 
-testBootDriver({
-  name: "pxe (with dnsmasq host entries in dhcp-hosts/)",
-  create: async () => {
-    const dir = await makeTempDir("pxe");
-    const driver = createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts" });
-    return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
-  },
-});
+/** The boot contract suite on a PXE driver in a temp TFTP root, with `options` besides the root. */
+const testPxeContract = (name: string, options: Omit<PxeBootOptions, "root">) =>
+  testBootDriver({
+    name,
+    create: async () => {
+      const dir = await makeTempDir("pxe");
+      const driver = createPxeBoot({ root: dir.path, ...options });
+      return { driver, cleanup: dir.remove, fileExists: (path) => exists(join(dir.path, path)) };
+    },
+  });
+
+testPxeContract("pxe (with dnsmasq host entries in dhcp-hosts/)", { dhcpHostsPath: "dhcp-hosts" });
 
 describe("dnsmasq host entries", () => {
-  let dir: { path: string; remove: () => Promise<void> };
-  beforeEach(async () => {
-    dir = await makeTempDir("pxe-dhcp");
-  });
-  afterEach(async () => {
-    await dir.remove();
-  });
+  const dir = tempDirEach("pxe-dhcp");
   const spec = (macs: string[]) => ({
     node: "node-07",
     macs,
@@ -123,6 +139,77 @@ describe("dnsmasq host entries", () => {
     // The entry is gone from disk; a retry finishes the rest.
     await driver.remove("node-07");
     expect(await driver.read("node-07")).toBeNull();
+  });
+});
+
+testPxeContract("pxe (host entries with fixed node addresses)", {
+  dhcpHostsPath: "dhcp-hosts",
+  nodeAddresses: "10.247.0.10-10.247.0.99",
+});
+
+describe("fixed node addresses (issue 17.5)", () => {
+  const dir = tempDirEach("pxe-addr");
+  const specOf = (node: string, mac: string) => ({
+    node,
+    macs: [mac],
+    target: { name: "iqn.2026-11.org.bmi:1img7", portal: "10.247.0.1", port: 3260, lun: 1 },
+    firmware: "bios" as const,
+    label: "disk",
+  });
+  const driverOf = (range = "10.247.0.10-10.247.0.12") =>
+    createPxeBoot({ root: dir.path, dhcpHostsPath: "dhcp-hosts", nodeAddresses: range });
+  const hostsOf = (node: string) => readFile(join(dir.path, `dhcp-hosts/${node}.hosts`), "utf8");
+
+  it("writes `<mac>,<ip>` (no set: tag), keeps the address on a rewrite and frees it at remove", async () => {
+    const driver = driverOf();
+    const one = await driver.write(specOf("node-01", "52:54:00:17:00:01"));
+    expect(one.address).toBe("10.247.0.10");
+    expect(await hostsOf("node-01")).toBe(
+      "# BMI: DHCP host entries of node node-01\n52:54:00:17:00:01,10.247.0.10\n",
+    );
+    expect(one.files).toContain("dhcp-hosts/.addr-10.247.0.10");
+    const two = await driver.write(specOf("node-02", "52:54:00:17:00:02"));
+    expect(two.address).toBe("10.247.0.11");
+    const again = await driver.write({ ...specOf("node-01", "52:54:00:17:00:01"), firmware: "uefi" });
+    expect(again.address).toBe("10.247.0.10");
+    expect((await driver.read("node-01"))?.address).toBe("10.247.0.10");
+    await driver.remove("node-01");
+    expect(await readdir(join(dir.path, "dhcp-hosts"))).toEqual([".addr-10.247.0.11", "node-02.hosts"]);
+    expect((await driver.write(specOf("node-03", "52:54:00:17:00:03"))).address).toBe("10.247.0.10");
+  });
+
+  it("two drivers on one directory (two BMI processes) never give one address to two nodes", async () => {
+    const [a, b] = [driverOf(), driverOf()];
+    const written = await Promise.all([
+      a.write(specOf("node-01", "52:54:00:17:00:01")),
+      b.write(specOf("node-02", "52:54:00:17:00:02")),
+      a.write(specOf("node-03", "52:54:00:17:00:03")),
+    ]);
+    expect(new Set(written.map((e) => e.address)).size).toBe(3);
+    const error = await b.write(specOf("node-04", "52:54:00:17:00:04")).catch((e: unknown) => e);
+    expect((error as BmiError).message).toMatch(/no free node address left in 10.247.0.10-10.247.0.12/);
+    expect(await b.read("node-04")).toBeNull();
+  });
+
+  it("lists an address claim left without its host entry (for reconcile)", async () => {
+    const driver = driverOf();
+    await driver.write(specOf("node-01", "52:54:00:17:00:01"));
+    for (const file of ["node-01.ipxe", "node-01.bmi-index", "dhcp-hosts/node-01.hosts"]) {
+      await rm(join(dir.path, file));
+    }
+    await rm(join(dir.path, "pxelinux.cfg"), { recursive: true });
+    await rm(join(dir.path, "ipxe-mac"), { recursive: true });
+    const listed = await driver.list();
+    expect(listed.map((e) => [e.node, e.files])).toEqual([["node-01", ["dhcp-hosts/.addr-10.247.0.10"]]]);
+    await driver.remove("node-01");
+    expect(await driver.list()).toEqual([]);
+  });
+
+  it("refuses addresses without host entries, and a bad range", () => {
+    expect(() => createPxeBoot({ root: dir.path, nodeAddresses: "10.247.0.10-10.247.0.12" })).toThrow(
+      /nodeAddresses: needs dhcpHostsPath/,
+    );
+    expect(() => driverOf("10.247.0.10-10.247.1.12")).toThrow(/one \/24/);
   });
 });
 

@@ -18,10 +18,27 @@ export const aclOf = (access: ExportAccess): string[] =>
     ? ["ALL"]
     : [...(access.initiators.addresses ?? []), ...(access.initiators.names ?? [])];
 
+/** tgt's ACL lines as access rules (an empty ACL admits nobody: no addresses, no names). */
+export function initiatorsOf(acl: readonly string[]): ExportAccess["initiators"] {
+  if (acl.includes("ALL")) return "ALL";
+  const names = acl.filter(isInitiatorName);
+  const addresses = acl.filter((rule) => !isInitiatorName(rule));
+  return { ...(addresses.length > 0 ? { addresses } : {}), ...(names.length > 0 ? { names } : {}) };
+}
+
 /** Who may log in to our targets: initiator ACLs and CHAP accounts, applied, compared and dropped. */
 export interface TgtAccess {
   /** Binds the request's ACL rules and CHAP account to target `tid`. */
   apply(tid: number, request: ExportRequest, signal?: AbortSignal): Promise<void>;
+  /**
+   * Replaces a live target's ACL: the old rules out first, so in between it admits fewer
+   * initiators, never more. CHAP stays as it is.
+   */
+  replaceInitiators(
+    target: TgtTarget,
+    initiators: ExportAccess["initiators"],
+    signal?: AbortSignal,
+  ): Promise<void>;
   /** Whether an existing target's ACL and CHAP are what `access` asks for (so export is idempotent). */
   matches(existing: TgtTarget, access: ExportAccess): boolean;
   /** Forgets the CHAP secret set for a deleted target, and deletes the accounts no target uses. */
@@ -34,14 +51,25 @@ export function createTgtAccess(tgtadm: Tgtadm, targets: KnownTargets, log: Logg
   const secrets = new Map<string, SecretDigest>();
   const chap = createChapAccounts(tgtadm, targets);
 
-  const allowInitiators = async (tid: number, request: ExportRequest, signal?: AbortSignal) => {
-    for (const rule of aclOf(request.access)) {
-      const flag = isInitiatorName(rule) ? "--initiator-name" : "--initiator-address";
-      const bound = await tgtadm.run(["--mode", "target", "--op", "bind", "--tid", String(tid), flag, rule], {
-        signal,
-      });
-      if (bound.exitCode !== 0) throw tgtadm.failure(`allow ${rule} on ${request.target}`, bound);
+  /** Adds (bind) or removes (unbind) one ACL rule, an initiator address or name. */
+  const changeRule = async (
+    op: "bind" | "unbind",
+    tid: number,
+    rule: string,
+    target: string,
+    signal?: AbortSignal,
+  ) => {
+    const flag = isInitiatorName(rule) ? "--initiator-name" : "--initiator-address";
+    const done = await tgtadm.run(["--mode", "target", "--op", op, "--tid", String(tid), flag, rule], {
+      signal,
+    });
+    if (done.exitCode !== 0) {
+      throw tgtadm.failure(`${op === "bind" ? "allow" : "disallow"} ${rule} on ${target}`, done, { target });
     }
+  };
+
+  const allowInitiators = async (tid: number, request: ExportRequest, signal?: AbortSignal) => {
+    for (const rule of aclOf(request.access)) await changeRule("bind", tid, rule, request.target, signal);
     if (request.access.initiators === "ALL") {
       log.warn(
         { op: "export", target: request.target },
@@ -60,6 +88,17 @@ export function createTgtAccess(tgtadm: Tgtadm, targets: KnownTargets, log: Logg
       } else {
         secrets.delete(request.target);
       }
+    },
+
+    async replaceInitiators(target, initiators, signal) {
+      const want = aclOf({ initiators });
+      for (const rule of target.acl.filter((r) => !want.includes(r))) {
+        await changeRule("unbind", target.tid, rule, target.name, signal);
+      }
+      for (const rule of want.filter((r) => !target.acl.includes(r))) {
+        await changeRule("bind", target.tid, rule, target.name, signal);
+      }
+      log.debug({ op: "setInitiators", target: target.name, rules: want.length }, "target access changed");
     },
 
     matches(existing, access) {

@@ -1,4 +1,4 @@
-import type { Backing, ExportedTarget } from "@bmi/core";
+import type { Backing, ExportAccess, ExportedTarget } from "@bmi/core";
 import type { TgtTarget } from "./show-parser.js";
 import { LUN, type TgtConfig } from "./tgt-options.js";
 
@@ -33,10 +33,19 @@ export function backingOf(target: TgtTarget): Backing | undefined {
   return { kind: "file", path: lun.backingPath };
 }
 
-/** A target as the port reports it: served at the configured portal, as LUN 1. */
+/** A target as the port reports it: served at the configured portal, as LUN 1, with its ACL. */
 export const exportedTarget = (
   config: TgtConfig,
   target: string,
   backing: Backing,
   sessions: number,
-): ExportedTarget => ({ target, portal: config.portal, port: config.port, lun: LUN, backing, sessions });
+  initiators: ExportAccess["initiators"],
+): ExportedTarget => ({
+  target,
+  portal: config.portal,
+  port: config.port,
+  lun: LUN,
+  backing,
+  sessions,
+  initiators,
+});

@@ -104,7 +104,8 @@ export function createTargetMaker(parts: TargetParts) {
       tid,
       accounts: request.access.chap ? [request.access.chap.user] : [],
     });
-    return exportedTarget(config, request.target, reportedBacking(request.backing), 0);
+    const { initiators } = request.access;
+    return exportedTarget(config, request.target, reportedBacking(request.backing), 0, initiators);
   };
 
   /** Whether an existing target is what `request` asks for (so export is idempotent). */
@@ -139,6 +140,7 @@ export function createTargetMaker(parts: TargetParts) {
         existing.name,
         reportedBacking(request.backing),
         existing.sessions.length,
+        request.access.initiators,
       );
     },
   };

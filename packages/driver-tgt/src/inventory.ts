@@ -1,4 +1,5 @@
 import { BmiError, type ExportedTarget, type InitiatorSession } from "@bmi/core";
+import { initiatorsOf } from "./access.js";
 import { backingOf, exportedTarget } from "./backing.js";
 import type { KnownTargets } from "./known-targets.js";
 import { kit, type TgtConfig } from "./tgt-options.js";
@@ -11,7 +12,10 @@ export function createInventory(config: TgtConfig, targets: KnownTargets) {
       for (const target of await targets.show(signal)) {
         const backing = backingOf(target);
         // A target without our LUN 1 is not one we serve (someone else's, or half-made).
-        if (backing) out.push(exportedTarget(config, target.name, backing, target.sessions.length));
+        if (!backing) continue;
+        out.push(
+          exportedTarget(config, target.name, backing, target.sessions.length, initiatorsOf(target.acl)),
+        );
       }
       return out;
     },
@@ -25,9 +29,14 @@ export function createInventory(config: TgtConfig, targets: KnownTargets) {
           details: { target: name },
         });
       }
-      // tgt numbers I_T nexuses in login order, so ids tell the firmware's session from the OS's.
+      // tgt numbers I_T nexuses in login order; the alias tells the firmware's from the OS's.
       return target.sessions
-        .map((s) => ({ id: s.nexus, initiator: s.initiator, addresses: [...s.addresses] }))
+        .map((s) => ({
+          id: s.nexus,
+          initiator: s.initiator,
+          addresses: [...s.addresses],
+          ...(s.alias === undefined ? {} : { alias: s.alias }),
+        }))
         .sort((a, b) => a.id - b.id);
     },
   };

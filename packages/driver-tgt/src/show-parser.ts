@@ -14,6 +14,8 @@ export interface TgtLun {
 export interface TgtSession {
   nexus: number;
   initiator: string;
+  /** The InitiatorAlias it sent (tgt prints `none` for none); absent if tgt did not print one. */
+  alias?: string | null;
   addresses: string[];
 }
 
@@ -94,8 +96,12 @@ export function parseTargets(output: string): TgtTarget[] {
           target.sessions.push(session);
           break;
         }
-        const initiator = /^Initiator: (\S+)/.exec(text);
-        if (initiator && session) session.initiator = initiator[1] as string;
+        const initiator = /^Initiator: (\S+)(?: alias: (.*))?$/.exec(text);
+        if (initiator && session) {
+          session.initiator = initiator[1] as string;
+          const alias = initiator[2];
+          if (alias !== undefined) session.alias = alias === "none" ? null : alias;
+        }
         const address = /^IP Address: (\S+)$/.exec(text);
         if (address && session) session.addresses.push(address[1] as string);
         break;

@@ -1,7 +1,10 @@
 import { randomInt } from "node:crypto";
 import {
+  BmiError,
   type CallOptions,
   createExecaRunner,
+  type ExportAccess,
+  ExportAccessSchema,
   type ExportCapabilities,
   type ExportRequest,
   registrar,
@@ -55,16 +58,16 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
   const capabilities: ExportCapabilities = { backings: [...SERVED_BACKINGS], acl: true, chap: true };
   const tgtadm = createTgtadm(config, runner);
   const targets = createKnownTargets(tgtadm);
-  const access = createTgtAccess(tgtadm, targets, log);
+  const accessRules = createTgtAccess(tgtadm, targets, log);
   const maker = createTargetMaker({
     config,
     tgtadm,
     targets,
-    access,
+    access: accessRules,
     log,
     allocateTid: options.tids ?? randomTid,
   });
-  const remover = createTargetRemover({ tgtadm, targets, access, log });
+  const remover = createTargetRemover({ tgtadm, targets, access: accessRules, log });
   const inventory = createInventory(config, targets);
   // One name at a time (export's list-then-add, unexport), different names in parallel.
   const perTarget = createKeyedMutex();
@@ -100,6 +103,22 @@ export function createTgtExport(options: TgtExportOptions): TgtExportDriver {
     async sessions(target: string, call: CallOptions = {}) {
       kit.checkSignal(call, "sessions");
       return inventory.sessions(validateTarget(target), call.signal);
+    },
+
+    async setInitiators(target: string, initiators: ExportAccess["initiators"], call: CallOptions = {}) {
+      kit.checkSignal(call, "setInitiators");
+      const name = validateTarget(target);
+      const access = kit.input(ExportAccessSchema, { initiators }, "access") as ExportAccess;
+      await perTarget(name, async () => {
+        const found = (await targets.show(call.signal)).find((t) => t.name === name);
+        if (!found) {
+          throw new BmiError("not_found", `target ${name} does not exist`, {
+            subsystem: kit.subsystem,
+            details: { target: name },
+          });
+        }
+        await accessRules.replaceInitiators(found, access.initiators, call.signal);
+      });
     },
 
     async restore(requests: ExportRequest[], call: CallOptions = {}) {

@@ -2,6 +2,7 @@ import {
   type Backing,
   type BackingKind,
   BmiError,
+  type CallOptions,
   type CommandRunner,
   DEFAULT_IQN_PREFIX,
   driverKit,
@@ -55,6 +56,7 @@ export interface TgtExportOptions {
 export interface TgtExportDriver extends ExportDriver {
   /** The target name for an RBD image under the configured naming. */
   targetNameFor(rbdName: string): string;
+  setInitiators(target: string, initiators: ExportAccess["initiators"], options?: CallOptions): Promise<void>;
 }
 
 const SafePath = z

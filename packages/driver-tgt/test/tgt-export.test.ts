@@ -73,12 +73,36 @@ describe("parseTargets (captured tgtadm --op show)", () => {
     const [rbd, file] = targets;
     expect(rbd?.sessions).toEqual([]);
     expect(file?.sessions).toEqual([
-      { nexus: 1, initiator: "iqn.2008-11.org.linux-kvm", addresses: ["127.0.0.1"] },
+      { nexus: 1, initiator: "iqn.2008-11.org.linux-kvm", alias: null, addresses: ["127.0.0.1"] },
     ]);
     expect(rbd?.accounts).toEqual(["node07"]);
     expect(file?.accounts).toEqual([]);
     expect(rbd?.acl).toEqual(["127.0.0.1", "10.0.0.0/24", "iqn.2026-11.org.bmi.node:node-07"]);
     expect(file?.acl).toEqual(["ALL"]);
+  });
+
+  it("reads each session's InitiatorAlias: none (iPXE sends none), open-iscsi's host name (issue 15)", () => {
+    // As tgt showed node-01's target while its OS logged in (the lab, issue 15).
+    const show = [
+      "Target 1: iqn.2026-11.org.bmi:651582img2",
+      "    I_T nexus information:",
+      "        I_T nexus: 2",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: none",
+      "            Connection: 0",
+      "                IP Address: 127.0.0.1",
+      "        I_T nexus: 3",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: (none)",
+      "            Connection: 0",
+      "                IP Address: 127.0.0.1",
+      "        I_T nexus: 4",
+      "            Initiator: iqn.2010-04.org.ipxe:b1000000-0000-4000-8000-0000000c0501 alias: bmi-node",
+      "",
+    ].join("\n");
+    expect(parseTargets(show)[0]?.sessions.map((s) => [s.nexus, s.alias])).toEqual([
+      [2, null],
+      [3, "(none)"],
+      [4, "bmi-node"],
+    ]);
   });
 
   it("reads an empty daemon as no targets", () => {
@@ -135,6 +159,7 @@ describe("export: the tgtadm calls", () => {
       lun: 1,
       backing: { kind: "file", path: "/srv/bmi/1img9.img" },
       sessions: 0,
+      initiators: "ALL",
     });
     expect(runner.calls.every((c) => c.file === "tgtadm")).toBe(true);
     expect(runner.calls.every((c) => c.args.slice(0, 4).join(" ") === PREFIX.join(" "))).toBe(true);
@@ -450,6 +475,7 @@ describe("unexport, list and errors", () => {
         lun: 1,
         backing: { kind: "rbd", pool: "bmi", image: "1img7" },
         sessions: 0,
+        initiators: { addresses: ["127.0.0.1", "10.0.0.0/24"], names: ["iqn.2026-11.org.bmi.node:node-07"] },
       },
       {
         target: "1img8",
@@ -458,8 +484,27 @@ describe("unexport, list and errors", () => {
         lun: 1,
         backing: { kind: "file", path: "/srv/bmi/disk.img" },
         sessions: 1,
+        initiators: "ALL",
       },
     ]);
+  });
+
+  it("setInitiators takes the old ACL rules out first, then binds the new ones (issue 17.5)", async () => {
+    const runner = scripted((args) => (isShow(args) ? { stdout: SHOW } : undefined));
+    const driver = createTgtExport({ ...base, runner });
+    await driver.setInitiators("iqn.2026-11.org.bmi:rack:1img7", {
+      addresses: ["10.0.0.0/24", "10.247.0.10"],
+    });
+    expect(runner.calls.map((c) => rest(c.args).join(" "))).toEqual([
+      "--mode target --op show",
+      "--mode target --op unbind --tid 1 --initiator-address 127.0.0.1",
+      "--mode target --op unbind --tid 1 --initiator-name iqn.2026-11.org.bmi.node:node-07",
+      "--mode target --op bind --tid 1 --initiator-address 10.247.0.10",
+    ]);
+    expect((await failureOf(driver.setInitiators("iqn.2026-11.org.bmi:nope", "ALL"))).code).toBe("not_found");
+    expect((await failureOf(driver.setInitiators("1img8", { addresses: ["300.1.1.1"] }))).code).toBe(
+      "invalid_input",
+    );
   });
 
   it("maps a daemon that does not answer to unavailable, and anything unknown to internal", async () => {

@@ -211,7 +211,7 @@ function killGroup(pid: number | undefined): void {
 /** The recipe's hash: everything that shapes the image, including this file's scripts. */
 function recipeKey(o: z.output<typeof DebianImageOptions>, mirror: string): string {
   const recipe = JSON.stringify({
-    v: 2,
+    v: 3,
     suite: o.suite,
     mirror,
     sizeMiB: o.sizeMiB,
@@ -358,17 +358,24 @@ async function configureTree(tree: string): Promise<void> {
     await chmod(file, mode);
   }
   await setIscsidOption(tree, "node.session.timeo.replacement_timeout", String(REPLACEMENT_TIMEOUT_S));
-  const wants = join(tree, "etc/systemd/system/multi-user.target.wants");
+  // iscsid is what logs in again when the root's session drops (a target restart): the package
+  // only socket-activates it, and nothing on an iBFT-only root talks to its socket at boot.
   await run("enable services", "chroot", [
     tree,
     "systemctl",
     "enable",
     "bmi-os-line.service",
     "bmi-run.service",
+    "iscsid.service",
   ]);
-  // lstat: the link is absolute inside the tree, so it dangles on the host.
-  if (!(await lstat(join(wants, "bmi-os-line.service")).catch(() => null)))
-    throw new Error("bmi-os-line.service was not enabled");
+  // No login prompt on ttyS0: agetty's vhangup() at its start turns the host scripts' open
+  // console into EIO (a script's output cut off, its rc 4), and nothing logs in (no password).
+  await run("mask serial getty", "chroot", [tree, "systemctl", "mask", "serial-getty@ttyS0.service"]);
+  // lstat: the links are absolute inside the tree, so they dangle on the host.
+  for (const link of ["multi-user.target.wants/bmi-os-line.service", "sysinit.target.wants/iscsid.service"]) {
+    if (!(await lstat(join(tree, "etc/systemd/system", link)).catch(() => null)))
+      throw new Error(`${link} was not enabled`);
+  }
   // No host keys or node identity baked in; no root password (the host talks through fw_cfg).
   await rm(join(tree, "var/lib/dbus/machine-id"), { force: true });
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
+import { type AddressRange, AddressRangeSchema, inAddressRange } from "../domain/addresses.js";
 import {
   Host,
   IqnPrefix,
@@ -57,6 +58,12 @@ export interface BmiConfig {
     /** Export clones under their bare RBD names, as the original did, so its nodes keep booting. */
     bare_target_names: boolean;
     initiators: ExportAccess["initiators"];
+    /**
+     * `address`: provision restricts a node's target to the node's fixed provisioning address
+     * (`[tftp] node_addresses`), deprovision opens it again to `initiators`; `none`: every target
+     * admits `initiators`.
+     */
+    per_node_access: "none" | "address";
     chap_user: string | null;
     chap_secret: string | null;
     /** tgtd's `--control-port` (tgtadm `-C`), so BMI can drive its own tgtd beside a system one. */
@@ -89,6 +96,8 @@ export interface BmiConfig {
     dhcp_hosts_path: string | null;
     /** The dnsmasq to SIGHUP when a host entry goes (it only adds entries by itself); null: none. */
     dnsmasq_pid_file: string | null;
+    /** The fixed provisioning addresses the PXE driver gives nodes (`<mac>,<ip>` host lines); null: none. */
+    node_addresses: AddressRange | null;
   };
   /** The REST server's bind address; null when the file has no `[rest_api]` (no server). */
   rest_api: {
@@ -225,6 +234,7 @@ function sectionSchemas(baseDir: string) {
       iqn_prefix: IqnPrefix.default(DEFAULT_IQN_PREFIX),
       bare_target_names: bool.default(false),
       initiators: initiators.default("ALL"),
+      per_node_access: z.enum(["none", "address"], { error: "must be none or address" }).default("none"),
       chap_user: simpleName("a CHAP user").nullable().default(null),
       chap_secret: z
         .string()
@@ -267,6 +277,7 @@ function sectionSchemas(baseDir: string) {
       dnsmasq_leases: path.default("/var/lib/misc/dnsmasq.leases"),
       dhcp_hosts_path: dir.nullable().default(null),
       dnsmasq_pid_file: path.nullable().default(null),
+      node_addresses: AddressRangeSchema.nullable().default(null),
     }),
     // tls_cert and tls_key go together: checked after the section is read, as chap_user/chap_secret.
     rest_api: z.object({
@@ -495,6 +506,7 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
       file,
     });
   }
+  checkNodeAddresses(iscsi, tftp, file);
   if (!doc.sections.get("iscsi")?.has("initiators")) {
     warnings.push(
       "[iscsi] initiators is not set: any initiator may log in to every target (the original's behaviour); set it to ALL to make that explicit, or list the nodes' initiators",
@@ -516,6 +528,33 @@ function parseConfig(doc: IniDocument, file: string | null, baseDir: string): Lo
   };
   if (mapped.length > 0) warnings.push(`old names read as new ones: ${mapped.join("; ")}`);
   return { config, warnings, mapped };
+}
+
+/**
+ * Per-node access needs the addresses it restricts to, and those need the dnsmasq host entries
+ * that hand them out; the portal itself must not be one of them.
+ */
+function checkNodeAddresses(iscsi: BmiConfig["iscsi"], tftp: BmiConfig["tftp"], file: string | null): void {
+  if (iscsi.per_node_access === "address" && tftp.node_addresses === null) {
+    throw configError(
+      "missing [tftp] node_addresses: [iscsi] per_node_access = address restricts each target to its node's fixed address, taken from that range",
+      { section: "tftp", key: "node_addresses", file },
+    );
+  }
+  if (tftp.node_addresses === null) return;
+  if (tftp.dhcp_hosts_path === null) {
+    throw configError(
+      "missing [tftp] dhcp_hosts_path: [tftp] node_addresses are handed out through dnsmasq host entries written there",
+      { section: "tftp", key: "dhcp_hosts_path", file },
+    );
+  }
+  if (inAddressRange(tftp.node_addresses, iscsi.ip)) {
+    throw configError("invalid [tftp] node_addresses: must not include the portal address [iscsi] ip", {
+      section: "tftp",
+      key: "node_addresses",
+      file,
+    });
+  }
 }
 
 /** `[driver]` was parsed and never used by the original: accept its keys only if they name ours (OPS-4). */
@@ -566,6 +605,7 @@ export function settingsFromConfig(config: BmiConfig): BmiSettings {
           ? { chap: { user: iscsi.chap_user, secret: iscsi.chap_secret } }
           : {}),
       },
+      ...(iscsi.per_node_access === "address" ? { perNode: "address" as const } : {}),
     },
     provisioningNetwork: config.net_isolator.provisioning_network,
     provisioningChannel: config.net_isolator.channel,

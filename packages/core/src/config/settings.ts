@@ -22,6 +22,11 @@ export interface BmiSettings {
     naming: { iqnPrefix: string } | "bare";
     /** Default access rules for new targets. `initiators: "ALL"` is logged as a warning. */
     access: ExportAccess;
+    /**
+     * `address` (`[iscsi] per_node_access`): provision narrows a node's target to the fixed
+     * address the boot driver gave the node (`BootEntry.address`); deprovision restores `access`.
+     */
+    perNode?: "address";
   };
   /** The HIL network a node's NIC joins while provisioned; null = leave networks alone. */
   provisioningNetwork: string | null;

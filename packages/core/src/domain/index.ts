@@ -1,3 +1,4 @@
+export * from "./addresses.js";
 export * from "./model.js";
 export * from "./names.js";
 export * from "./schemas.js";

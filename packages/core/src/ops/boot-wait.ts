@@ -145,7 +145,7 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
     stages.push({ stage, atMs });
     ctx.events.emit({ type: "boot:stage", node: record.node, stage, atMs });
   };
-  let firmwareSession = 0;
+  const firmware = createFirmwareSession(elapsed);
 
   return {
     stages,
@@ -163,13 +163,12 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
         if (state === "off" && seen("powered_on")) return `node ${record.node} powered off while booting`;
       }
       const fresh = (await sessionsOf(record.target.name)).filter((s) => s.id > baseline);
-      const first = fresh[0];
-      if (first && !firmwareSession) {
-        firmwareSession = first.id;
+      const kind = firmware.observe(fresh);
+      if (kind !== "none") {
         if (power) mark("powered_on"); // it logged in, so it was on even if the poll missed it
         mark("firmware_login");
       }
-      if (firmwareSession && fresh.some((s) => s.id > firmwareSession)) mark("os_login");
+      if (kind === "os") mark("os_login");
       return undefined;
     },
     /** For a timeout: the last stage seen and how long the wait has been there. */
@@ -188,6 +187,58 @@ function createWatch(ctx: BmiContext, record: Provisioning, until: BootStage) {
         ...(reason ? { reason } : {}),
         durationMs: elapsed(),
       };
+    },
+  };
+}
+
+/**
+ * How long the firmware's session must have been seen open before a session replacing it counts
+ * as the OS's. iPXE under BIOS logs in twice: `sanboot` registers the disk through a session it
+ * closes at once (replaced after 0.3 s in the lab, on a loaded host), then opens the one the boot
+ * loader reads through.
+ */
+const FIRMWARE_SETTLE_MS = 1000;
+
+/**
+ * Tells the firmware's sessions from the OS's, one poll of the target's fresh sessions at a time.
+ * Both log in with the same initiator name from the same address (the OS reads them from the
+ * iBFT), so a session newer than the firmware's is the OS's when:
+ * - it has another InitiatorAlias (another program: iPXE sends none, open-iscsi its host name);
+ * - it joins the firmware's open session (BIOS: iPXE never logs out; its session stays until the
+ *   OS's NIC resets);
+ * - with no aliases to compare, it replaces a firmware session seen gone in an earlier poll or
+ *   open for {@link FIRMWARE_SETTLE_MS} (UEFI: iPXE's session ends at ExitBootServices).
+ * Otherwise it is the firmware reopening its disk: at once under BIOS, and in the lab under UEFI
+ * too, after a minute's stall on a loaded host (the same alias, the target idle in between).
+ */
+function createFirmwareSession(elapsed: () => number) {
+  type Followed = { id: number; alias?: string | null; since: number; settled: boolean; gone: boolean };
+  let current: Followed | undefined;
+  let os = false;
+  const follow = ({ id, alias }: InitiatorSession) => {
+    current = { id, alias, since: elapsed(), settled: false, gone: false };
+  };
+  const isOs = (firmware: Followed, newer: InitiatorSession[], open: boolean) => {
+    const known = firmware.alias !== undefined && newer.every((s) => s.alias !== undefined);
+    if (known && newer.some((s) => s.alias !== firmware.alias)) return true;
+    if (open) return true;
+    return !known && (firmware.settled || firmware.gone);
+  };
+  return {
+    observe(fresh: InitiatorSession[]): "none" | "firmware" | "os" {
+      if (!current) {
+        if (!fresh[0]) return "none";
+        follow(fresh[0]);
+      }
+      const firmware = current as Followed;
+      const open = fresh.some((s) => s.id === firmware.id);
+      const newer = fresh.filter((s) => s.id > firmware.id);
+      const newest = newer.at(-1);
+      if (os || (newest && isOs(firmware, newer, open))) os = true;
+      else if (newest) follow(newest);
+      else if (!open) firmware.gone = true;
+      else if (elapsed() - firmware.since >= FIRMWARE_SETTLE_MS) firmware.settled = true;
+      return os ? "os" : "firmware";
     },
   };
 }

@@ -8,7 +8,13 @@ import { type BmiContext, operation, requireKind, requireProject } from "./conte
 import { createDiskSteps, deleteDiskSteps, toDisk } from "./disks.js";
 import { imageLock, nodeLock } from "./locks.js";
 import type { Saga } from "./saga.js";
-import { bootSpecOf, exportSteps, targetInfoFor } from "./steps/index.js";
+import {
+  bootSpecOf,
+  exportSteps,
+  reopenTargetSteps,
+  restrictToNodeSteps,
+  targetInfoFor,
+} from "./steps/index.js";
 
 const ProvisionInput = z.strictObject({
   project: ProjectName,
@@ -83,12 +89,13 @@ export async function provision(ctx: BmiContext, input: ProvisionInput): Promise
       const target = disk.target ?? targetInfoFor(ctx, disk);
       const firmware = args.firmware ?? ctx.settings.defaultFirmware;
       const spec: BootSpec = { node: args.node, macs: [nic.mac], target, firmware, label: args.disk };
-      await saga.step(
+      const entry = await saga.step(
         "write boot files",
         () => ctx.drivers.boot.write(spec),
         () => ctx.drivers.boot.remove(args.node),
         { resources: [`boot:${args.node}`] },
       );
+      await restrictToNodeSteps(ctx, saga, disk.id, entry);
 
       const network = ctx.settings.provisioningNetwork;
       const { isolation } = ctx.drivers;
@@ -175,12 +182,14 @@ async function switchDiskSteps(
   const target = disk.target ?? targetInfoFor(ctx, disk);
   const firmware = args.firmware ?? existing.firmware;
   const spec: BootSpec = { node: args.node, macs: [nic.mac], target, firmware, label: args.disk };
-  await saga.step(
+  const entry = await saga.step(
     "switch boot files",
     () => ctx.drivers.boot.write(spec),
     () => ctx.drivers.boot.write(bootSpecOf(existing)),
     { resources: [`boot:${args.node}`] },
   );
+  await restrictToNodeSteps(ctx, saga, disk.id, entry);
+  await reopenTargetSteps(ctx, saga, existing.diskId);
   const record: Provisioning = {
     ...existing,
     disk: args.disk,
@@ -322,6 +331,8 @@ export async function deprovisionSteps(
       { resources: [`attachment:${record.node}`] },
     );
   }
+  // Before the boot files go: they hold the node's address, which the next node may be given.
+  await reopenTargetSteps(ctx, saga, record.diskId);
   const spec = bootSpecOf(record);
   await saga.step(
     "remove boot files",

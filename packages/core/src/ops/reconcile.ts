@@ -3,8 +3,10 @@ import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
 import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
+import type { BootEntry } from "../ports/boot.js";
+import { type ExportAccess, sameInitiators } from "../ports/export.js";
 import type { NetworkAttachment } from "../ports/isolation.js";
-import type { JournalEntry } from "../store/index.js";
+import type { ExportRecord, JournalEntry } from "../store/index.js";
 import type { BmiContext } from "./context.js";
 import { nodeLock, withLocks } from "./locks.js";
 import { assertRepairable, type Provenance, readProvenance } from "./provenance.js";
@@ -17,6 +19,7 @@ export type DriftKind =
   | "half_made_disk" // a disk row and clone of an operation that died before it finished
   | "missing_target" // an export record whose target the server lost
   | "orphan_target" // a target without an export record, left by an unfinished operation
+  | "access_mismatch" // a target admitting other initiators than its record (or its node) says
   | "missing_boot_files" // a provisioned node without boot files
   | "orphan_boot_files" // boot files of a node that is not provisioned, left by an unfinished operation
   | "missing_attachment" // a provisioned node whose NIC is not on the provisioning network
@@ -59,6 +62,7 @@ const REPAIR_ORDER: DriftKind[] = [
   "ownership_changed",
   "orphan_target",
   "missing_target",
+  "access_mismatch",
   "orphan_snapshot",
   "half_made_disk",
   "orphan_image",
@@ -97,6 +101,7 @@ export async function reconcile(ctx: BmiContext, options: ReconcileOptions = {})
       ...(await imageDrift(ctx, pool, proof, interrupted)),
       ...(await snapshotDrift(ctx, pool, proof)),
       ...(await targetDrift(ctx, proof)),
+      ...(await accessDrift(ctx, changed)),
       ...(await bootDrift(ctx, proof, changed)),
       ...(await attachmentDrift(ctx, [...interrupted, ...incomplete], changed, proof)),
       ...(await lockDrift(ctx)),
@@ -312,7 +317,7 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   for (const record of await ctx.store.exports.list()) {
     const image = await ctx.store.images.getById(record.imageId);
     if (!image) continue;
-    const request = exportRequestFor(ctx, image);
+    const request = exportRequestFor(ctx, image, record);
     recorded.add(request.target);
     if (liveNames.has(request.target)) continue;
     fixes.push({
@@ -355,6 +360,67 @@ async function targetDrift(ctx: BmiContext, proof: Provenance): Promise<Fix[]> {
   return fixes;
 }
 
+/**
+ * Targets whose initiator rules are not what they should be: the record's, or under per-node
+ * access the address of the node the disk boots (its boot files say which). Repair sets the
+ * target's rules and the record to that. A node HIL gave away is left to `ownership_changed`.
+ */
+async function accessDrift(ctx: BmiContext, changed: Map<string, unknown>): Promise<Fix[]> {
+  const live = new Map((await ctx.drivers.export.list()).map((t) => [t.target, t]));
+  const entries = new Map((await ctx.drivers.boot.list()).map((e) => [e.node, e]));
+  const fixes: Fix[] = [];
+  for (const record of await ctx.store.exports.list()) {
+    const have = live.get(record.target.name)?.initiators;
+    if (have === undefined) continue; // lost (missing_target) or a driver that cannot tell
+    const node = await ctx.store.provisionings.getByDisk(record.imageId);
+    if (node && changed.has(node.node)) continue;
+    const want = wantedInitiators(ctx, record, node ? (entries.get(node.node) ?? null) : undefined);
+    if (sameInitiators(have, want) && sameInitiators(record.access.initiators, want)) continue;
+    const set = ctx.drivers.export.setInitiators;
+    fixes.push({
+      drift: {
+        kind: "access_mismatch",
+        subject: record.target.name,
+        detail: `target admits ${describeInitiators(have)}, its record says ${describeInitiators(record.access.initiators)}${node ? ` (it boots node ${node.node})` : ""}`,
+        repair: set ? `let in ${describeInitiators(want)} only, and record that` : null,
+      },
+      ...(set
+        ? {
+            apply: () => applyInitiators(ctx, record, want),
+          }
+        : {}),
+    });
+  }
+  return fixes;
+}
+
+/**
+ * What a target should admit: under per-node access, a provisioned node's address while its boot
+ * files (`entry`) give it one; else what the record says. A disk booting no node keeps its record:
+ * deprovision reopens the target in its own saga, and a crash in between is an open operation.
+ */
+function wantedInitiators(
+  ctx: BmiContext,
+  record: ExportRecord,
+  entry: BootEntry | null | undefined,
+): ExportAccess["initiators"] {
+  if (ctx.settings.iscsi.perNode !== "address" || !entry?.address) return record.access.initiators;
+  return { addresses: [entry.address] };
+}
+
+/** Gives a target other initiator rules and records them (a repair: no saga, no undo). */
+async function applyInitiators(
+  ctx: BmiContext,
+  record: ExportRecord,
+  initiators: ExportAccess["initiators"],
+): Promise<void> {
+  await ctx.drivers.export.setInitiators?.(record.target.name, initiators);
+  await ctx.store.exports.put({ ...record, access: { ...record.access, initiators } });
+}
+
+const describeInitiators = (initiators: ExportAccess["initiators"]): string =>
+  initiators === "ALL" ? "ALL" : [...(initiators.addresses ?? []), ...(initiators.names ?? [])].join(", ");
+
 /** Provisioned nodes whose owner in HIL is no longer the provisioning project (null: no owner). */
 async function ownershipChanges(ctx: BmiContext): Promise<Map<string, string | null>> {
   const changed = new Map<string, string | null>();
@@ -395,6 +461,12 @@ function ownershipDrift(ctx: BmiContext, changed: Map<string, string | null>): P
             if (current.network && isolation.capabilities.networks) {
               const channel = ctx.settings.provisioningChannel;
               await isolation.detach({ node, nic: current.nic, network: current.network, channel });
+            }
+            // Before the boot files (and the node's address) go: the next node may get that address.
+            const exported = await ctx.store.exports.get(current.diskId);
+            const configured = ctx.settings.iscsi.access.initiators;
+            if (exported && !sameInitiators(exported.access.initiators, configured)) {
+              await applyInitiators(ctx, exported, configured);
             }
             await ctx.drivers.boot.remove(node);
             await ctx.store.provisionings.delete(node);

@@ -25,6 +25,12 @@ export interface BootEntry {
   firmware: Firmware;
   /** Every file that belongs to the node, relative to the root. */
   files: string[];
+  /**
+   * The fixed address the provisioning network's DHCP server gives the node's MACs, when the
+   * driver hands out addresses (the PXE driver's `nodeAddresses`); what per-node iSCSI access
+   * restricts the node's target to.
+   */
+  address?: string;
 }
 
 /**

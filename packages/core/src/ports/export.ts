@@ -15,6 +15,11 @@ export interface InitiatorSession {
   /** The initiator's IQN: iPXE's, then the OS's (the same one, from the iBFT, in a new session). */
   initiator: string;
   addresses: string[];
+  /**
+   * The InitiatorAlias it sent, `null` if none; absent when the driver cannot tell. Tells the
+   * programs apart: iPXE sends none, open-iscsi its host name ("(none)" in an initramfs).
+   */
+  alias?: string | null;
 }
 
 /**
@@ -45,6 +50,8 @@ export interface ExportedTarget {
   backing: Backing;
   /** Logged-in initiator sessions; unexport without `force` refuses while > 0. */
   sessions: number;
+  /** Who may log in, as the daemon has it (drivers with ACLs report it; reconcile compares it). */
+  initiators?: ExportAccess["initiators"];
 }
 
 /**
@@ -61,6 +68,15 @@ export interface ExportDriver {
   unexport(target: string, options?: CallOptions & { force?: boolean }): Promise<void>;
   list(options?: CallOptions): Promise<ExportedTarget[]>;
   /**
+   * Replaces the initiator rules of an existing target (CHAP stays as it is); `not_found` if it
+   * does not exist. Logged-in sessions are not cut: the rules apply to the next login.
+   */
+  setInitiators?(
+    target: string,
+    initiators: ExportAccess["initiators"],
+    options?: CallOptions,
+  ): Promise<void>;
+  /**
    * Re-creates every given target that the daemon lost (after a restart); leaves the ones that
    * exist. Returns the targets it created.
    */
@@ -70,4 +86,11 @@ export interface ExportDriver {
    * BMI watch a node boot with no agent on it: the firmware's login, then the OS's.
    */
   sessions?(target: string, options?: CallOptions): Promise<InitiatorSession[]>;
+}
+
+/** Whether two sets of initiator rules admit the same initiators (order does not matter). */
+export function sameInitiators(a: ExportAccess["initiators"], b: ExportAccess["initiators"]): boolean {
+  const key = (x: ExportAccess["initiators"]) =>
+    x === "ALL" ? "ALL" : JSON.stringify([[...(x.addresses ?? [])].sort(), [...(x.names ?? [])].sort()]);
+  return key(a) === key(b);
 }

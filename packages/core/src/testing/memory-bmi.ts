@@ -1,5 +1,6 @@
 import type { BmiSettings } from "../config/settings.js";
 import { defaultSettings } from "../config/settings.js";
+import type { AddressRange } from "../domain/addresses.js";
 import type { Logger } from "../log/index.js";
 import { type Bmi, createBmi } from "../ops/bmi.js";
 import type { StepHook } from "../ops/saga.js";
@@ -24,6 +25,8 @@ export interface MemoryBmiOptions {
   beforeStep?: StepHook;
   /** The store (default: a new in-memory SQLite store); pass one to share it or to wrap it. */
   store?: SqliteStore;
+  /** Fixed node addresses for the boot driver (with `settings.iscsi.perNode`: per-node access). */
+  nodeAddresses?: AddressRange;
 }
 
 export interface MemoryBmi {
@@ -50,7 +53,7 @@ export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
   const drivers = {
     storage: createMemoryStorage(),
     export: createMemoryExport(),
-    boot: createMemoryBoot(),
+    boot: createMemoryBoot(options.nodeAddresses ? { nodeAddresses: options.nodeAddresses } : {}),
     isolation: createMemoryIsolation(options.isolation),
     power: createMemoryPower({ nodes }),
   };

@@ -27,7 +27,12 @@ export async function captureState(sources: StateSources) {
     }),
   );
   const targets = (await sources.export.list())
-    .map((t) => ({ target: t.target, lun: t.lun, backing: t.backing }))
+    .map((t) => ({
+      target: t.target,
+      lun: t.lun,
+      backing: t.backing,
+      ...(t.initiators === undefined ? {} : { initiators: t.initiators }),
+    }))
     .sort((a, b) => a.target.localeCompare(b.target));
   const boot = (await sources.boot.list())
     .map((e) => ({ ...e, files: [...e.files].sort() }))

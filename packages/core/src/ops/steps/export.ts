@@ -16,11 +16,16 @@ export function targetInfoFor(ctx: BmiContext, image: Image): TargetInfo {
   };
 }
 
-export function exportRequestFor(ctx: BmiContext, image: Image): ExportRequest {
+/**
+ * The request that exports an image. `record`: its export record, whose initiators win over the
+ * configured ones (a provisioned node's target admits that node only, under per-node access).
+ */
+export function exportRequestFor(ctx: BmiContext, image: Image, record?: ExportRecord): ExportRequest {
+  const { access } = ctx.settings.iscsi;
   return {
     target: targetNameFor(image.cephName, ctx.settings.iscsi.naming),
     backing: ctx.drivers.storage.backingFor(image.cephName),
-    access: ctx.settings.iscsi.access,
+    access: record ? { ...access, initiators: record.access.initiators } : access,
   };
 }
 
@@ -71,7 +76,7 @@ export async function unexportSteps(
   force: boolean,
 ): Promise<void> {
   const record = await ctx.store.exports.get(image.id);
-  const request = exportRequestFor(ctx, image);
+  const request = exportRequestFor(ctx, image, record);
   // Unexport straight away rather than listing every target first (O(targets) per delete).
   // The undo re-exports unless the target was already gone: also when the unexport's reply was
   // lost (it may have happened), since export() of an existing identical target changes nothing.

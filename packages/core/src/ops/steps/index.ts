@@ -2,4 +2,5 @@
 export * from "./boot.js";
 export * from "./export.js";
 export * from "./images.js";
+export * from "./node-access.js";
 export * from "./snapshots.js";

@@ -443,6 +443,26 @@ function aclCases(s: ExportFixture) {
     },
   );
 
+  it.skipIf(s.skip.acl)(
+    "setInitiators replaces a live target's rules: list() reports them, the next login follows them",
+    async () => {
+      if (!s.driver.capabilities.acl || !s.driver.setInitiators) return;
+      const req = await s.request(s.iqn("reacl"), { initiators: { addresses: ["127.0.0.1"] } });
+      await s.driver.export(req);
+      expect(await probe(s)(req.target, { name: OTHER_INITIATOR })).toBe(true);
+      await s.driver.setInitiators(req.target, { addresses: ["127.0.0.2"] });
+      const listed = (await s.driver.list()).find((t) => t.target === req.target);
+      if (listed?.initiators !== undefined) expect(listed.initiators).toEqual({ addresses: ["127.0.0.2"] });
+      expect(await probe(s)(req.target, { name: OTHER_INITIATOR })).toBe(false);
+      await s.driver.setInitiators(req.target, "ALL");
+      expect(await probe(s)(req.target, { name: OTHER_INITIATOR })).toBe(true);
+      await expectBmiError(
+        s.driver.setInitiators(`${s.prefix}:${s.uniqueName("absent")}`, "ALL"),
+        "not_found",
+      );
+    },
+  );
+
   it("a driver without ACL support says unsupported instead of exporting to everyone", async () => {
     if (s.driver.capabilities.acl) return;
     const req = await s.request(s.iqn("noacl2"), { initiators: { names: [ALLOWED_INITIATOR] } });

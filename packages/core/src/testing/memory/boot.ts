@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { type AddressRange, addressesIn } from "../../domain/addresses.js";
 import type { Firmware, TargetInfo } from "../../domain/model.js";
 import { NodeName } from "../../domain/names.js";
 import { BootSpecSchema } from "../../domain/schemas.js";
@@ -18,6 +19,11 @@ export interface MemoryBootOptions {
    * (before it changes anything), or undefined to let it run.
    */
   failWith?: (operation: MemoryBootOperation, node: string | undefined) => Error | undefined;
+  /**
+   * Give each node a fixed address from this range (lowest free one, kept while the node has boot
+   * files), as the PXE driver's `nodeAddresses` does; reported as `BootEntry.address`.
+   */
+  nodeAddresses?: AddressRange;
 }
 
 export interface MemoryBoot extends BootDriver {
@@ -35,6 +41,7 @@ interface Stored {
   target: TargetInfo;
   firmware: Firmware;
   files: string[];
+  address?: string;
 }
 
 const macFile = (mac: string) => `01-${mac.replaceAll(":", "-")}`;
@@ -47,7 +54,22 @@ const entryOf = (stored: Stored): BootEntry => ({
   target: { ...stored.target },
   firmware: stored.firmware,
   files: [...stored.files],
+  ...(stored.address ? { address: stored.address } : {}),
 });
+
+/** The node's address: the one it has, else the lowest no other node has. */
+function addressFor(nodes: ReadonlyMap<string, Stored>, node: string, range: AddressRange | undefined) {
+  if (!range) return undefined;
+  const own = nodes.get(node)?.address;
+  if (own) return own;
+  const taken = new Set([...nodes.values()].map((n) => n.address));
+  const free = addressesIn(range).find((a) => !taken.has(a));
+  if (free) return free;
+  throw new BmiError("unavailable", `no free node address left in ${range.first}-${range.last}`, {
+    subsystem: "boot",
+    details: { node },
+  });
+}
 
 /** The same kinds of files the PXE driver writes: the node's iPXE script and one entry per MAC. */
 function render(spec: z.output<typeof Spec>): Map<string, string> {
@@ -123,10 +145,18 @@ export function createMemoryBoot(options: MemoryBootOptions = {}): MemoryBoot {
       const macs = [...new Set(parsed.macs)];
       refuseSharedMac(nodes, parsed.node, macs);
       const rendered = render({ ...parsed, macs });
+      const address = addressFor(nodes, parsed.node, options.nodeAddresses);
       forget(parsed.node);
       for (const [path, text] of rendered) files.set(path, text);
       const { node, target } = parsed;
-      const stored: Stored = { node, macs, target, firmware: parsed.firmware, files: [...rendered.keys()] };
+      const stored: Stored = {
+        node,
+        macs,
+        target,
+        firmware: parsed.firmware,
+        files: [...rendered.keys()],
+        ...(address ? { address } : {}),
+      };
       nodes.set(node, stored);
       return entryOf(stored);
     },

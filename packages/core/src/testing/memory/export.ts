@@ -14,7 +14,7 @@ import type {
 import type { Backing, BackingKind } from "../../ports/storage.js";
 import { createFaultGate, type FaultGate } from "./fault-gate.js";
 
-export type MemoryExportOperation = "export" | "unexport" | "list" | "restore";
+export type MemoryExportOperation = "export" | "unexport" | "list" | "restore" | "setInitiators";
 
 export interface MemoryExportOptions {
   portal?: string;
@@ -155,6 +155,7 @@ function createTargetTable(portal: string, port: number) {
       lun: 1,
       backing: structuredClone(target.request.backing),
       sessions: target.sessions.length,
+      initiators: structuredClone(target.request.access.initiators),
     }),
     mustGet(target: string): MemoryTarget {
       const found = targets.get(target);
@@ -223,6 +224,17 @@ function portMethods(
     async list(call: CallOptions = {}) {
       gate.enter("list", call);
       return [...targets.values()].map(view);
+    },
+
+    async setInitiators(target: string, initiators: ExportAccess["initiators"], call: CallOptions = {}) {
+      kit.checkSignal(call, "setInitiators");
+      const found = mustGet(kit.input(TargetName, target, "target"));
+      const { access } = validateExportRequest({ ...found.request, access: { initiators } }, capabilities);
+      gate.enter("setInitiators", call);
+      found.request = {
+        ...found.request,
+        access: { ...found.request.access, initiators: access.initiators },
+      };
     },
 
     async restore(requests: ExportRequest[], call: CallOptions = {}) {
