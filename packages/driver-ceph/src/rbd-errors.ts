@@ -28,47 +28,38 @@ export function rbdReason(stderr: string): string {
     .trim();
 }
 
+/** `retryable` only where a table sets it: otherwise BmiError decides by the code. */
+const failure = (code: ErrorCode, reason: string, text: string, retryable?: boolean): RbdFailure =>
+  retryable === undefined ? { code, reason, text } : { code, reason, text, retryable };
+
+/** [code, text, retryable?] of each failure, keyed by its reason. */
+const BY_REASON = {
+  connect_timeout: ["timeout", "the Ceph cluster did not answer in time"],
+  auth: ["permission_denied", "Ceph refused the client's key (cephx authentication failed)"],
+  keyring: ["permission_denied", "no keyring was found for the Ceph client"],
+  connect: ["unavailable", "could not connect to the Ceph cluster"],
+  watchers: ["busy", "the image is in use (it has watchers, e.g. an iSCSI export)"],
+  snapshots: ["busy", "the image has snapshots; remove them first"],
+  children: ["busy", "the snapshot has clones; flatten or remove them first"],
+  protected: ["busy", "the snapshot is protected; unprotect it first"],
+  unprotected: [
+    "conflict",
+    "the parent snapshot must be protected before it can be cloned (clone v1)",
+    false,
+  ],
+  already_protected: ["busy", "the snapshot is already protected"],
+  already_unprotected: ["invalid_input", "the snapshot is not protected"],
+  no_parent: ["invalid_input", "the image has no parent"],
+  pool: ["not_found", "the pool does not exist"],
+} as const satisfies Record<string, readonly [ErrorCode, string, boolean?]>;
+
 /** The failures both back ends report, by reason (so the CLI and librbd say the same thing). */
-export const FAILURES = {
-  connect_timeout: {
-    code: "timeout",
-    reason: "connect_timeout",
-    text: "the Ceph cluster did not answer in time",
-  },
-  auth: {
-    code: "permission_denied",
-    reason: "auth",
-    text: "Ceph refused the client's key (cephx authentication failed)",
-  },
-  keyring: { code: "permission_denied", reason: "keyring", text: "no keyring was found for the Ceph client" },
-  connect: { code: "unavailable", reason: "connect", text: "could not connect to the Ceph cluster" },
-  watchers: {
-    code: "busy",
-    reason: "watchers",
-    text: "the image is in use (it has watchers, e.g. an iSCSI export)",
-  },
-  snapshots: { code: "busy", reason: "snapshots", text: "the image has snapshots; remove them first" },
-  children: {
-    code: "busy",
-    reason: "children",
-    text: "the snapshot has clones; flatten or remove them first",
-  },
-  protected: { code: "busy", reason: "protected", text: "the snapshot is protected; unprotect it first" },
-  unprotected: {
-    code: "conflict",
-    reason: "unprotected",
-    text: "the parent snapshot must be protected before it can be cloned (clone v1)",
-    retryable: false,
-  },
-  already_protected: { code: "busy", reason: "already_protected", text: "the snapshot is already protected" },
-  already_unprotected: {
-    code: "invalid_input",
-    reason: "already_unprotected",
-    text: "the snapshot is not protected",
-  },
-  no_parent: { code: "invalid_input", reason: "no_parent", text: "the image has no parent" },
-  pool: { code: "not_found", reason: "pool", text: "the pool does not exist" },
-} as const satisfies Record<string, RbdFailure>;
+export const FAILURES = Object.fromEntries(
+  Object.entries(BY_REASON).map(([reason, [code, text, retryable]]) => [
+    reason,
+    failure(code, reason, text, retryable),
+  ]),
+) as { readonly [R in keyof typeof BY_REASON]: RbdFailure };
 
 function connectFailure(exitCode: number, stderr: string): RbdFailure {
   if (exitCode === 110 || /timed out/.test(stderr)) return FAILURES.connect_timeout;
@@ -107,42 +98,29 @@ export function classifyRbdFailure(exitCode: number, stderr: string): RbdFailure
 }
 
 /** What an errno alone says (the rbd CLI's exit code is the errno of the librbd call that failed). */
+const BY_ERRNO: ReadonlyArray<[readonly number[], RbdFailure]> = [
+  [[2], failure("not_found", "missing", "no such image or snapshot")],
+  [[17], failure("already_exists", "exists", "the name is already taken")],
+  [[16], failure("busy", "busy", "the image or snapshot is busy")],
+  [[1, 13], failure("permission_denied", "caps", "the Ceph client's capabilities do not allow this")],
+  [[110], failure("timeout", "op_timeout", "the Ceph cluster did not answer in time")],
+  // Names and sizes were validated before the call, so an EINVAL left is the cluster's state
+  // changing under the request (a concurrent operation), not the caller's input.
+  [
+    [22],
+    failure(
+      "conflict",
+      "invalid",
+      "rbd refused the request (EINVAL): the image or snapshot changed under it; try again",
+      true,
+    ),
+  ],
+  [[4, 11, 107, 108, 111, 113], failure("unavailable", "unreachable", "the Ceph cluster is not reachable")],
+];
+
 export function errnoFailure(errno: number): RbdFailure {
-  switch (errno) {
-    case 2:
-      return { code: "not_found", reason: "missing", text: "no such image or snapshot" };
-    case 17:
-      return { code: "already_exists", reason: "exists", text: "the name is already taken" };
-    case 16:
-      return { code: "busy", reason: "busy", text: "the image or snapshot is busy" };
-    case 1:
-    case 13:
-      return {
-        code: "permission_denied",
-        reason: "caps",
-        text: "the Ceph client's capabilities do not allow this",
-      };
-    case 110:
-      return { code: "timeout", reason: "op_timeout", text: "the Ceph cluster did not answer in time" };
-    case 22:
-      // Names and sizes were validated before the call, so an EINVAL left is the cluster's state
-      // changing under the request (a concurrent operation), not the caller's input.
-      return {
-        code: "conflict",
-        reason: "invalid",
-        text: "rbd refused the request (EINVAL): the image or snapshot changed under it; try again",
-        retryable: true,
-      };
-    case 4:
-    case 11:
-    case 107:
-    case 108:
-    case 111:
-    case 113:
-      return { code: "unavailable", reason: "unreachable", text: "the Ceph cluster is not reachable" };
-    default:
-      return { code: "internal", reason: "unknown", text: `Ceph failed with errno ${errno}` };
-  }
+  const known = BY_ERRNO.find(([errnos]) => errnos.includes(errno))?.[1];
+  return known ?? failure("internal", "unknown", `Ceph failed with errno ${errno}`);
 }
 
 /** A BmiError for a failed rbd command; the raw stderr goes into `cause`, never only into the message. */

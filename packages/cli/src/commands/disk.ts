@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { done, list, show } from "../output.js";
 import { DISK_COLUMNS, found, withParent, withParents } from "./columns.js";
 import type { CliContext } from "./context.js";
-import { withColumns } from "./options.js";
+import { columnsCommand } from "./options.js";
 import { withProgress } from "./progress.js";
 
 /** `bmi disk create|delete|ls|show` and the original's `showdisks`: CoW clones exported over iSCSI. */
@@ -43,21 +43,14 @@ export function registerDisks(program: Command, ctx: CliContext): void {
     const { bmi } = ctx.connect(g);
     return list(withParents(await bmi.listDisks({ project }), await bmi.listAllImages()), DISK_COLUMNS);
   });
-  withColumns(disk.command("ls").description("list a project's disks: name, source image, target, node"))
-    .argument("<project>")
-    .action(listDisks);
-  withColumns(program.command("showdisks").description("list a project's disks (list_disks)"))
-    .argument("<project>")
-    .action(listDisks);
-  withColumns(disk.command("show").description("show one disk"))
-    .argument("<project>")
-    .argument("<disk>")
-    .action(
-      ctx.action(async (g, project: string, name: string) => {
-        const { bmi } = ctx.connect(g);
-        const row = (await bmi.listDisks({ project })).find((d) => d.name === name);
-        const named = withParent(found(row, `disk ${name} in project ${project}`), await bmi.listAllImages());
-        return show(named, DISK_COLUMNS);
-      }),
-    );
+  const listCommand = (command: Command) => columnsCommand(command, ["<project>"], listDisks);
+  listCommand(disk.command("ls").description("list a project's disks: name, source image, target, node"));
+  listCommand(program.command("showdisks").description("list a project's disks (list_disks)"));
+  const showDisk = ctx.action(async (g, project: string, name: string) => {
+    const { bmi } = ctx.connect(g);
+    const row = (await bmi.listDisks({ project })).find((d) => d.name === name);
+    const named = withParent(found(row, `disk ${name} in project ${project}`), await bmi.listAllImages());
+    return show(named, DISK_COLUMNS);
+  });
+  columnsCommand(disk.command("show").description("show one disk"), ["<project>", "<disk>"], showDisk);
 }

@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { done, list, show } from "../output.js";
 import { found, IMAGE_COLUMNS, withParent, withParents } from "./columns.js";
 import type { CliContext, Globals } from "./context.js";
-import { withColumns } from "./options.js";
+import { columnsCommand } from "./options.js";
 import { withProgress } from "./progress.js";
 
 /** Images: `import`, `export`, `cp`, `mv`, `ls`, `rm` (the original's names) and `image ls|rm|show`. */
@@ -41,7 +41,7 @@ export function registerImages(program: Command, ctx: CliContext): void {
     const row = all.find((i) => i.projectId === projectId && i.name === image && i.kind !== "disk");
     return show(withParent(found(row, `image ${image} in project ${project}`), all), IMAGE_COLUMNS);
   });
-  const ls = (c: Command) => withColumns(c.argument("<project>")).action(listImages);
+  const ls = (c: Command) => columnsCommand(c, ["<project>"], listImages);
   const rm = (c: Command) => c.argument("<project>").argument("<image>").action(removeImage);
   ls(program.command("ls").description("list a project's golden images (list_images; also: bmi image ls)"));
   rm(program.command("rm").description("remove a golden or snapshot image (remove_image)"));
@@ -49,10 +49,8 @@ export function registerImages(program: Command, ctx: CliContext): void {
   ls(image.command("ls").description("list a project's golden images"));
   rm(image.command("rm").description("remove a golden or snapshot image"));
   registerUpload(image, ctx);
-  withColumns(image.command("show").description("show one golden or snapshot image"))
-    .argument("<project>")
-    .argument("<image>")
-    .action(showImage);
+  const showCommand = image.command("show").description("show one golden or snapshot image");
+  columnsCommand(showCommand, ["<project>", "<image>"], showImage);
 }
 
 /** `bmi image upload <project> <file> <name>`: a raw or qcow2 file of this host becomes a golden image. */

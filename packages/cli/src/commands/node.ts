@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { done, list, show } from "../output.js";
 import { found, NODE_COLUMNS } from "./columns.js";
 import type { CliContext } from "./context.js";
-import { duration, withColumns } from "./options.js";
+import { columnsCommand, duration } from "./options.js";
 import { withProgress } from "./progress.js";
 
 interface ProvisionFlags {
@@ -83,22 +83,16 @@ export function registerNodes(program: Command, ctx: CliContext): void {
   const listNodes = ctx.action(async (g, project?: string) =>
     list(await ctx.connect(g).bmi.listProvisionings(project ? { project } : {}), NODE_COLUMNS),
   );
-  withColumns(program.command("nodes").description("list provisioned nodes: node, disk, NIC, MAC, target"))
-    .argument("[project]")
-    .action(listNodes);
+  const listCommand = (command: Command) => columnsCommand(command, ["[project]"], listNodes);
+  listCommand(program.command("nodes").description("list provisioned nodes: node, disk, NIC, MAC, target"));
   const nodeGroup = program.command("node").description("provisioned nodes (also: bmi nodes)");
-  withColumns(nodeGroup.command("ls").description("list provisioned nodes"))
-    .argument("[project]")
-    .action(listNodes);
-  withColumns(nodeGroup.command("show").description("show one provisioned node"))
-    .argument("<project>")
-    .argument("<node>")
-    .action(
-      ctx.action(async (g, project: string, node: string) => {
-        const row = (await ctx.connect(g).bmi.listProvisionings({ project })).find((p) => p.node === node);
-        return show(found(row, `provisioned node ${node} in project ${project}`), NODE_COLUMNS);
-      }),
-    );
+  listCommand(nodeGroup.command("ls").description("list provisioned nodes"));
+  const showNode = ctx.action(async (g, project: string, node: string) => {
+    const row = (await ctx.connect(g).bmi.listProvisionings({ project })).find((p) => p.node === node);
+    return show(found(row, `provisioned node ${node} in project ${project}`), NODE_COLUMNS);
+  });
+  const showCommand = nodeGroup.command("show").description("show one provisioned node");
+  columnsCommand(showCommand, ["<project>", "<node>"], showNode);
 }
 
 function registerDeprovision(program: Command, ctx: CliContext): void {

@@ -12,6 +12,16 @@ export function withColumns(command: Command, short = true): Command {
   );
 }
 
+/** A list or show command: its arguments, `-c/--column`, and the action that renders its rows. */
+export function columnsCommand(
+  command: Command,
+  args: readonly string[],
+  action: (...args: unknown[]) => Promise<void>,
+): Command {
+  for (const arg of args) command.argument(arg);
+  return withColumns(command).action(action);
+}
+
 /** An integer option within bounds; anything else is a usage error naming the option's rule. */
 export function integer(min: number, max: number): (value: string) => number {
   return (value) => {

@@ -49,37 +49,31 @@ export interface MemoryBmi {
  * (yours and ours). No daemons, no files.
  */
 export function createMemoryBmi(options: MemoryBmiOptions): MemoryBmi {
-  const storage = createMemoryStorage();
-  const exporter = createMemoryExport();
-  const boot = createMemoryBoot(options.nodeAddresses ? { nodeAddresses: options.nodeAddresses } : {});
-  const isolation = createMemoryIsolation(options.isolation);
-  const power = createMemoryPower({ nodes: options.isolation.nodes.map((n) => n.name) });
+  const nodes = options.isolation.nodes.map((n) => n.name);
+  const drivers = {
+    storage: createMemoryStorage(),
+    export: createMemoryExport(),
+    boot: createMemoryBoot(options.nodeAddresses ? { nodeAddresses: options.nodeAddresses } : {}),
+    isolation: createMemoryIsolation(options.isolation),
+    power: createMemoryPower({ nodes }),
+  };
   const settings = defaultSettings(options.settings);
   const store =
     options.store ??
     openSqliteStore({ path: ":memory:", uid: settings.uid, snapshotName: settings.snapshotName });
   let hook = options.beforeStep;
   const bmi = createBmi({
-    storage,
-    export: exporter,
-    boot,
-    isolation,
-    power,
+    ...drivers,
     store,
     settings,
     logger: options.logger,
     beforeStep: (info) => hook?.(info),
   });
-  const nodes = options.isolation.nodes.map((n) => n.name);
   return {
     bmi,
-    storage,
-    export: exporter,
-    boot,
-    isolation,
-    power,
+    ...drivers,
     store,
-    state: () => captureState({ storage, export: exporter, boot, isolation, nodes, store }),
+    state: () => captureState({ ...drivers, nodes, store }),
     setBeforeStep: (h) => {
       hook = h;
     },

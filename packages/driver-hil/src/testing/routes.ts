@@ -34,7 +34,7 @@ import {
 export interface Caller {
   user: string | null;
   admin: boolean;
-  /** access(P): may act for project P. */
+  /** access(P): may act for project P (true for every project when admin). */
   canAccess(project: string): boolean;
 }
 
@@ -74,6 +74,8 @@ export interface Route {
   query?: string[];
   /** Only with database auth (HIL's `hil.ext.auth.database` routes). */
   basicAuthOnly?: boolean;
+  /** Administrator-only: checked before the handler's look-ups, as HIL's `require_admin()` comes first. */
+  admin?: true;
   handle(ctx: RouteContext): Reply | Promise<Reply>;
 }
 
@@ -87,30 +89,64 @@ const NO_PROJECT_ACCESS = "You do not have access to the required project.";
 const ok = (): Reply => ({ status: 200, empty: true });
 const json = (value: unknown): Reply => ({ status: 200, json: value });
 
-function requireAdmin(caller: Caller): void {
-  if (!caller.admin) throw authorization(ADMIN_ONLY);
+/** access(P); for objects without a project "access" means admin only (spec §2). */
+const hasAccess = (caller: Caller, project: string | null): boolean =>
+  project === null ? caller.admin : caller.canAccess(project);
+
+function requireAccess(caller: Caller, project: string | null): void {
+  if (!hasAccess(caller, project)) throw authorization(project === null ? ADMIN_ONLY : NO_PROJECT_ACCESS);
 }
 
-/** access(P); for objects without a project "access" means admin only (spec §2). */
-function requireAccess(caller: Caller, project: string | null): void {
-  if (project === null) {
-    requireAdmin(caller);
-    return;
-  }
-  if (!caller.canAccess(project)) throw authorization(NO_PROJECT_ACCESS);
+/** Runs a route: its declared admin check (access to no project = admin), then its handler. */
+export function runRoute(route: Route, ctx: RouteContext): Reply | Promise<Reply> {
+  if (route.admin) requireAccess(ctx.caller, null);
+  return route.handle(ctx);
+}
+
+// The objects a path names, or 404 (spec §3).
+const projectOf = (ctx: RouteContext) => getProject(ctx.state, ctx.params.project ?? "");
+const nodeOf = (ctx: RouteContext) => getNode(ctx.state, ctx.params.node ?? "");
+const nicOf = (ctx: RouteContext, node: NodeState) => getNic(node, ctx.params.nic ?? "");
+const networkOf = (ctx: RouteContext) => getNetwork(ctx.state, ctx.params.network ?? "");
+const switchOf = (ctx: RouteContext) => getSwitch(ctx.state, ctx.params.switch ?? "");
+const userOf = (ctx: RouteContext) => getUser(ctx.state, ctx.params.user ?? "");
+
+/** The path's project and the body's node, for a caller with access to the project. */
+function projectAndBodyNode(ctx: RouteContext) {
+  const project = projectOf(ctx);
+  const node = getNode(ctx.state, ctx.body.node as string);
+  requireAccess(ctx.caller, project);
+  return { project, node };
+}
+
+/** The path's user and the body's project (the user routes are admin-only). */
+const userAndBodyProject = (ctx: RouteContext) => ({
+  user: userOf(ctx),
+  project: getProject(ctx.state, ctx.body.project as string),
+});
+
+/** The path's node, for a caller with access to its project (admin only when it is free). */
+function accessibleNode(ctx: RouteContext): NodeState {
+  const node = nodeOf(ctx);
+  requireAccess(ctx.caller, node.project);
+  return node;
 }
 
 const str = z.string();
 const anyJson = z.custom<unknown>((v) => v !== undefined);
 
+/** A map's entries as an object, keys sorted (how HIL shows metadata and a NIC's networks). */
+const sortedObject = (map: ReadonlyMap<string, string>) =>
+  Object.fromEntries(sorted(map.keys()).map((key) => [key, map.get(key)]));
+
 function showNode(node: NodeState, admin: boolean): unknown {
   return {
-    metadata: Object.fromEntries(sorted(node.metadata.keys()).map((k) => [k, node.metadata.get(k)])),
+    metadata: sortedObject(node.metadata),
     name: node.name,
     nics: [...node.nics.values()].map((nic) => ({
       label: nic.label,
       macaddr: nic.macaddr,
-      networks: Object.fromEntries(sorted(nic.networks.keys()).map((c) => [c, nic.networks.get(c)])),
+      networks: sortedObject(nic.networks),
       ...(admin ? { port: nic.port?.port ?? null, switch: nic.port?.switch ?? null } : {}),
     })),
     project: node.project,
@@ -138,30 +174,60 @@ function anyPendingOnNetwork(state: HilState, network: string): boolean {
   return false;
 }
 
+/** The node, NIC and body network of a connect/detach, checked in HIL's order (spec §5.4). */
+function nicRequest(ctx: RouteContext) {
+  const node = nodeOf(ctx);
+  const nic = nicOf(ctx, node);
+  const network = getNetwork(ctx.state, ctx.body.network as string);
+  if (node.project === null) throw projectMismatch("Node not in project");
+  requireAccess(ctx.caller, node.project);
+  return { node, nic, network, project: node.project, view: ctx.viewOf(nic) };
+}
+
+/** Queues a networking action on a NIC and hands it to the daemon. */
+function queueOn(
+  ctx: RouteContext,
+  node: NodeState,
+  nic: NicState,
+  change: Pick<NetworkingAction, "type" | "channel" | "newNetwork" | "oldNetwork">,
+): NetworkingAction {
+  const action = queueAction(
+    ctx.state,
+    nic,
+    { node: node.name, nic: nic.label, ...change },
+    ctx.outcomeFor(node.name, nic.label),
+  );
+  ctx.schedule(action);
+  return action;
+}
+
+const ACTIVE_ON_NIC = "A networking operation is already active on the nic.";
+
 /** The NIC cabled to a switch port, or 404 when none. */
 function cabledNic(ctx: RouteContext) {
-  const sw = getSwitch(ctx.state, ctx.params.switch ?? "");
+  const sw = switchOf(ctx);
   const port = ctx.params.port ?? "";
   if (!sw.ports.has(port)) throw notFound(`Port ${port} on switch ${sw.name} does not exist.`);
   const cable = sw.ports.get(port);
   return { sw, port, cable: cable ?? null };
 }
 
+/** HIL's user routes: `hil.ext.auth.database` only, administrator-only. */
+const USER_ROUTE = { basicAuthOnly: true, admin: true } as const;
+
 export const routes: Route[] = [
   // 5.1 Projects
   {
     method: "GET",
     pattern: "projects",
-    handle: ({ state, caller }) => {
-      requireAdmin(caller);
-      return json(sorted(state.projects));
-    },
+    admin: true,
+    handle: ({ state }) => json(sorted(state.projects)),
   },
   {
     method: "PUT",
     pattern: "project/:project",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
+    admin: true,
+    handle: ({ state, params }) => {
       const name = params.project ?? "";
       if (state.projects.has(name)) throw duplicate(`Project ${name} already exists.`);
       state.projects.add(name);
@@ -171,9 +237,10 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "project/:project",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const project = getProject(state, params.project ?? "");
+    admin: true,
+    handle: (ctx) => {
+      const { state } = ctx;
+      const project = projectOf(ctx);
       if ([...state.nodes.values()].some((n) => n.project === project))
         throw blocked("Project has nodes still");
       for (const network of state.networks.values()) {
@@ -188,10 +255,8 @@ export const routes: Route[] = [
     method: "POST",
     pattern: "project/:project/connect_node",
     body: { node: str },
-    handle: ({ state, params, body, caller }) => {
-      const project = getProject(state, params.project ?? "");
-      const node = getNode(state, body.node as string);
-      requireAccess(caller, project);
+    handle: (ctx) => {
+      const { project, node } = projectAndBodyNode(ctx);
       if (node.project !== null) throw blocked("Node is already owned by a project.");
       node.project = project;
       return ok();
@@ -201,10 +266,8 @@ export const routes: Route[] = [
     method: "POST",
     pattern: "project/:project/detach_node",
     body: { node: str },
-    handle: ({ state, params, body, caller }) => {
-      const project = getProject(state, params.project ?? "");
-      const node = getNode(state, body.node as string);
-      requireAccess(caller, project);
+    handle: (ctx) => {
+      const { project, node } = projectAndBodyNode(ctx);
       if (node.project !== project) throw notFound("Node not in project");
       if (node.obmEnabled) throw blocked("The node's OBM must be disabled before it is detached.");
       for (const nic of node.nics.values()) {
@@ -218,21 +281,20 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "project/:project/nodes",
-    handle: ({ state, params, caller }) => {
-      const project = getProject(state, params.project ?? "");
-      requireAccess(caller, project);
-      return json([...state.nodes.values()].filter((n) => n.project === project).map((n) => n.name));
+    handle: (ctx) => {
+      const project = projectOf(ctx);
+      requireAccess(ctx.caller, project);
+      return json([...ctx.state.nodes.values()].filter((n) => n.project === project).map((n) => n.name));
     },
   },
   {
     method: "GET",
     pattern: "project/:project/networks",
-    handle: ({ state, params, caller }) => {
-      const project = getProject(state, params.project ?? "");
-      requireAccess(caller, project);
-      return json(
-        sorted([...state.networks.values()].filter((n) => n.access.has(project)).map((n) => n.name)),
-      );
+    handle: (ctx) => {
+      const project = projectOf(ctx);
+      requireAccess(ctx.caller, project);
+      const networks = [...ctx.state.networks.values()].filter((n) => n.access.has(project));
+      return json(sorted(networks.map((n) => n.name)));
     },
   },
 
@@ -240,12 +302,12 @@ export const routes: Route[] = [
   {
     method: "PUT",
     pattern: "node/:node",
+    admin: true,
     body: {
       obmd: z.strictObject({ uri: str, admin_token: str }),
       metadata: z.record(z.string(), anyJson).optional(),
     },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
+    handle: ({ state, params, body }) => {
       const name = params.node ?? "";
       if (state.nodes.has(name)) throw duplicate(`Node ${name} already exists.`);
       const obmd = body.obmd as { uri: string; admin_token: string };
@@ -266,27 +328,27 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "node/:node",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const node = getNode(state, params.node ?? "");
+    admin: true,
+    handle: (ctx) => {
+      const node = nodeOf(ctx);
       if (node.project !== null) throw blocked("Node is in a project; detach it first.");
       if (node.nics.size > 0) throw blocked("Node has nics; remove them before deleting the node.");
-      state.nodes.delete(node.name);
+      ctx.state.nodes.delete(node.name);
       return ok();
     },
   },
   {
     method: "PUT",
     pattern: "node/:node/nic/:nic",
+    admin: true,
     body: { macaddr: str },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
-      const node = getNode(state, params.node ?? "");
-      const label = params.nic ?? "";
+    handle: (ctx) => {
+      const node = nodeOf(ctx);
+      const label = ctx.params.nic ?? "";
       if (node.nics.has(label)) throw duplicate(`Nic ${label} on Node ${node.name} already exists.`);
       node.nics.set(label, {
         label,
-        macaddr: body.macaddr as string,
+        macaddr: ctx.body.macaddr as string,
         port: null,
         networks: new Map(),
         duplicates: [],
@@ -298,10 +360,11 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "node/:node/nic/:nic",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const node = getNode(state, params.node ?? "");
-      const nic = getNic(node, params.nic ?? "");
+    admin: true,
+    handle: (ctx) => {
+      const { state } = ctx;
+      const node = nodeOf(ctx);
+      const nic = nicOf(ctx, node);
       if (node.project !== null) throw blocked("Node is in a project; NICs cannot be removed.");
       if (nic.action) state.actions.delete(nic.action.id);
       if (nic.port) state.switches.get(nic.port.switch)?.ports.set(nic.port.port, null);
@@ -312,10 +375,11 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "node/:node",
-    handle: ({ state, params, caller }) => {
-      const node = getNode(state, params.node ?? "");
-      if (node.project !== null) requireAccess(caller, node.project);
-      return json(showNode(node, caller.admin));
+    handle: (ctx) => {
+      const node = nodeOf(ctx);
+      // A free node is visible to anyone (spec §5.2), so no admin check for it.
+      if (node.project !== null) requireAccess(ctx.caller, node.project);
+      return json(showNode(node, ctx.caller.admin));
     },
   },
   {
@@ -330,20 +394,20 @@ export const routes: Route[] = [
   {
     method: "PUT",
     pattern: "node/:node/metadata/:label",
+    admin: true,
     body: { value: anyJson },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
-      getNode(state, params.node ?? "").metadata.set(params.label ?? "", JSON.stringify(body.value));
+    handle: (ctx) => {
+      nodeOf(ctx).metadata.set(ctx.params.label ?? "", JSON.stringify(ctx.body.value));
       return ok();
     },
   },
   {
     method: "DELETE",
     pattern: "node/:node/metadata/:label",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const node = getNode(state, params.node ?? "");
-      const label = params.label ?? "";
+    admin: true,
+    handle: (ctx) => {
+      const node = nodeOf(ctx);
+      const label = ctx.params.label ?? "";
       if (!node.metadata.delete(label))
         throw notFound(`Metadata ${label} on Node ${node.name} does not exist.`);
       return ok();
@@ -393,9 +457,10 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "network/:network",
-    handle: ({ state, params, caller }) => {
-      const network = getNetwork(state, params.network ?? "");
-      requireAccess(caller, network.owner);
+    handle: (ctx) => {
+      const { state } = ctx;
+      const network = networkOf(ctx);
+      requireAccess(ctx.caller, network.owner);
       if (attachmentsOf(state, network.name).length > 0) throw blocked("Network still connected to nodes.");
       if (anyPendingOnNetwork(state, network.name))
         throw blocked("There are pending actions on this network.");
@@ -406,14 +471,15 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "network/:network",
-    handle: ({ state, params, caller }) => {
-      const network = getNetwork(state, params.network ?? "");
-      const seesAll = caller.admin || (network.owner !== null && caller.canAccess(network.owner));
+    handle: (ctx) => {
+      const { caller } = ctx;
+      const network = networkOf(ctx);
+      const seesAll = hasAccess(caller, network.owner);
       if (!isPublic(network) && !seesAll && ![...network.access].some((p) => caller.canAccess(p))) {
         throw authorization("You do not have access to this network.");
       }
       const connected: Record<string, string[]> = {};
-      for (const { node, nic } of attachmentsOf(state, network.name)) {
+      for (const { node, nic } of attachmentsOf(ctx.state, network.name)) {
         if (!seesAll && (node.project === null || !caller.canAccess(node.project))) continue;
         connected[node.name] = [...(connected[node.name] ?? []), nic.label];
       }
@@ -446,10 +512,11 @@ export const routes: Route[] = [
     method: "GET",
     pattern: "network/:network/attachments",
     query: ["project"],
-    handle: ({ state, params, query, caller }) => {
-      const network = getNetwork(state, params.network ?? "");
+    handle: (ctx) => {
+      const { state, query, caller } = ctx;
+      const network = networkOf(ctx);
       const project = query.project === undefined ? undefined : getProject(state, query.project);
-      const ownerOk = network.owner === null ? caller.admin : caller.canAccess(network.owner);
+      const ownerOk = hasAccess(caller, network.owner);
       const projectOk = project !== undefined && network.access.has(project) && caller.canAccess(project);
       if (!ownerOk && !projectOk) throw authorization(NO_PROJECT_ACCESS);
       const out: Record<string, unknown> = {};
@@ -463,10 +530,10 @@ export const routes: Route[] = [
   {
     method: "PUT",
     pattern: "network/:network/access/:project",
-    handle: ({ state, params, caller }) => {
-      const network = getNetwork(state, params.network ?? "");
-      const project = getProject(state, params.project ?? "");
-      requireAccess(caller, network.owner);
+    handle: (ctx) => {
+      const network = networkOf(ctx);
+      const project = projectOf(ctx);
+      requireAccess(ctx.caller, network.owner);
       if (network.access.has(project)) {
         throw duplicate(`Network ${network.name} is already accessible by project ${project}`);
       }
@@ -477,16 +544,17 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "network/:network/access/:project",
-    handle: ({ state, params, caller }) => {
-      const network = getNetwork(state, params.network ?? "");
-      const project = getProject(state, params.project ?? "");
+    handle: (ctx) => {
+      const { caller } = ctx;
+      const network = networkOf(ctx);
+      const project = projectOf(ctx);
       if (!network.access.has(project)) {
         throw notFound(`Project ${project} does not have access to network ${network.name}`);
       }
-      const ownerOk = network.owner === null ? caller.admin : caller.canAccess(network.owner);
+      const ownerOk = hasAccess(caller, network.owner);
       if (!caller.admin && !ownerOk && !caller.canAccess(project)) throw authorization(NO_PROJECT_ACCESS);
       if (network.owner === project) throw blocked("Owner project's access cannot be revoked.");
-      if (attachmentsOf(state, network.name).some((a) => a.node.project === project)) {
+      if (attachmentsOf(ctx.state, network.name).some((a) => a.node.project === project)) {
         throw blocked("Project's nodes are still attached to the network.");
       }
       network.access.delete(project);
@@ -500,41 +568,22 @@ export const routes: Route[] = [
     pattern: "node/:node/nic/:nic/connect_network",
     body: { network: str, channel: str.optional() },
     handle: (ctx) => {
-      const { state, params, body, caller } = ctx;
-      const node = getNode(state, params.node ?? "");
-      const nic = getNic(node, params.nic ?? "");
-      const network = getNetwork(state, body.network as string);
-      if (node.project === null) throw projectMismatch("Node not in project");
-      requireAccess(caller, node.project);
+      const { node, nic, network, project, view } = nicRequest(ctx);
       if (!nic.port) throw notFound("No port is connected to given nic.");
-      const view = ctx.viewOf(nic);
-      if (view.pending) throw blocked("A networking operation is already active on the nic.");
-      if (!isPublic(network) && !network.access.has(node.project)) {
+      if (view.pending) throw blocked(ACTIVE_ON_NIC);
+      if (!isPublic(network) && !network.access.has(project)) {
         throw projectMismatch("Project does not have access to given network.");
       }
       if ([...view.networks.values()].includes(network.name)) {
         throw blocked("The network is already attached to the nic.");
       }
-      const channel = (body.channel as string | undefined) ?? "vlan/native";
+      const channel = (ctx.body.channel as string | undefined) ?? "vlan/native";
       if (view.networks.has(channel)) throw blocked("The channel is already in use on the nic.");
       if (!channelsOf(network).includes(channel)) {
         throw badArgument(`Channel '${channel}', is not legal for this network.`);
       }
-      const action = queueAction(
-        state,
-        nic,
-        {
-          node: node.name,
-          nic: nic.label,
-          type: "modify_port",
-          channel,
-          newNetwork: network.name,
-          oldNetwork: null,
-        },
-        ctx.outcomeFor(node.name, nic.label),
-      );
-      ctx.schedule(action);
-      return { status: 202, json: { status_id: action.id } };
+      const change = { type: "modify_port", channel, newNetwork: network.name, oldNetwork: null } as const;
+      return { status: 202, json: { status_id: queueOn(ctx, node, nic, change).id } };
     },
   },
   {
@@ -542,33 +591,14 @@ export const routes: Route[] = [
     pattern: "node/:node/nic/:nic/detach_network",
     body: { network: str },
     handle: (ctx) => {
-      const { state, params, body, caller } = ctx;
-      const node = getNode(state, params.node ?? "");
-      const nic = getNic(node, params.nic ?? "");
-      const network = getNetwork(state, body.network as string);
-      if (node.project === null) throw projectMismatch("Node not in project");
-      requireAccess(caller, node.project);
-      const view = ctx.viewOf(nic);
-      if (view.pending) throw blocked("A networking operation is already active on the nic.");
+      const { node, nic, network, view } = nicRequest(ctx);
+      if (view.pending) throw blocked(ACTIVE_ON_NIC);
       const channel = [...view.networks].find(([, n]) => n === network.name)?.[0];
       if (channel === undefined) throw badArgument("The network is not attached to the nic.");
       // HIL looks the attachment up with one_or_none(): two rows raise MultipleResultsFound.
       if (nic.duplicates.some((d) => d.network === network.name)) throw new HilHtmlError(500, FLASK_500);
-      const action = queueAction(
-        state,
-        nic,
-        {
-          node: node.name,
-          nic: nic.label,
-          type: "modify_port",
-          channel,
-          newNetwork: null,
-          oldNetwork: network.name,
-        },
-        ctx.outcomeFor(node.name, nic.label),
-      );
-      ctx.schedule(action);
-      return { status: 202, json: { status_id: action.id } };
+      const change = { type: "modify_port", channel, newNetwork: null, oldNetwork: network.name } as const;
+      return { status: 202, json: { status_id: queueOn(ctx, node, nic, change).id } };
     },
   },
   {
@@ -587,16 +617,15 @@ export const routes: Route[] = [
     method: "PUT",
     pattern: "node/:node/obm",
     body: { enabled: z.boolean() },
-    handle: async ({ state, params, body, caller, obmd }) => {
-      const node = getNode(state, params.node ?? "");
-      requireAccess(caller, node.project);
+    handle: async (ctx) => {
+      const node = accessibleNode(ctx);
       // Re-enabling fetches a new token from obmd, which invalidates earlier redirect URLs (§5.5).
-      if (body.enabled === true) node.obmToken = await obmd.token(node);
+      if (ctx.body.enabled === true) node.obmToken = await ctx.obmd.token(node);
       else {
-        await obmd.revoke(node);
+        await ctx.obmd.revoke(node);
         node.obmToken = null;
       }
-      node.obmEnabled = body.enabled as boolean;
+      node.obmEnabled = ctx.body.enabled as boolean;
       return ok();
     },
   },
@@ -614,9 +643,8 @@ export const routes: Route[] = [
       method,
       pattern: `node/:node/${op}`,
       ...(body ? { body } : {}),
-      handle: ({ state, params, caller }) => {
-        const node = getNode(state, params.node ?? "");
-        requireAccess(caller, node.project);
+      handle: (ctx) => {
+        const node = accessibleNode(ctx);
         if (!node.obmEnabled || node.obmToken === null) throw blocked("OBM is not enabled");
         return { status: 307, location: `${node.obmd.uri}/${op}?token=${node.obmToken}` };
       },
@@ -628,9 +656,9 @@ export const routes: Route[] = [
   {
     method: "POST",
     pattern: "switch/:switch/port/*port/connect_nic",
+    admin: true,
     body: { node: str, nic: str },
     handle: (ctx) => {
-      requireAdmin(ctx.caller);
       const { sw, port, cable } = cabledNic(ctx);
       const node = getNode(ctx.state, ctx.body.node as string);
       const nic = getNic(node, ctx.body.nic as string);
@@ -644,8 +672,8 @@ export const routes: Route[] = [
   {
     method: "POST",
     pattern: "switch/:switch/port/*port/detach_nic",
+    admin: true,
     handle: (ctx) => {
-      requireAdmin(ctx.caller);
       const { sw, port, cable } = cabledNic(ctx);
       if (!cable) throw notFound(`Port ${port} is not connected to a nic.`);
       const node = ctx.state.nodes.get(cable.node);
@@ -659,37 +687,24 @@ export const routes: Route[] = [
   {
     method: "POST",
     pattern: "switch/:switch/port/*port/revert",
+    admin: true,
     handle: (ctx) => {
-      requireAdmin(ctx.caller);
       const { cable } = cabledNic(ctx);
       if (!cable) throw notFound("No nic is connected to given port.");
       const node = getNode(ctx.state, cable.node);
       const nic = getNic(node, cable.nic);
-      if (isPending(nic)) throw blocked("A networking operation is already active on the nic.");
-      const action = queueAction(
-        ctx.state,
-        nic,
-        {
-          node: node.name,
-          nic: nic.label,
-          type: "revert_port",
-          channel: "",
-          newNetwork: null,
-          oldNetwork: null,
-        },
-        ctx.outcomeFor(node.name, nic.label),
-      );
-      ctx.schedule(action);
-      return { status: 200, json: { status_id: action.id } };
+      if (isPending(nic)) throw blocked(ACTIVE_ON_NIC);
+      const change = { type: "revert_port", channel: "", newNetwork: null, oldNetwork: null } as const;
+      return { status: 200, json: { status_id: queueOn(ctx, node, nic, change).id } };
     },
   },
   {
     method: "PUT",
     pattern: "switch/:switch/port/*port",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const sw = getSwitch(state, params.switch ?? "");
-      const port = params.port ?? "";
+    admin: true,
+    handle: (ctx) => {
+      const sw = switchOf(ctx);
+      const port = ctx.params.port ?? "";
       if (sw.ports.has(port)) throw duplicate(`Port ${port} on switch ${sw.name} already exists.`);
       sw.ports.set(port, null);
       return ok();
@@ -698,8 +713,8 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "switch/:switch/port/*port",
+    admin: true,
     handle: (ctx) => {
-      requireAdmin(ctx.caller);
       const { sw, port, cable } = cabledNic(ctx);
       if (cable) throw blocked("Port is connected to a nic.");
       sw.ports.delete(port);
@@ -709,23 +724,20 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "switch/:switch/port/*port",
+    admin: true,
     handle: (ctx) => {
-      requireAdmin(ctx.caller);
       const { cable } = cabledNic(ctx);
       if (!cable) return json({});
       const nic = ctx.state.nodes.get(cable.node)?.nics.get(cable.nic);
-      const networks = nic
-        ? Object.fromEntries(sorted(nic.networks.keys()).map((c) => [c, nic.networks.get(c)]))
-        : {};
-      return json({ networks, nic: cable.nic, node: cable.node });
+      return json({ networks: nic ? sortedObject(nic.networks) : {}, nic: cable.nic, node: cable.node });
     },
   },
   {
     method: "PUT",
     pattern: "switch/:switch",
+    admin: true,
     body: "passthrough",
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
+    handle: ({ state, params, body }) => {
       const name = params.switch ?? "";
       const { type, ...fields } = body;
       if (type !== MOCK_SWITCH_TYPE) throw validation("Request arguments are not valid for this request");
@@ -739,20 +751,20 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "switch/:switch",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const sw = getSwitch(state, params.switch ?? "");
+    admin: true,
+    handle: (ctx) => {
+      const sw = switchOf(ctx);
       if (sw.ports.size > 0) throw blocked("Switch has ports; delete them first.");
-      state.switches.delete(sw.name);
+      ctx.state.switches.delete(sw.name);
       return ok();
     },
   },
   {
     method: "GET",
     pattern: "switch/:switch",
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      const sw = getSwitch(state, params.switch ?? "");
+    admin: true,
+    handle: (ctx) => {
+      const sw = switchOf(ctx);
       return json({
         capabilities: ["nativeless-trunk-mode"],
         name: sw.name,
@@ -763,19 +775,16 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "switches",
-    handle: ({ state, caller }) => {
-      requireAdmin(caller);
-      return json(sorted(state.switches.keys()));
-    },
+    admin: true,
+    handle: ({ state }) => json(sorted(state.switches.keys())),
   },
 
   // 5.7 Users (database auth only)
   {
     method: "GET",
     pattern: "auth/basic/users",
-    basicAuthOnly: true,
-    handle: ({ state, caller }) => {
-      requireAdmin(caller);
+    ...USER_ROUTE,
+    handle: ({ state }) => {
       const out: Record<string, unknown> = {};
       for (const name of sorted(state.users.keys())) {
         const user = getUser(state, name);
@@ -787,10 +796,9 @@ export const routes: Route[] = [
   {
     method: "PUT",
     pattern: "auth/basic/user/:user",
-    basicAuthOnly: true,
+    ...USER_ROUTE,
     body: { password: str, is_admin: z.boolean().optional() },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
+    handle: ({ state, params, body }) => {
       const name = params.user ?? "";
       if (state.users.has(name)) throw duplicate(`User ${name} already exists.`);
       state.users.set(name, {
@@ -805,36 +813,32 @@ export const routes: Route[] = [
   {
     method: "DELETE",
     pattern: "auth/basic/user/:user",
-    basicAuthOnly: true,
-    handle: ({ state, params, caller }) => {
-      requireAdmin(caller);
-      state.users.delete(getUser(state, params.user ?? "").name);
+    ...USER_ROUTE,
+    handle: (ctx) => {
+      ctx.state.users.delete(userOf(ctx).name);
       return ok();
     },
   },
   {
     method: "PATCH",
     pattern: "auth/basic/user/:user",
-    basicAuthOnly: true,
+    ...USER_ROUTE,
     body: { is_admin: z.boolean() },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
-      const user = getUser(state, params.user ?? "");
-      if (user.name === caller.user)
+    handle: (ctx) => {
+      const user = userOf(ctx);
+      if (user.name === ctx.caller.user)
         throw new HilApiError(409, "IllegalStateError", "Cannot set own admin status");
-      user.isAdmin = body.is_admin as boolean;
+      user.isAdmin = ctx.body.is_admin as boolean;
       return ok();
     },
   },
   {
     method: "POST",
     pattern: "auth/basic/user/:user/add_project",
-    basicAuthOnly: true,
+    ...USER_ROUTE,
     body: { project: str },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
-      const user = getUser(state, params.user ?? "");
-      const project = getProject(state, body.project as string);
+    handle: (ctx) => {
+      const { user, project } = userAndBodyProject(ctx);
       if (user.projects.has(project)) throw duplicate(`User ${user.name} is already in project ${project}`);
       user.projects.add(project);
       return ok();
@@ -843,12 +847,10 @@ export const routes: Route[] = [
   {
     method: "POST",
     pattern: "auth/basic/user/:user/remove_project",
-    basicAuthOnly: true,
+    ...USER_ROUTE,
     body: { project: str },
-    handle: ({ state, params, body, caller }) => {
-      requireAdmin(caller);
-      const user = getUser(state, params.user ?? "");
-      const project = getProject(state, body.project as string);
+    handle: (ctx) => {
+      const { user, project } = userAndBodyProject(ctx);
       if (!user.projects.delete(project)) throw notFound(`User ${user.name} is not in project ${project}`);
       return ok();
     },
@@ -858,16 +860,15 @@ export const routes: Route[] = [
   {
     method: "GET",
     pattern: "active_extensions",
-    handle: ({ caller, authMode }) => {
-      requireAdmin(caller);
-      return json(
+    admin: true,
+    handle: ({ authMode }) =>
+      json(
         sorted([
           authMode === "basic" ? "hil.ext.auth.database" : "hil.ext.auth.null",
           "hil.ext.network_allocators.vlan_pool",
           "hil.ext.switches.mock",
         ]),
-      );
-    },
+      ),
   },
 ];
 

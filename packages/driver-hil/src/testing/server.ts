@@ -6,7 +6,7 @@ import { z } from "zod";
 import { createFaultEngine, type HilFaults, type StatusFault } from "./faults.js";
 import { type HilFixture, loadFixture } from "./fixture.js";
 import { createMemoryMachine, createObmdEndpoint, type ObmdEndpoint, type ObmdMachine } from "./obmd.js";
-import { type Caller, matchPattern, type Reply, type Route, routes } from "./routes.js";
+import { type Caller, matchPattern, type Reply, type Route, routes, runRoute } from "./routes.js";
 import {
   authorization,
   createState,
@@ -374,7 +374,7 @@ async function handleRequest(deps: HandlerDeps, req: IncomingMessage, res: Serve
     const body = parseBody(found.route, req, raw, found.params);
     if (mode === "basic" && deps.knobs.authCostMs > 0) await sleep(deps.knobs.authCostMs);
     const caller = authenticate(deps.state, mode, req.headers.authorization);
-    const reply = await found.route.handle({
+    const reply = await runRoute(found.route, {
       state: deps.state,
       params: found.params,
       body,

@@ -1,22 +1,19 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { ServerContext } from "../context.js";
-import { v1Route } from "./route.js";
+import { projectListRoute, v1Route } from "./route.js";
 import { Disk, DiskParams, flag, ProjectParams } from "./schemas.js";
 
 /** Disks: copy-on-write clones of an image, each exported as an iSCSI target. */
 export function diskRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
   const tag = "disks";
-  v1Route(app, ctx, {
-    method: "GET",
-    url: "/projects/:project/disks",
+  projectListRoute(app, ctx, {
+    resource: "disks",
     tag,
     summary: "List the project's disks, their targets and the node each boots",
-    access: "project",
-    params: ProjectParams,
-    response: z.array(Disk),
-    run: async ({ params }) => bmi.listDisks({ project: params.project }),
+    row: Disk,
+    run: (project) => bmi.listDisks({ project }),
   });
   v1Route(app, ctx, {
     method: "POST",

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { checkAccess } from "../access.js";
 import type { ServerContext } from "../context.js";
-import { v1Route } from "./route.js";
+import { projectListRoute, v1Route } from "./route.js";
 import { flag, Image, ImageParams, Mount, ProjectParams, Snapshot, Target } from "./schemas.js";
 
 /** Golden images, snapshots of disks, and images mounted as iSCSI targets. */
@@ -16,15 +16,12 @@ export function imageRoutes(app: FastifyInstance, ctx: ServerContext): void {
 function goldenImageRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
   const tag = "images";
-  v1Route(app, ctx, {
-    method: "GET",
-    url: "/projects/:project/images",
+  projectListRoute(app, ctx, {
+    resource: "images",
     tag,
     summary: "List the project's golden and snapshot images",
-    access: "project",
-    params: ProjectParams,
-    response: z.array(Image),
-    run: async ({ params }) => bmi.listImages({ project: params.project }),
+    row: Image,
+    run: (project) => bmi.listImages({ project }),
   });
   v1Route(app, ctx, {
     method: "POST",
@@ -89,15 +86,12 @@ function goldenImageRoutes(app: FastifyInstance, ctx: ServerContext): void {
 /** A disk's content saved as a new image. */
 function snapshotRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
-  v1Route(app, ctx, {
-    method: "GET",
-    url: "/projects/:project/snapshots",
+  projectListRoute(app, ctx, {
+    resource: "snapshots",
     tag: "snapshots",
     summary: "List the project's snapshots with the image each was taken from",
-    access: "project",
-    params: ProjectParams,
-    response: z.array(Snapshot),
-    run: async ({ params }) => bmi.listSnapshots({ project: params.project }),
+    row: Snapshot,
+    run: (project) => bmi.listSnapshots({ project }),
   });
   v1Route(app, ctx, {
     method: "POST",
@@ -121,15 +115,12 @@ function snapshotRoutes(app: FastifyInstance, ctx: ServerContext): void {
 /** Images mounted as iSCSI targets (read-only access to an image's content). */
 function mountRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
-  v1Route(app, ctx, {
-    method: "GET",
-    url: "/projects/:project/mounts",
+  projectListRoute(app, ctx, {
+    resource: "mounts",
     tag: "mounts",
     summary: "List the project's images mounted as iSCSI targets",
-    access: "project",
-    params: ProjectParams,
-    response: z.array(Mount),
-    run: async ({ params }) => bmi.listMounts({ project: params.project }),
+    row: Mount,
+    run: (project) => bmi.listMounts({ project }),
   });
   v1Route(app, ctx, {
     method: "PUT",

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { ServerContext } from "../context.js";
-import { v1Route } from "./route.js";
-import { BootWait, flag, NodeParams, PowerState, ProjectParams, Provisioning } from "./schemas.js";
+import { projectListRoute, v1Route } from "./route.js";
+import { BootWait, flag, NodeParams, PowerState, Provisioning } from "./schemas.js";
 
 const tag = "nodes";
 
@@ -15,15 +15,12 @@ export function nodeRoutes(app: FastifyInstance, ctx: ServerContext): void {
 /** Listing, provisioning and deprovisioning a project's nodes. */
 function provisioningRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { bmi } = ctx;
-  v1Route(app, ctx, {
-    method: "GET",
-    url: "/projects/:project/nodes",
+  projectListRoute(app, ctx, {
+    resource: "nodes",
     tag,
     summary: "List the project's provisioned nodes",
-    access: "project",
-    params: ProjectParams,
-    response: z.array(Provisioning),
-    run: async ({ params }) => bmi.listProvisionings({ project: params.project }),
+    row: Provisioning,
+    run: (project) => bmi.listProvisionings({ project }),
   });
   v1Route(app, ctx, {
     method: "PUT",

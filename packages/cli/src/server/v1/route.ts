@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema } from "fastify";
 import { z } from "zod";
 import { checkAccess, checkAdmin } from "../access.js";
 import type { Caller, ServerContext } from "../context.js";
-import { BmiErrorBody } from "./schemas.js";
+import { BmiErrorBody, ProjectParams } from "./schemas.js";
 
 /** Who may call a route: a HIL administrator, anyone with access to the project, or to the project's node. */
 export type Access = "admin" | "project" | "node";
@@ -69,6 +69,30 @@ export function v1Route<P extends Obj, Q extends Obj, B extends Obj>(
       reply.code(status);
       return status === 204 ? reply.send() : value;
     },
+  });
+}
+
+/** `GET /projects/:project/<resource>`: the project's rows, for anyone with access to the project. */
+export function projectListRoute(
+  app: FastifyInstance,
+  ctx: ServerContext,
+  list: {
+    resource: string;
+    tag: string;
+    summary: string;
+    row: z.ZodType;
+    run(project: string): Promise<unknown>;
+  },
+): void {
+  v1Route(app, ctx, {
+    method: "GET",
+    url: `/projects/:project/${list.resource}`,
+    tag: list.tag,
+    summary: list.summary,
+    access: "project",
+    params: ProjectParams,
+    response: z.array(list.row),
+    run: async ({ params }) => list.run(params.project),
   });
 }
 
