@@ -20,6 +20,7 @@ import {
   type Recorded,
   recordingRunner,
   round,
+  stopOnSignal,
   table,
   timingRunner,
   writeResult,
@@ -365,6 +366,7 @@ async function startBenchLab() {
       parts[part] = ms;
     },
   });
+  stopOnSignal(lab);
   return { lab, timing: { startMs: round(performance.now() - started), parts } };
 }
 

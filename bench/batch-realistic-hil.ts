@@ -14,7 +14,16 @@ import { cephOptionsFromConfig, createCephStorage, createLibrbdStorage } from "@
 import { createTgtExport, tgtOptionsFromConfig } from "@bmi/driver-tgt";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
-import { isEssentialTgtadm, log, type Recorded, recordingRunner, round, table, writeResult } from "./lib.js";
+import {
+  isEssentialTgtadm,
+  log,
+  type Recorded,
+  recordingRunner,
+  round,
+  stopOnSignal,
+  table,
+  writeResult,
+} from "./lib.js";
 
 process.env.UV_THREADPOOL_SIZE ??= "16"; // librbd calls hold a libuv thread each (koffi async)
 const { values } = parseArgs({
@@ -143,6 +152,7 @@ async function recordPlan(
 
 async function main() {
   const lab = await startBmiLab({ nodes: N + 1, hilActionDelayMs: 0 });
+  stopOnSignal(lab);
   try {
     const golden = await lab.createGoldenImage("golden");
     const recorder = recordingRunner(createExecaRunner({ subsystem: "export" }));

@@ -20,7 +20,7 @@ import {
   startBmiLab,
 } from "@bmi/lab";
 import { execa } from "execa";
-import { log, median, round, table, writeResult } from "./lib.js";
+import { log, median, round, stopOnSignal, table, writeResult } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -336,6 +336,7 @@ const cacheDir = process.env.BMI_DEBIAN_IMAGE_CACHE ?? join(homedir(), ".cache",
 const image = await buildDebianImage({ cacheDir });
 log(`image ${image.key} (${image.cacheHit ? "cache hit" : `built in ${image.ms} ms`})`);
 const lab = await startBmiLab({ project: "bench", nodes: 1, network: "auto", log });
+stopOnSignal(lab);
 try {
   await lab.createGoldenImage(GOLDEN, { file: image.path });
   const script = join(lab.dir, "bench-run.sh"); // in the lab dir: removed with the lab

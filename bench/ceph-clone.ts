@@ -10,7 +10,7 @@ import type { StorageDriver } from "@bmi/core";
 import { type CephStorageOptions, createCephStorage, createLibrbdStorage } from "@bmi/driver-ceph";
 import { startCephLab } from "@bmi/lab";
 import { execa } from "execa";
-import { median, round, table, writeResult } from "./lib.js";
+import { median, round, stopOnSignal, table, writeResult } from "./lib.js";
 
 // koffi's async calls run on libuv's pool (4 threads by default): room for 8 calls in flight.
 process.env.UV_THREADPOOL_SIZE ??= "16";
@@ -26,6 +26,7 @@ const rounds = Number(values.rounds);
 const floorScript = fileURLToPath(new URL("./librbd-floor.py", import.meta.url));
 
 const lab = await startCephLab();
+stopOnSignal(lab);
 const options: CephStorageOptions = {
   conf: lab.conf,
   keyring: lab.keyring,

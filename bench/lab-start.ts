@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
-import { log, median, round, table, writeResult } from "./lib.js";
+import { log, median, round, stopOnSignal, table, writeResult } from "./lib.js";
 
 const { values } = parseArgs({
   options: { rounds: { type: "string", default: "3" }, "demo-rounds": { type: "string", default: "1" } },
@@ -30,9 +30,11 @@ async function labOnce() {
   const parts: Record<string, number> = {};
   const started = performance.now();
   const lab = await startBmiLab({ nodes: 2, onProgress: (part, ms) => (parts[part] = ms) });
+  const release = stopOnSignal(lab);
   const totalMs = performance.now() - started;
   const stopping = performance.now();
   await lab.stop();
+  release();
   starts.push({ totalMs, stopMs: performance.now() - stopping, parts });
 }
 

@@ -141,3 +141,29 @@ export function isEssentialTgtadm(c: Recorded): boolean {
   const op = (mode: string, o: string) => a.includes(mode) && a[a.indexOf("--op") + 1] === o;
   return op("target", "new") || op("logicalunit", "new") || op("target", "bind") || op("target", "delete");
 }
+
+/**
+ * Stops `lab` (its daemons by PID, its namespace and temp dir) on Ctrl-C or SIGTERM before the
+ * process exits (130), so an interrupted benchmark leaves nothing running, as a failed one does.
+ * Returns the function that removes the handlers (for a lab stopped normally).
+ */
+export function stopOnSignal(lab: { stop(): Promise<unknown> }): () => void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // Kept for a second signal too (e.g. tsx relays one): the process stays until the lab is down.
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping the lab`);
+    // The work still running fails as its store and daemons go away; those failures must not end
+    // the process before the stop has finished (that would leave the daemons running).
+    process.on("unhandledRejection", () => {});
+    process.on("uncaughtException", () => {});
+    void lab.stop().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+}

@@ -5,12 +5,13 @@
 import { parseArgs } from "node:util";
 import { createLibrbdStorage } from "@bmi/driver-ceph";
 import { startCephLab } from "@bmi/lab";
-import { round, writeResult } from "./lib.js";
+import { round, stopOnSignal, writeResult } from "./lib.js";
 
 process.env.UV_THREADPOOL_SIZE ??= "16";
 const { values } = parseArgs({ options: { count: { type: "string", default: "1000" } } });
 const count = Number(values.count);
 const lab = await startCephLab();
+stopOnSignal(lab);
 const storage = createLibrbdStorage({
   conf: lab.conf,
   keyring: lab.keyring,

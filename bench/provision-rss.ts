@@ -6,7 +6,7 @@
 //   pnpm -s exec tsx bench/provision-rss.ts [--nodes 1000] [--concurrency 8]
 import { parseArgs } from "node:util";
 import { startBmiLab } from "@bmi/lab";
-import { round, table, writeResult } from "./lib.js";
+import { round, stopOnSignal, table, writeResult } from "./lib.js";
 
 process.env.UV_THREADPOOL_SIZE ??= "16";
 const { values } = parseArgs({
@@ -22,6 +22,7 @@ const lab = await startBmiLab({
   hilActionDelayMs: 0,
   configOverrides: { fs: { client: "librbd" } },
 });
+stopOnSignal(lab);
 try {
   const golden = await lab.createGoldenImage("golden");
   const samples: Array<{ phase: string; nodes: number; rssMiB: number; heapMiB: number }> = [];

@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { startBmiLab } from "@bmi/lab";
 import { execa } from "execa";
-import { log, median, round, table, writeResult } from "./lib.js";
+import { log, median, round, stopOnSignal, table, writeResult } from "./lib.js";
 
 const { values } = parseArgs({
   options: { gib: { type: "string", default: "1" }, rounds: { type: "string", default: "3" } },
@@ -15,6 +15,7 @@ const GIB = Number(values.gib);
 const ROUNDS = Number(values.rounds);
 
 const lab = await startBmiLab({ nodes: 1, hilActionDelayMs: 0 });
+stopOnSignal(lab);
 try {
   const { bmi, project, ceph } = lab;
   await lab.createGoldenImage("golden");

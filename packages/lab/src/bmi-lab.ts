@@ -139,7 +139,7 @@ export interface BmiLab {
   writeBootMarker(disk: { target: TargetInfo | null }, marker: string): Promise<void>;
   /** What BMI made that is still there: RBD images (besides imported sources), targets, boot files. */
   leftovers(): Promise<{ images: string[]; targets: string[]; bootFiles: string[] }>;
-  /** Tears everything down that the lab started, in reverse order; safe to call twice. */
+  /** Tears everything down that the lab started, in reverse order; safe to call twice (a second call resolves once the first has finished). */
   stop(): Promise<void>;
 }
 
@@ -227,7 +227,7 @@ async function beginLab(options: BmiLabOptions): Promise<LabStart> {
   const dir = options.dir ?? (temp?.path as string);
   await mkdir(dir, { recursive: true });
   const cleanups: (() => Promise<unknown>)[] = [];
-  let stopped = false;
+  let stopping: Promise<void> | undefined;
   return {
     options,
     dir,
@@ -240,11 +240,14 @@ async function beginLab(options: BmiLabOptions): Promise<LabStart> {
       return result;
     },
     onStop: (cleanup) => cleanups.push(cleanup),
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-      if (temp) await temp.remove();
+    // A second stop() (a signal handler's and the caller's finally) waits for the first to end,
+    // so no caller goes on, or exits, while the daemons are still being stopped.
+    stop() {
+      stopping ??= (async () => {
+        for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+        if (temp) await temp.remove();
+      })();
+      return stopping;
     },
   };
 }
