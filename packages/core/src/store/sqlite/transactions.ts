@@ -89,14 +89,7 @@ export function createTransactions(db: Database.Database): Transactions {
     }
   };
 
-  const atomically = <T>(fn: () => T): T => {
-    try {
-      return db.transaction(fn).immediate();
-    } catch (error) {
-      throw mapSqliteError(error);
-    }
-  };
-
+  /** Runs synchronous SQLite work; its failures as the store's errors. */
   const plain = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -104,14 +97,8 @@ export function createTransactions(db: Database.Database): Transactions {
       throw mapSqliteError(error);
     }
   };
-
-  const sql = (statement: string) => {
-    try {
-      db.exec(statement);
-    } catch (error) {
-      throw mapSqliteError(error);
-    }
-  };
+  const atomically = <T>(fn: () => T): T => plain(() => db.transaction(fn).immediate());
+  const sql = (statement: string) => plain(() => db.exec(statement));
 
   async function transaction<T>(level: Level, fn: (inner: Level) => Promise<T>): Promise<T> {
     const parent = target(level);
