@@ -58,13 +58,13 @@ export interface PxeBootOptions {
   /** pxelinux menu timeout in tenths of a second (default 30, the original's 3 s). */
   menuTimeout?: number;
   /**
-   * `[dhcp] hosts_path`: also write one dnsmasq host entry per provisioned MAC, as `<node>.hosts`
+   * `[tftp] dhcp_hosts_path`: also write one dnsmasq host entry per provisioned MAC, as `<node>.hosts`
    * in this directory inside the root (dnsmasq's `--dhcp-hostsdir`, run with
    * `--dhcp-ignore=tag:!known` so only those MACs get a lease). Default: none.
    */
   dhcpHostsPath?: string;
   /**
-   * `[dhcp] dnsmasq_pid_file`: the dnsmasq to SIGHUP when a host entry is removed or changed
+   * `[tftp] dnsmasq_pid_file`: the dnsmasq to SIGHUP when a host entry is removed or changed
    * (it picks new files up by itself, but forgets removed entries only on SIGHUP).
    */
   dnsmasqPidFile?: string;
