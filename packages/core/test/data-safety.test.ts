@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   BmiError,
   type BmiEvent,
@@ -178,7 +178,6 @@ describe("22.3 a node HIL gave to another project", () => {
 describe("22.4 lock leases", () => {
   it("are renewed while an operation outlives its lease, so a second provision of the node is refused", async () => {
     let release: () => void = () => {};
-    // Long enough that a busy shared machine does not starve the renewal timer; five leases pass.
     const lease = 500;
     const env = await setup({ settings: { lockLeaseMs: lease } });
     let held = false;
@@ -189,13 +188,21 @@ describe("22.4 lock leases", () => {
         release = resolve;
       });
     });
+    // The clock and the renewal timer are simulated: five leases pass in order, each renewal run
+    // before the clock moves on. With real time, a loaded machine that starved the renewal timer
+    // for a third of a lease made this test fail without any defect.
+    vi.useFakeTimers({ toFake: ["Date", "setInterval", "clearInterval"], now: Date.now() });
     const first = env.bmi.provision(PROVISION);
-    while (!held) await sleep(5);
-    await sleep(5 * lease);
-    const second = await thrown(() => env.bmi.provision({ ...PROVISION, disk: "d2" }));
-    release();
-    expect(second.code).toBe("conflict");
-    expect(second.message).toMatch(/node n1 is being changed by another operation/);
+    try {
+      while (!held) await sleep(5);
+      await vi.advanceTimersByTimeAsync(5 * lease);
+      const second = await thrown(() => env.bmi.provision({ ...PROVISION, disk: "d2" }));
+      expect(second.code).toBe("conflict");
+      expect(second.message).toMatch(/node n1 is being changed by another operation/);
+    } finally {
+      release();
+      vi.useRealTimers();
+    }
     expect((await first).disk).toBe("d1");
     expect((await env.bmi.listProvisionings()).map((p) => p.disk)).toEqual(["d1"]);
   });
@@ -278,16 +285,18 @@ describe("22.6 a database another process holds locked", () => {
     const other = new Database(path);
     try {
       other.exec("BEGIN EXCLUSIVE");
-      let ticks = 0;
-      const ticker = setInterval(() => ticks++, 10);
+      let settled = false;
       const created = bmi.createProject({ name: "p3" });
+      const markSettled = () => {
+        settled = true;
+      };
+      created.then(markSettled, markSettled);
       await sleep(300);
-      const ticksWhileLocked = ticks;
+      // Still waiting, and this thread got to run the COMMIT that ends the wait: a busy wait inside
+      // SQLite would hold this same thread until its timeout and then fail with SQLITE_BUSY.
+      expect(settled).toBe(false);
       other.exec("COMMIT");
       expect((await created).name).toBe("p3");
-      clearInterval(ticker);
-      // A loop held by SQLite's busy wait would not have ticked at all before the COMMIT.
-      expect(ticksWhileLocked).toBeGreaterThan(3);
       expect((await bmi.listProjects()).map((p) => p.name)).toEqual(["p3"]);
     } finally {
       other.close();
