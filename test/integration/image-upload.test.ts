@@ -26,6 +26,10 @@ async function bmi(...args: string[]) {
   return { code, json: JSON.parse(out.text()) };
 }
 
+/** This lab's RBD images (`<uid>img<id>`): other test files may share the pool. */
+const labImages = async () =>
+  (await lab.drivers.storage.list()).filter((name) => name.startsWith(`${lab.settings.uid}img`));
+
 beforeAll(async () => {
   lab = await startBmiLab({ ceph: inject("ceph"), nodes: 1, hilActionDelayMs: 5 });
   raw = (await buildBootImage(join(lab.dir, "upload.raw"), { marker: "UPLOADED" })).path;
@@ -70,11 +74,11 @@ describe("bmi image upload", () => {
   });
 
   it("a wrong checksum is refused (invalid input) and nothing is made", async () => {
-    const before = await lab.drivers.storage.list();
+    const before = await labImages();
     const refused = await bmi("image", "upload", lab.project, raw, "bad", "--sha256", "f".repeat(64));
     expect(refused.code).toBe(EXIT.usage);
     expect(refused.json.error).toMatchObject({ code: "invalid_input" });
-    expect(await lab.drivers.storage.list()).toEqual(before);
+    expect(await labImages()).toEqual(before);
     expect((await lab.bmi.listImages({ project: lab.project })).map((i) => i.name)).not.toContain("bad");
   });
 });
