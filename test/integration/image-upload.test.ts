@@ -26,9 +26,8 @@ async function bmi(...args: string[]) {
   return { code, json: JSON.parse(out.text()) };
 }
 
-/** This lab's RBD images (`<uid>img<id>`): other test files may share the pool. */
-const labImages = async () =>
-  (await lab.drivers.storage.list()).filter((name) => name.startsWith(`${lab.settings.uid}img`));
+/** This lab's RBD images, by the lab's own naming rule: other test files may share the pool. */
+const labImages = async () => (await lab.leftovers()).images;
 
 beforeAll(async () => {
   lab = await startBmiLab({ ceph: inject("ceph"), nodes: 1, hilActionDelayMs: 5 });
