@@ -4,6 +4,7 @@
  * request, and afterwards the DB, Ceph, tgt, the TFTP root and HIL agree, with nothing orphaned.
  * The next batch picks up where the killed one stopped; the last one runs to the end.
  */
+import type { Drift } from "@bmi/core";
 import { type BmiLab, startBmiLab } from "@bmi/lab";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { scopedStorage } from "./helpers.js";
@@ -56,6 +57,31 @@ const batch = () => {
   return child;
 };
 
+/**
+ * reconcile({ repair: true }) until nothing fails. A child killed while librbd had one of its
+ * clones open leaves a watch that Ceph keeps until osd_client_watch_timeout (30 s) passes, and
+ * until then removing that clone is refused as busy: the one failure that may be retried here.
+ */
+async function repairAll(context: string): Promise<Drift[]> {
+  const repaired: Drift[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const report = await lab.bmi.reconcile({ repair: true });
+    repaired.push(...report.repaired);
+    const watched = report.failed.filter((f) => f.code === "busy" && f.error.includes("watchers"));
+    if (watched.length === 0 || attempt > 15) {
+      expect(report.failed, `${context}: repair failures (attempt ${attempt})`).toEqual([]);
+      return repaired;
+    }
+    expect(report.failed, `${context}: only a dead client's watch blocks a repair`).toEqual(watched);
+    expect(
+      watched.every((f) => f.retryable),
+      context,
+    ).toBe(true);
+    process.stderr.write(`crash batch: ${context}: ${watched.length} image(s) still watched, retrying\n`);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+  }
+}
+
 /** DB, Ceph, tgt, the TFTP root and HIL say the same thing, and nothing is orphaned. */
 async function expectAgreement(context: string): Promise<void> {
   const { store, drivers, settings } = lab;
@@ -100,11 +126,10 @@ it(`a batch of ${NODES} provisionings killed at ${KILL_AFTER_STEPS.length} momen
     const interrupted = report.drift.filter((d) => d.kind === "interrupted_operation");
     // Four provisionings run at once, so at least one was cut short.
     expect(interrupted.length, context).toBeGreaterThan(0);
-    const repaired = await lab.bmi.reconcile({ repair: true });
-    expect(repaired.failed, context).toEqual([]);
+    const repaired = await repairAll(context);
     // Not an exact match with the first report: a HIL action the dead process queued may finish in between.
-    expect(repaired.repaired.length, context).toBeGreaterThan(0);
-    repairedKinds = new Set([...repairedKinds, ...repaired.repaired.map((d) => d.kind)]);
+    expect(repaired.length, context).toBeGreaterThan(0);
+    repairedKinds = new Set([...repairedKinds, ...repaired.map((d) => d.kind)]);
     await expectAgreement(context);
     const done = (await lab.store.provisionings.list()).length;
     expect(done, `${context}: provisionings only grow`).toBeGreaterThanOrEqual(before);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { BmiError } from "@bmi/core";
 import type { MemoryBmi } from "@bmi/core/testing";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
@@ -233,5 +234,29 @@ describe("deprovision", () => {
     const ok = await bmi("dpro", "p1", "n1", "eth0", "--power-off");
     expect(ok).toMatchObject({ code: EXIT.ok, stdout: "node n1 deprovisioned\n" });
     expect(await memory.bmi.listProvisionings()).toEqual([]);
+  });
+});
+
+describe("reconcile", () => {
+  it("a repair that failed is a FAILED line saying whether a later run may succeed", async () => {
+    expect((await bmi("db", "init")).code).toBe(EXIT.ok);
+    await memory.boot.write({
+      node: "n2",
+      macs: ["52:54:00:00:00:02"],
+      target: { name: "iqn.2026-11.org.bmi:stray", portal: "127.0.0.1", port: 3260, lun: 1 },
+      firmware: "bios",
+      label: "stray",
+    });
+    memory.boot.failNext("remove", new BmiError("busy", "the TFTP root is being synced"));
+    const r = await bmi("reconcile", "--repair", "--remove", "n2");
+    expect(r.code).toBe(EXIT.conflict);
+    expect(r.stdout).toMatch(
+      /^FAILED\tunknown\tn2\tthe TFTP root is being synced \(may succeed if run again later\)$/m,
+    );
+    const json = JSON.parse((await bmi("reconcile", "--json")).stdout);
+    expect(json.drift).toEqual([expect.objectContaining({ kind: "unknown", subject: "n2" })]);
+    const again = await bmi("reconcile", "--repair", "--remove", "n2");
+    expect(again.code).toBe(EXIT.ok);
+    expect(await memory.boot.read("n2")).toBeNull();
   });
 });

@@ -80,6 +80,12 @@ describe("reconcile: the provisioning network in HIL and failed operations (issu
     isolation.failNext("detach", busy, 1);
     const first = await bmi.reconcile({ repair: true });
     expect(first.failed.map((f) => f.drift.kind).sort()).toEqual(["incomplete_undo", "orphan_attachment"]);
+    // Each failure carries its error's code, so a script can tell "run again later" from "needs a human".
+    expect(first.failed.find((f) => f.drift.kind === "orphan_attachment")).toMatchObject({
+      code: "busy",
+      retryable: true,
+      error: expect.stringMatching(/networking operation/),
+    });
     const second = await bmi.reconcile({ repair: true });
     expect(second.failed).toEqual([]);
     expect(second.repaired.map((d) => d.kind)).toEqual(["orphan_attachment", "incomplete_undo"]);

@@ -38,7 +38,10 @@ const BY_REASON = {
   auth: ["permission_denied", "Ceph refused the client's key (cephx authentication failed)"],
   keyring: ["permission_denied", "no keyring was found for the Ceph client"],
   connect: ["unavailable", "could not connect to the Ceph cluster"],
-  watchers: ["busy", "the image is in use (it has watchers, e.g. an iSCSI export)"],
+  watchers: [
+    "busy",
+    "the image is in use (it has watchers: e.g. an iSCSI export, or a client that died with it open, whose watch Ceph keeps until osd_client_watch_timeout, 30 s by default)",
+  ],
   snapshots: ["busy", "the image has snapshots; remove them first"],
   children: ["busy", "the snapshot has clones; flatten or remove them first"],
   protected: ["busy", "the snapshot is protected; unprotect it first"],

@@ -28,7 +28,10 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
             const how = d.repair && !o.repair ? ` (repair: ${d.repair})` : "";
             return `${repaired.has(`${d.kind}:${d.subject}`) ? "repaired" : "found"}\t${d.kind}\t${d.subject}\t${d.detail}${how}`;
           }),
-          ...report.failed.map((f) => `FAILED\t${f.drift.kind}\t${f.drift.subject}\t${f.error}`),
+          ...report.failed.map(
+            (f) =>
+              `FAILED\t${f.drift.kind}\t${f.drift.subject}\t${f.error}${f.retryable ? " (may succeed if run again later)" : ""}`,
+          ),
         ];
         return done(report, lines, remaining.length > 0 ? EXIT.conflict : EXIT.ok);
       }),

@@ -591,7 +591,9 @@ export interface Bmi extends AsyncDisposable {
    * @example
    * ```ts
    * const report = await bmi.reconcile({ repair: true });
-   * for (const { drift, error } of report.failed) console.error(drift.kind, drift.subject, error);
+   * for (const { drift, error, retryable } of report.failed) {
+   *   console.error(drift.kind, drift.subject, error, retryable ? "(run again later)" : "(needs a human)");
+   * }
    * ```
    */
   reconcile(

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { targetNameFor } from "../config/settings.js";
 import { imageIdFromCephName } from "../domain/names.js";
 import { parseInput } from "../domain/validate.js";
-import { BmiError, isBmiError, toBmiError } from "../errors/index.js";
+import { BmiError, type ErrorCode, isBmiError, toBmiError } from "../errors/index.js";
 import type { BootEntry } from "../ports/boot.js";
 import { type ExportAccess, sameInitiators } from "../ports/export.js";
 import type { NetworkAttachment } from "../ports/isolation.js";
@@ -42,7 +42,11 @@ export interface Drift {
 export interface ReconcileReport {
   drift: Drift[];
   repaired: Drift[];
-  failed: { drift: Drift; error: string }[];
+  /**
+   * Repairs that failed, with the error's code: `retryable` ones (e.g. `busy` while Ceph still
+   * holds a crashed client's watch on an image) may succeed on a later run.
+   */
+  failed: { drift: Drift; error: string; code: ErrorCode; retryable: boolean }[];
 }
 
 const ReconcileOptions = z.strictObject({
@@ -133,8 +137,8 @@ async function applyFixes(
       report.repaired.push(fix.drift);
       ctx.logger.info({ drift: fix.drift.kind, subject: fix.drift.subject }, "drift repaired");
     } catch (error) {
-      const message = toBmiError(error).message;
-      report.failed.push({ drift: fix.drift, error: message });
+      const { message, code, retryable } = toBmiError(error);
+      report.failed.push({ drift: fix.drift, error: message, code, retryable });
       failedSubjects.add(fix.drift.subject);
       ctx.logger.warn(
         { drift: fix.drift.kind, subject: fix.drift.subject, err: message },

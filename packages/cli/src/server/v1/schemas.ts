@@ -52,7 +52,14 @@ const DriftItem = z.looseObject({
 export const Reconcile = z.object({
   drift: z.array(DriftItem),
   repaired: z.array(DriftItem),
-  failed: z.array(z.object({ drift: DriftItem, error: z.string() })),
+  failed: z.array(
+    z.object({
+      drift: DriftItem,
+      error: z.string(),
+      code: z.string().describe("the error's stable code, e.g. busy"),
+      retryable: z.boolean().describe("true when running reconcile again later may succeed"),
+    }),
+  ),
 });
 export const BmiErrorBody = z
   .object({
