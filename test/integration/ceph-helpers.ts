@@ -14,23 +14,26 @@ export function rbdAsClient(ceph: CephLabInfo, args: readonly string[]) {
   });
 }
 
+const asAdmin = (ceph: CephLabInfo) => [
+  "--conf",
+  ceph.conf,
+  "--name",
+  "client.admin",
+  "--keyring",
+  ceph.adminKeyring,
+];
+
 /** `ceph` as client.admin (pool creation and the like); throws on failure. */
 export async function cephAdmin(ceph: CephLabInfo, args: readonly string[]): Promise<string> {
-  const result = await execa(
-    "ceph",
-    [
-      "--conf",
-      ceph.conf,
-      "--name",
-      "client.admin",
-      "--keyring",
-      ceph.adminKeyring,
-      "--connect-timeout",
-      "10",
-      ...args,
-    ],
-    { timeout: 60_000 },
-  );
+  const result = await execa("ceph", [...asAdmin(ceph), "--connect-timeout", "10", ...args], {
+    timeout: 60_000,
+  });
+  return result.stdout;
+}
+
+/** `rados` as client.admin on the lab's pool: raw objects, to put an image in a state a crash leaves. */
+export async function radosAdmin(ceph: CephLabInfo, args: readonly string[]): Promise<string> {
+  const result = await execa("rados", [...asAdmin(ceph), "--pool", ceph.pool, ...args], { timeout: 60_000 });
   return result.stdout;
 }
 

@@ -6,8 +6,9 @@
  *
  *   provision <config> <project> <node> <disk> <image> <startAtEpochMs>
  *       waits until startAt (so two processes start together), provisions, prints one JSON line
- *   hold <config> <project> <node> <disk> <image>
- *       provisions but stops forever before writing boot files (holding the node lock), after printing "holding"
+ *   hold <config> <project> <node> <disk> <image> [step]
+ *       provisions but stops forever before `step` (default "write boot files"), holding the node
+ *       lock, after printing "holding"
  *   batch <config> <project> <count> <image>
  *       provisions nodes node-01..node-<count> with disks bd-<node>, 4 at a time; prints "step" per finished step
  */
@@ -43,9 +44,14 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === "hold") {
-    const [project, node, disk, image] = rest as [string, string, string, string];
+    const [project, node, disk, image, before = "write boot files"] = rest as [
+      string,
+      string,
+      string,
+      string,
+    ];
     const bmi = open(configPath, async ({ step }) => {
-      if (step !== "write boot files") return;
+      if (step !== before) return;
       print({ holding: true });
       await new Promise(() => {}); // until SIGKILL
     });

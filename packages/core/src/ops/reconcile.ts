@@ -159,9 +159,20 @@ const unknownFix = (subject: string, detail: string, remove: () => Promise<unkno
   apply: remove,
 });
 
+/**
+ * A clone cut short inside rbd_clone (its process killed after the pool's directory entry, before
+ * the header) is listed but cannot be opened: it has no snapshots, and rbd_remove still removes it.
+ */
+async function snapshotsOf(ctx: BmiContext, name: string) {
+  return ctx.drivers.storage.listSnapshots(name).catch((error: unknown) => {
+    if (isBmiError(error, "not_found")) return [];
+    throw error;
+  });
+}
+
 async function removeImageAndSnapshots(ctx: BmiContext, name: string): Promise<void> {
   const { storage } = ctx.drivers;
-  for (const snap of await storage.listSnapshots(name)) {
+  for (const snap of await snapshotsOf(ctx, name)) {
     const ref = { image: name, snapshot: snap.name };
     if (snap.protected) await storage.unprotectSnapshot(ref);
     await storage.removeSnapshot(ref);
