@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { CephLabInfo } from "@bmi/lab";
-import { waitFor } from "@bmi/lab";
+import { cephAdminArgs, waitFor } from "@bmi/lab";
 import { execa } from "execa";
 
 /** A random prefix for the images of one test file, so files sharing the lab pool never collide. */
@@ -14,18 +14,9 @@ export function rbdAsClient(ceph: CephLabInfo, args: readonly string[]) {
   });
 }
 
-const asAdmin = (ceph: CephLabInfo) => [
-  "--conf",
-  ceph.conf,
-  "--name",
-  "client.admin",
-  "--keyring",
-  ceph.adminKeyring,
-];
-
 /** `ceph` as client.admin (pool creation and the like); throws on failure. */
 export async function cephAdmin(ceph: CephLabInfo, args: readonly string[]): Promise<string> {
-  const result = await execa("ceph", [...asAdmin(ceph), "--connect-timeout", "10", ...args], {
+  const result = await execa("ceph", [...cephAdminArgs(ceph), "--connect-timeout", "10", ...args], {
     timeout: 60_000,
   });
   return result.stdout;
@@ -33,7 +24,9 @@ export async function cephAdmin(ceph: CephLabInfo, args: readonly string[]): Pro
 
 /** `rados` as client.admin on the lab's pool: raw objects, to put an image in a state a crash leaves. */
 export async function radosAdmin(ceph: CephLabInfo, args: readonly string[]): Promise<string> {
-  const result = await execa("rados", [...asAdmin(ceph), "--pool", ceph.pool, ...args], { timeout: 60_000 });
+  const result = await execa("rados", [...cephAdminArgs(ceph), "--pool", ceph.pool, ...args], {
+    timeout: 60_000,
+  });
   return result.stdout;
 }
 

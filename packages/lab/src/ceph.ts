@@ -354,6 +354,11 @@ async function run(
   return String(result.stdout ?? "");
 }
 
+/** The options that make `ceph`, `rados` or `rbd` act as client.admin on this lab's cluster. */
+export function cephAdminArgs(ceph: Pick<CephLabInfo, "conf" | "adminKeyring">): string[] {
+  return ["--conf", ceph.conf, "--name", "client.admin", "--keyring", ceph.adminKeyring];
+}
+
 function adminCli(conf: string): CephLab["ceph"] {
   return (args, options = {}) => run("ceph", ["-c", conf, "--connect-timeout", "10", ...args], options);
 }

@@ -3,7 +3,7 @@ import { rm } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
-import type { CephLabInfo } from "../ceph.js";
+import { type CephLabInfo, cephAdminArgs } from "../ceph.js";
 import { stopPid, waitFor } from "../process.js";
 import { inNetns } from "./commands.js";
 
@@ -97,16 +97,7 @@ export async function bridgeLoopbackPorts(
 
 /** The TCP ports a Ceph client talks to: every monitor's and every OSD's (v1 and v2), from the cluster. */
 export async function cephClientPorts(ceph: CephLabInfo): Promise<number[]> {
-  const admin = [
-    "--conf",
-    ceph.conf,
-    "--name",
-    "client.admin",
-    "--keyring",
-    ceph.adminKeyring,
-    "--connect-timeout",
-    "10",
-  ];
+  const admin = [...cephAdminArgs(ceph), "--connect-timeout", "10"];
   const dump = async (what: string) =>
     JSON.stringify(
       JSON.parse(
