@@ -49,6 +49,7 @@ async function main(argv: string[]): Promise<void> {
       string,
       string,
       string,
+      string?,
     ];
     const bmi = open(configPath, async ({ step }) => {
       if (step !== before) return;
